@@ -1,0 +1,3 @@
+//! The command table and the command families.
+
+pub mod spec;

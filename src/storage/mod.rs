@@ -1,0 +1,1 @@
+//! Per-shard storage: the keyspace table, value encodings and expiry.

@@ -1,0 +1,5 @@
+//! Small Redis-exact helpers: glob matching, CRC16 hash slots, number parsing and formatting.
+
+pub mod crc16;
+pub mod glob;
+pub mod num;
