@@ -1,7 +1,7 @@
 //! The percore binary: parse the configuration, then run the server on every core.
 
 fn main() {
-    glommio::early_init();
+    percore::server::early_init();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let config = match percore::config::load(&args) {
         Ok(c) => c,
