@@ -1,0 +1,576 @@
+//! One logical database (SELECT n) on one shard: keys, out-of-line objects and the volatile-key index.
+
+use super::table::{self, Pos, Table};
+use super::value::{
+    Expiry, Kind, NewPayload, Object, OwnedValue, Payload, Record, StrRef, EMBSTR_MAX,
+};
+use crate::util::num;
+
+/// How a lookup treats the key it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A read: updates LRU and keyspace hit/miss counters.
+    Read,
+    /// A write: updates LRU, no hit/miss counting (Redis's LOOKUP_WRITE).
+    Write,
+    /// A peek: no LRU update, counters as a read (Redis's LOOKUP_NOTOUCH: TTL, TYPE, EXISTS, OBJECT).
+    NoTouch,
+    /// Internal use: no LRU update, no counters.
+    Silent,
+}
+
+/// How a string is encoded when stored (Redis decides per command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrEncoding {
+    /// As tryObjectEncoding: int when it is a canonical 64-bit integer, else embstr/raw by length.
+    Auto,
+    /// Never int: embstr/raw by length (e.g. INCRBYFLOAT results).
+    NoInt,
+    /// Always raw: out of line and growable (APPEND, SETRANGE).
+    Raw,
+}
+
+/// Counters Redis reports in INFO stats, kept per database and summed per shard.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyStats {
+    /// keyspace_hits.
+    pub hits: u64,
+    /// keyspace_misses.
+    pub misses: u64,
+    /// expired_keys.
+    pub expired: u64,
+}
+
+/// Out-of-line objects, addressed by a u32 index stored in the record.
+#[derive(Debug, Default)]
+struct Slab {
+    objects: Vec<Option<Object>>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, o: Object) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.objects[i as usize] = Some(o);
+            i
+        } else {
+            self.objects.push(Some(o));
+            (self.objects.len() - 1) as u32
+        }
+    }
+
+    fn take(&mut self, i: u32) -> Object {
+        let o = self.objects[i as usize].take().expect("live slab index");
+        self.free.push(i);
+        o
+    }
+
+    fn get(&self, i: u32) -> &Object {
+        self.objects[i as usize].as_ref().expect("live slab index")
+    }
+
+    fn get_mut(&mut self, i: u32) -> &mut Object {
+        self.objects[i as usize].as_mut().expect("live slab index")
+    }
+}
+
+/// The 24-bit LRU clock for `now_ms` (seconds resolution, as Redis's LRU_CLOCK).
+#[inline]
+pub fn lru_clock(now_ms: u64) -> u32 {
+    ((now_ms / 1000) & 0xff_ffff) as u32
+}
+
+/// One database: see the module docs.
+#[derive(Debug, Default)]
+pub struct Db {
+    table: Table<Record>,
+    slab: Slab,
+    /// Keys that have a TTL, so active expiry samples only those (Redis's `expires` dict).
+    volatile: Vec<Box<[u8]>>,
+    /// Counters for INFO.
+    pub stats: KeyStats,
+}
+
+/// The slab index a payload points at, if any.
+#[inline]
+fn slab_index(p: Payload<'_>) -> Option<u32> {
+    match p {
+        Payload::Slab(i) => Some(i),
+        _ => None,
+    }
+}
+
+/// Parses a stored-string candidate as Redis's int encoding would.
+#[inline]
+fn as_int(v: &[u8]) -> Option<i64> {
+    if v.len() <= 20 {
+        num::parse_i64(v)
+    } else {
+        None
+    }
+}
+
+impl Db {
+    /// An empty database.
+    pub fn new() -> Self {
+        Db::default()
+    }
+
+    /// Number of keys (including ones expired but not yet collected, as DBSIZE).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when the database holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Number of keys with a TTL.
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Finds a live key. An expired key is deleted on the way (lazy expiry).
+    #[inline]
+    pub fn find(&mut self, key: &[u8], now_ms: u64, access: Access) -> Option<Pos> {
+        let found = self.table.find(key);
+        let pos = match found {
+            Some(p) => {
+                let rec = self.table.at(p);
+                match rec.expire_at() {
+                    Some(at) if at < now_ms => {
+                        self.remove_at(p);
+                        self.stats.expired += 1;
+                        None
+                    }
+                    _ => Some(p),
+                }
+            }
+            None => None,
+        };
+        match access {
+            Access::Read | Access::NoTouch => {
+                if pos.is_some() {
+                    self.stats.hits += 1;
+                } else {
+                    self.stats.misses += 1;
+                }
+            }
+            Access::Write | Access::Silent => {}
+        }
+        if let (Some(p), Access::Read | Access::Write) = (pos, access) {
+            self.table.at_mut(p).set_lru(lru_clock(now_ms));
+        }
+        pos
+    }
+
+    /// True when `key` exists and is live, without side effects on counters or LRU.
+    pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.find(key, now_ms, Access::Silent).is_some()
+    }
+
+    /// The record at `pos`.
+    #[inline]
+    pub fn record(&self, pos: Pos) -> &Record {
+        self.table.at(pos)
+    }
+
+    /// The value's type at `pos`.
+    #[inline]
+    pub fn kind(&self, pos: Pos) -> Kind {
+        self.table.at(pos).kind()
+    }
+
+    /// The string at `pos`, or None when the value is not a string.
+    #[inline]
+    pub fn str_at(&self, pos: Pos) -> Option<StrRef<'_>> {
+        let rec = self.table.at(pos);
+        match rec.payload() {
+            Payload::Inline(b) => Some(StrRef::Bytes(b)),
+            Payload::Int(i) => Some(StrRef::Int(i)),
+            Payload::Slab(i) => match self.slab.get(i) {
+                Object::RawStr(v) => Some(StrRef::Bytes(v)),
+            },
+        }
+    }
+
+    /// The OBJECT ENCODING name of the value at `pos`.
+    pub fn encoding_name(&self, pos: Pos) -> &'static str {
+        let rec = self.table.at(pos);
+        match rec.payload() {
+            Payload::Int(_) => "int",
+            Payload::Inline(_) => "embstr",
+            Payload::Slab(i) => match self.slab.get(i) {
+                Object::RawStr(_) => "raw",
+            },
+        }
+    }
+
+    /// The slab object at `pos`, mutably, if the value lives out of line.
+    pub fn object_mut(&mut self, pos: Pos) -> Option<&mut Object> {
+        match self.table.at(pos).payload() {
+            Payload::Slab(i) => Some(self.slab.get_mut(i)),
+            _ => None,
+        }
+    }
+
+    /// Deletes the key at `pos`.
+    pub fn remove_at(&mut self, pos: Pos) {
+        let _ = self.take_at(pos);
+    }
+
+    /// Deletes `key` if it exists (expired or not); true when something was deleted live.
+    pub fn delete(&mut self, key: &[u8], now_ms: u64) -> bool {
+        match self.find(key, now_ms, Access::Silent) {
+            Some(p) => {
+                self.remove_at(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the key at `pos` and returns its value and absolute expiry.
+    pub fn take_at(&mut self, pos: Pos) -> (OwnedValue, Option<u64>) {
+        let rec = self.table.remove_at(pos);
+        let expiry = rec.expiry();
+        if let Some(e) = expiry {
+            self.unindex_volatile(e.volatile_idx);
+        }
+        let value = match rec.payload() {
+            Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
+            Payload::Int(i) => OwnedValue::Int(i),
+            Payload::Slab(i) => OwnedValue::Object(self.slab.take(i)),
+        };
+        (value, expiry.map(|e| e.at_ms))
+    }
+
+    /// A copy of the value at `pos` (for COPY).
+    pub fn clone_at(&self, pos: Pos) -> OwnedValue {
+        match self.table.at(pos).payload() {
+            Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
+            Payload::Int(i) => OwnedValue::Int(i),
+            Payload::Slab(i) => OwnedValue::Object(self.slab.get(i).clone()),
+        }
+    }
+
+    /// Stores `value` under `key` with an absolute expiry, replacing any existing key.
+    pub fn insert_owned(
+        &mut self,
+        key: &[u8],
+        value: OwnedValue,
+        expire_at: Option<u64>,
+        now_ms: u64,
+    ) {
+        if let Some(p) = self.table.find(key) {
+            self.remove_at(p);
+        }
+        let expiry = expire_at.map(|at| self.index_volatile(key, at));
+        let lru = lru_clock(now_ms);
+        let rec = match value {
+            OwnedValue::Int(i) => Record::new(key, NewPayload::Int(i), expiry, lru),
+            OwnedValue::Inline(b) => Record::new(key, NewPayload::Inline(&b), expiry, lru),
+            OwnedValue::Object(o) => {
+                let kind = o.kind();
+                let idx = self.slab.insert(o);
+                Record::new(key, NewPayload::Slab(kind, idx), expiry, lru)
+            }
+        };
+        self.table.insert_new_hashed(table::hash(key), rec);
+    }
+
+    /// Stores a string, replacing any existing key. `keep_ttl` keeps an existing
+    /// key's TTL, otherwise `expire_at` (absolute ms) or none is set.
+    pub fn set_str(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        enc: StrEncoding,
+        expire_at: Option<u64>,
+        keep_ttl: bool,
+        now_ms: u64,
+    ) {
+        let h = table::hash(key);
+        let existing = self.table.find_hashed(h, key);
+        let mut expire_at = expire_at;
+        if let Some(p) = existing {
+            if keep_ttl {
+                expire_at = self.table.at(p).expire_at();
+            }
+            // Reuse the old record's volatile slot when both have a TTL.
+            let old = self.table.at(p);
+            let old_payload = slab_index(old.payload());
+            let old_exp = old.expiry();
+            if let (Some(at), Some(e)) = (expire_at, old_exp) {
+                self.release_payload(old_payload);
+                let payload = self.new_str_payload(value, enc);
+                let rec = Record::new(
+                    key,
+                    payload,
+                    Some(Expiry {
+                        at_ms: at,
+                        volatile_idx: e.volatile_idx,
+                    }),
+                    lru_clock(now_ms),
+                );
+                *self.table.at_mut(p) = rec;
+                return;
+            }
+            if expire_at.is_none() && old_exp.is_none() {
+                self.release_payload(old_payload);
+                let payload = self.new_str_payload(value, enc);
+                *self.table.at_mut(p) = Record::new(key, payload, None, lru_clock(now_ms));
+                return;
+            }
+            self.remove_at(p);
+        }
+        let payload = self.new_str_payload(value, enc);
+        let expiry = expire_at.map(|at| self.index_volatile(key, at));
+        let rec = Record::new(key, payload, expiry, lru_clock(now_ms));
+        self.table.insert_new_hashed(h, rec);
+    }
+
+    fn release_payload(&mut self, slab_idx: Option<u32>) {
+        if let Some(i) = slab_idx {
+            self.slab.take(i);
+        }
+    }
+
+    fn new_str_payload<'a>(&mut self, value: &'a [u8], enc: StrEncoding) -> NewPayload<'a> {
+        if enc == StrEncoding::Auto {
+            if let Some(i) = as_int(value) {
+                return NewPayload::Int(i);
+            }
+        }
+        if enc != StrEncoding::Raw && value.len() <= EMBSTR_MAX {
+            NewPayload::Inline(value)
+        } else {
+            NewPayload::Slab(Kind::String, self.slab.insert(Object::RawStr(value.to_vec())))
+        }
+    }
+
+    /// Stores an integer value at an existing string key, in place when possible (INCR).
+    pub fn set_int_at(&mut self, pos: Pos, v: i64) {
+        if self.table.at_mut(pos).set_int_in_place(v) {
+            return;
+        }
+        let rec = self.table.at(pos);
+        let old_payload = slab_index(rec.payload());
+        let expiry = rec.expiry();
+        let lru = rec.lru();
+        let key = rec.key().to_vec();
+        self.release_payload(old_payload);
+        *self.table.at_mut(pos) = Record::new(&key, NewPayload::Int(v), expiry, lru);
+    }
+
+    /// Makes the string at `pos` a growable raw string and returns it (APPEND, SETRANGE).
+    pub fn raw_str_at(&mut self, pos: Pos) -> &mut Vec<u8> {
+        let rec = self.table.at(pos);
+        if let Payload::Slab(i) = rec.payload() {
+            let Object::RawStr(v) = self.slab.get_mut(i);
+            return v;
+        }
+        let bytes = self.str_at(pos).expect("a string").to_vec();
+        let rec = self.table.at(pos);
+        let (expiry, lru, key) = (rec.expiry(), rec.lru(), rec.key().to_vec());
+        let idx = self.slab.insert(Object::RawStr(bytes));
+        *self.table.at_mut(pos) =
+            Record::new(&key, NewPayload::Slab(Kind::String, idx), expiry, lru);
+        let Object::RawStr(v) = self.slab.get_mut(idx);
+        v
+    }
+
+    /// The absolute expiry (ms) of the key at `pos`.
+    pub fn expire_at(&self, pos: Pos) -> Option<u64> {
+        self.table.at(pos).expire_at()
+    }
+
+    /// Sets or clears the expiry of the key at `pos`.
+    pub fn set_expire_at(&mut self, pos: Pos, at: Option<u64>) {
+        let rec = self.table.at(pos);
+        match (rec.expiry(), at) {
+            (Some(mut e), Some(at)) => {
+                e.at_ms = at;
+                self.table.at_mut(pos).set_expiry_in_place(e);
+            }
+            (None, None) => {}
+            (Some(e), None) => {
+                let rec = self.table.at(pos).with_expiry(None);
+                *self.table.at_mut(pos) = rec;
+                self.unindex_volatile(e.volatile_idx);
+            }
+            (None, Some(at)) => {
+                let key = rec.key().to_vec();
+                let e = self.index_volatile(&key, at);
+                let rec = self.table.at(pos).with_expiry(Some(e));
+                *self.table.at_mut(pos) = rec;
+            }
+        }
+    }
+
+    fn index_volatile(&mut self, key: &[u8], at_ms: u64) -> Expiry {
+        self.volatile.push(key.into());
+        Expiry {
+            at_ms,
+            volatile_idx: (self.volatile.len() - 1) as u32,
+        }
+    }
+
+    fn unindex_volatile(&mut self, idx: u32) {
+        let idx = idx as usize;
+        self.volatile.swap_remove(idx);
+        if idx < self.volatile.len() {
+            // The last key moved into `idx`: tell its record.
+            let moved = &self.volatile[idx];
+            if let Some(p) = self.table.find(moved) {
+                let rec = self.table.at_mut(p);
+                if let Some(mut e) = rec.expiry() {
+                    e.volatile_idx = idx as u32;
+                    rec.set_expiry_in_place(e);
+                }
+            }
+        }
+    }
+
+    /// Samples up to `n` keys with a TTL and deletes the expired ones; returns (sampled, expired).
+    pub fn expire_sample(
+        &mut self,
+        n: usize,
+        now_ms: u64,
+        mut rand: impl FnMut() -> u64,
+    ) -> (usize, usize) {
+        let mut sampled = 0;
+        let mut expired = 0;
+        for _ in 0..n {
+            if self.volatile.is_empty() {
+                break;
+            }
+            sampled += 1;
+            let i = (rand() % self.volatile.len() as u64) as usize;
+            let Some(p) = self.table.find(&self.volatile[i]) else {
+                continue;
+            };
+            if matches!(self.table.at(p).expire_at(), Some(at) if at < now_ms) {
+                self.remove_at(p);
+                self.stats.expired += 1;
+                expired += 1;
+            }
+        }
+        (sampled, expired)
+    }
+
+    /// A random live key, deleting expired ones it meets (RANDOMKEY).
+    pub fn random_key(&mut self, now_ms: u64, mut rand: impl FnMut() -> u64) -> Option<Vec<u8>> {
+        for _ in 0..100 {
+            let p = self.table.random_pos(&mut rand)?;
+            let rec = self.table.at(p);
+            match rec.expire_at() {
+                Some(at) if at < now_ms => {
+                    self.remove_at(p);
+                    self.stats.expired += 1;
+                }
+                _ => return Some(rec.key().to_vec()),
+            }
+        }
+        None
+    }
+
+    /// Visits keys from `cursor` (see `Table::scan`); returns the next cursor.
+    pub fn scan(&self, cursor: u32, count: usize, f: impl FnMut(&Record)) -> u32 {
+        self.table.scan(cursor, count, f)
+    }
+
+    /// Calls `f` for every record (expired ones included; check `expire_at`).
+    pub fn for_each(&self, f: impl FnMut(&Record)) {
+        self.table.for_each(f)
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.slab = Slab::default();
+        self.volatile = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_pick_redis_encodings() {
+        let mut db = Db::new();
+        db.set_str(b"a", b"12345", StrEncoding::Auto, None, false, 0);
+        db.set_str(b"b", b"hello", StrEncoding::Auto, None, false, 0);
+        db.set_str(b"c", &[b'x'; 45], StrEncoding::Auto, None, false, 0);
+        db.set_str(b"d", b"007", StrEncoding::Auto, None, false, 0);
+        db.set_str(b"e", b"5", StrEncoding::NoInt, None, false, 0);
+        let enc = |db: &mut Db, k: &[u8]| {
+            let p = db.find(k, 0, Access::Silent).unwrap();
+            db.encoding_name(p)
+        };
+        assert_eq!(enc(&mut db, b"a"), "int");
+        assert_eq!(enc(&mut db, b"b"), "embstr");
+        assert_eq!(enc(&mut db, b"c"), "raw");
+        assert_eq!(enc(&mut db, b"d"), "embstr");
+        assert_eq!(enc(&mut db, b"e"), "embstr");
+        let p = db.find(b"b", 0, Access::Silent).unwrap();
+        db.raw_str_at(p).extend_from_slice(b"!");
+        let p = db.find(b"b", 0, Access::Silent).unwrap();
+        assert_eq!(db.encoding_name(p), "raw");
+        assert_eq!(db.str_at(p), Some(StrRef::Bytes(b"hello!")));
+    }
+
+    #[test]
+    fn lazy_expiry_and_volatile_index() {
+        let mut db = Db::new();
+        for i in 0..100u32 {
+            let k = format!("k{i}");
+            db.set_str(k.as_bytes(), b"v", StrEncoding::Auto, Some(1000 + i as u64), false, 0);
+        }
+        assert_eq!(db.volatile_len(), 100);
+        // Persist a few, delete a few: the index stays consistent.
+        for i in 0..10u32 {
+            let k = format!("k{i}");
+            let p = db.find(k.as_bytes(), 0, Access::Silent).unwrap();
+            db.set_expire_at(p, None);
+            let k = format!("k{}", 50 + i);
+            db.delete(k.as_bytes(), 0);
+        }
+        assert_eq!(db.volatile_len(), 80);
+        for (i, k) in db.volatile.iter().enumerate() {
+            let p = db.table.find(k).unwrap();
+            assert_eq!(db.record(p).expiry().unwrap().volatile_idx as usize, i);
+        }
+        // At t=1050 keys k10..k49 have at < now except those at >= 1050.
+        assert!(db.find(b"k10", 1050, Access::Read).is_none());
+        assert!(db.find(b"k0", 5000, Access::Read).is_some(), "persisted");
+        let mut x = 1u64;
+        let mut rand = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            x >> 11
+        };
+        let mut total = 0;
+        for _ in 0..200 {
+            total += db.expire_sample(20, 10_000, &mut rand).1;
+        }
+        assert_eq!(db.volatile_len(), 0);
+        assert_eq!(total, 79);
+        assert_eq!(db.len(), 10);
+    }
+
+    #[test]
+    fn set_keeps_or_replaces_ttl() {
+        let mut db = Db::new();
+        db.set_str(b"k", b"1", StrEncoding::Auto, Some(500), false, 0);
+        db.set_str(b"k", b"2", StrEncoding::Auto, None, true, 0);
+        let p = db.find(b"k", 0, Access::Silent).unwrap();
+        assert_eq!(db.expire_at(p), Some(500));
+        db.set_str(b"k", b"3", StrEncoding::Auto, None, false, 0);
+        let p = db.find(b"k", 0, Access::Silent).unwrap();
+        assert_eq!(db.expire_at(p), None);
+        assert_eq!(db.volatile_len(), 0);
+        assert_eq!(db.str_at(p), Some(StrRef::Int(3)));
+    }
+}
