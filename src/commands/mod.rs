@@ -1,3 +1,4 @@
 //! The command table and the command families.
 
+pub mod introspect;
 pub mod spec;
