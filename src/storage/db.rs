@@ -346,7 +346,10 @@ impl Db {
         if enc != StrEncoding::Raw && value.len() <= EMBSTR_MAX {
             NewPayload::Inline(value)
         } else {
-            NewPayload::Slab(Kind::String, self.slab.insert(Object::RawStr(value.to_vec())))
+            NewPayload::Slab(
+                Kind::String,
+                self.slab.insert(Object::RawStr(value.to_vec())),
+            )
         }
     }
 
@@ -527,7 +530,14 @@ mod tests {
         let mut db = Db::new();
         for i in 0..100u32 {
             let k = format!("k{i}");
-            db.set_str(k.as_bytes(), b"v", StrEncoding::Auto, Some(1000 + i as u64), false, 0);
+            db.set_str(
+                k.as_bytes(),
+                b"v",
+                StrEncoding::Auto,
+                Some(1000 + i as u64),
+                false,
+                0,
+            );
         }
         assert_eq!(db.volatile_len(), 100);
         // Persist a few, delete a few: the index stays consistent.
