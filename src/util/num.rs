@@ -5,9 +5,17 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
-        return if digits == b"0" && !neg { Some(0) } else { None };
+        return if digits == b"0" && !neg {
+            Some(0)
+        } else {
+            None
+        };
     }
     let mut v: u64 = 0;
     for &c in digits {
