@@ -22,6 +22,8 @@ pub struct Config {
     pub bind: Vec<String>,
     /// `protected-mode`: refuse non-loopback clients while the default user has no password.
     pub protected_mode: bool,
+    /// `enable-debug-command`: no, yes or local (DEBUG only from loopback clients).
+    pub enable_debug_command: String,
     /// `requirepass`: the default user's password, if any.
     pub requirepass: Option<Vec<u8>>,
     /// `maxclients` (default 10000).
@@ -68,6 +70,7 @@ impl Default for Config {
             port: 6379,
             bind: vec!["127.0.0.1".into(), "-::1".into()],
             protected_mode: true,
+            enable_debug_command: "no".into(),
             requirepass: None,
             maxclients: 10000,
             databases: 16,
@@ -553,6 +556,22 @@ static PARAMS: &[Param] = &[
         get: |c| c.bind.join(" ").into_bytes(),
     },
     bool_param!("protected-mode", 0, protected_mode),
+    Param {
+        name: "enable-debug-command",
+        aliases: &[],
+        flags: IMMUTABLE,
+        set: |c, a, _| match ["no", "yes", "local"]
+            .iter()
+            .find(|l| a[0].eq_ignore_ascii_case(l.as_bytes()))
+        {
+            Some(l) => {
+                c.enable_debug_command = l.to_string();
+                Ok(())
+            }
+            None => Err("argument(s) must be one of the following: no, yes, local".into()),
+        },
+        get: |c| c.enable_debug_command.clone().into_bytes(),
+    },
     Param {
         name: "requirepass",
         aliases: &[],

@@ -11,3 +11,6 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod util;
+
+/// The Redis version percore is compatible with, as reported to clients (HELLO, INFO).
+pub const REDIS_VERSION: &str = "7.0.15";

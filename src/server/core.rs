@@ -114,7 +114,8 @@ impl Core {
         started: Instant,
         ncommands: usize,
     ) -> Self {
-        let shard = Shard::new(id, config.databases);
+        let mut shard = Shard::new(id, config.databases);
+        shard.proto_max_bulk_len = config.proto_max_bulk_len;
         Core {
             id,
             nshards,

@@ -1,6 +1,49 @@
 //! The server: executors, listeners, connections and the shard mesh.
 
+pub mod client;
+pub mod connection;
+pub mod core;
+pub mod cron;
+pub mod exec;
+pub mod listener;
+pub mod log;
+pub mod shard;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
 use crate::config::Config;
+use core::{Core, Msg};
+
+/// Connected clients over all cores (maxclients is global).
+pub static CONNECTED: AtomicUsize = AtomicUsize::new(0);
+/// Set by SIGTERM/SIGINT or SHUTDOWN: every core stops at its next cron tick.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// DEBUG SET-ACTIVE-EXPIRE: whether the cron expires keys in the background.
+pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
+static PEAK_MEMORY: AtomicUsize = AtomicUsize::new(0);
+
+/// Records `used` as a memory peak candidate; returns the peak so far.
+pub fn note_peak_memory(used: u64) -> u64 {
+    let prev = PEAK_MEMORY.fetch_max(used as usize, Ordering::Relaxed);
+    prev.max(used as usize) as u64
+}
+
+/// Commands per second over the last samples, summed over cores (INFO instantaneous_ops_per_sec).
+pub fn instantaneous_ops(core: &Core) -> u64 {
+    let _ = core;
+    INST_OPS
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed) as u64)
+        .sum()
+}
+
+/// Per-core instantaneous ops/sec, written by each core's cron.
+pub static INST_OPS: [AtomicUsize; 1024] = [const { AtomicUsize::new(0) }; 1024];
 
 /// Process set-up that must happen before any thread exists.
 ///
@@ -20,8 +63,187 @@ pub fn early_init() {
     }
 }
 
+/// Locked memory each executor needs for its io_uring rings and registered buffers.
+const IO_MEMORY: usize = 2 << 20;
+
+/// Raises RLIMIT_MEMLOCK as far as allowed; errors when it stays below what the executors need.
+fn raise_memlock(executors: usize) -> Result<(), String> {
+    let need = (executors * (IO_MEMORY + (1 << 20))) as u64;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        let mut want = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads one rlimit struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } != 0 {
+            want.rlim_cur = lim.rlim_max;
+            want.rlim_max = lim.rlim_max;
+            // SAFETY: as above.
+            unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) };
+        }
+        // SAFETY: as above.
+        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+        if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+            return Err(format!(
+                "io_uring needs {} KiB of locked memory for {} executors but RLIMIT_MEMLOCK is {} KiB and cannot be raised: run `ulimit -l unlimited` (or set LimitMEMLOCK=infinity in the systemd unit) before starting percore",
+                need / 1024,
+                executors,
+                lim.rlim_cur / 1024
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Raises RLIMIT_NOFILE to fit maxclients, as Redis does; returns the maxclients that fits.
+fn raise_nofile(maxclients: u64) -> u64 {
+    let need = maxclients + 32 + 64;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if lim.rlim_cur >= need {
+        return maxclients;
+    }
+    let want = libc::rlimit {
+        rlim_cur: need.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads one rlimit struct we own.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) };
+    // SAFETY: as above.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if lim.rlim_cur >= need {
+        maxclients
+    } else {
+        let fit = lim.rlim_cur.saturating_sub(96).max(1);
+        log::warning(&format!(
+            "You requested maxclients of {maxclients} requiring at least {need} max file descriptors. Server can't set maximum open files to {need} because of OS error: Operation not permitted. Current maximum open files is {}. maxclients has been reduced to {fit} to compensate for low ulimit.",
+            lim.rlim_cur
+        ));
+        fit
+    }
+}
+
+/// Blocks SIGTERM/SIGINT in every thread and turns them into a shutdown request.
+fn install_signal_thread() {
+    // SAFETY: sigset_t is plain data; the calls only write the set we own and
+    // change this thread's mask (inherited by the executor threads).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // Writes to a closed socket must not kill the process.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    std::thread::Builder::new()
+        .name("percore-signals".into())
+        .spawn(|| loop {
+            // SAFETY: as above; sigwait writes the received signal number into `sig`.
+            let sig = unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                let mut sig = 0;
+                libc::sigwait(&set, &mut sig);
+                sig
+            };
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            log::warning(&format!("Received {name} scheduling shutdown..."));
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        })
+        .expect("spawn the signal thread");
+}
+
 /// Runs the server until shutdown.
-pub fn run(config: Config) -> Result<(), String> {
-    let _ = config;
-    Err("not built yet".into())
+pub fn run(mut config: Config) -> Result<(), String> {
+    log::init(&config)?;
+    let shards = config.shards;
+    raise_memlock(shards)?;
+    config.maxclients = raise_nofile(config.maxclients);
+    listener::check_addresses(&config)?;
+    install_signal_thread();
+
+    let ncpus = glommio::CpuSet::online().map(|c| c.len()).unwrap_or(1);
+    let pinned = config.pin_cores && shards <= ncpus;
+    let placement = if pinned {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    log::notice(&format!(
+        "percore {} starting: {shards} shard(s), {} (port {})",
+        env!("CARGO_PKG_VERSION"),
+        if pinned {
+            "one pinned executor per shard"
+        } else {
+            "executors not pinned"
+        },
+        config.port
+    ));
+    let mesh: MeshBuilder<Msg, _> = MeshBuilder::full(shards, 1024);
+    let started = Instant::now();
+    let ncommands = crate::commands::CommandTable::get().cmds.len();
+    let ready = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut builder = LocalExecutorPoolBuilder::new(placement)
+        .name("percore")
+        .io_memory(IO_MEMORY);
+    if pinned {
+        builder = builder.spin_before_park(Duration::from_micros(50));
+    }
+    let handles = builder
+        .on_all_shards(move || {
+            let config = config.clone();
+            let mesh = mesh.clone();
+            let ready = ready.clone();
+            async move {
+                let (senders, receivers) = if shards > 1 {
+                    let (s, r) = mesh.join().await.expect("join the shard mesh");
+                    (Some(s), Some(r))
+                } else {
+                    (None, None)
+                };
+                let id = senders.as_ref().map(|s| s.peer_id()).unwrap_or(0);
+                crate::util::alloc::register_thread();
+                let core = Rc::new(Core::new(id, shards, config, senders, started, ncommands));
+                if let Some(mut receivers) = receivers {
+                    for (_, rx) in receivers.streams() {
+                        let core = core.clone();
+                        glommio::spawn_local(async move {
+                            while let Some(msg) = rx.recv().await {
+                                match msg {
+                                    Msg::Batch(req) => exec::run_remote_batch(&core, req),
+                                    Msg::Call(f) => f(&core),
+                                }
+                            }
+                        })
+                        .detach();
+                    }
+                }
+                listener::serve_core(core, ready).await;
+            }
+        })
+        .map_err(|e| format!("cannot start the executors: {e}"))?;
+    for r in handles.join_all() {
+        if let Err(e) = r {
+            return Err(format!("executor failed: {e}"));
+        }
+    }
+    log::warning("percore is now ready to exit, bye bye...");
+    Ok(())
 }

@@ -89,6 +89,9 @@ pub struct Db {
     volatile: Vec<Box<[u8]>>,
     /// Counters for INFO.
     pub stats: KeyStats,
+    /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl),
+    /// a running average over active-expiry samples as Redis keeps it.
+    pub avg_ttl: u64,
 }
 
 /// The slab index a payload points at, if any.
@@ -445,6 +448,8 @@ impl Db {
     ) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
+        let mut ttl_sum = 0u64;
+        let mut ttl_n = 0u64;
         for _ in 0..n {
             if self.volatile.is_empty() {
                 break;
@@ -454,11 +459,29 @@ impl Db {
             let Some(p) = self.table.find(&self.volatile[i]) else {
                 continue;
             };
-            if matches!(self.table.at(p).expire_at(), Some(at) if at < now_ms) {
-                self.remove_at(p);
-                self.stats.expired += 1;
-                expired += 1;
+            match self.table.at(p).expire_at() {
+                Some(at) if at < now_ms => {
+                    self.remove_at(p);
+                    self.stats.expired += 1;
+                    expired += 1;
+                }
+                Some(at) => {
+                    ttl_sum += at - now_ms;
+                    ttl_n += 1;
+                }
+                None => {}
             }
+        }
+        if ttl_n > 0 {
+            let avg = ttl_sum / ttl_n;
+            self.avg_ttl = if self.avg_ttl == 0 {
+                avg
+            } else {
+                (self.avg_ttl / 50) * 49 + avg / 50
+            };
+        }
+        if self.volatile.is_empty() {
+            self.avg_ttl = 0;
         }
         (sampled, expired)
     }

@@ -1,0 +1,507 @@
+//! One client connection: read, parse a pipelined batch, route it to shards, write the replies.
+//!
+//! The path of a batch is a straight line:
+//!
+//! 1. read into the connection's buffer and parse every complete command
+//!    (argument slices of the buffer, argv arrays in a per-batch arena);
+//! 2. cut the batch into *segments*: runs of commands that can execute
+//!    independently (single-shard data commands and stateless connection
+//!    commands), separated by *barriers* (commands that change connection
+//!    state, or span several shards, or touch the whole server);
+//! 3. per segment, send ONE message to every other shard that has commands
+//!    in it, run the local ones inline meanwhile, then collect replies in
+//!    request order;
+//! 4. run each barrier alone, in order;
+//! 5. write every reply of the batch with one write.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bumpalo::Bump;
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use smallvec::SmallVec;
+
+use super::client::{Client, ReplyMode};
+use super::core::{now_ms, BatchReply, BatchReq, Core, RemoteCmd};
+use super::exec;
+use crate::commands::{errors, CommandTable, ConnCtx, Exec, Lookup, MultiCtx};
+use crate::protocol::parser::{Arg, Limits, RespParser};
+use crate::protocol::reply::ReplyBuf;
+
+/// Size of one read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(core: Rc<Core>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (addr, laddr) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(a), Ok(l)) => (a, l),
+        _ => return,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let authenticated = core.config.borrow().requirepass.is_none();
+    let (client, kill_rx) = Client::new(addr, laddr, fd, now_ms(), authenticated);
+    core.clients.borrow_mut().add(client.clone());
+    let mut conn = Connection {
+        core: core.clone(),
+        client: client.clone(),
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: ReplyBuf::default(),
+        parser: RespParser::new(),
+        kill_rx,
+    };
+    conn.run().await;
+    core.clients.borrow_mut().remove(client.id);
+    super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+struct Connection {
+    core: Rc<Core>,
+    client: Rc<Client>,
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: ReplyBuf,
+    parser: RespParser,
+    kill_rx: oneshot::Receiver<()>,
+}
+
+/// Where one command of a segment runs.
+#[derive(Clone, Copy)]
+enum Target {
+    /// An error reply decided before running (unknown command, arity, auth).
+    Reject(Reject),
+    /// A connection-level command run on this core.
+    Conn(&'static crate::commands::Command),
+    /// A shard command for this core's shard.
+    Local(&'static crate::commands::Command),
+    /// A shard command for another shard; the index of its reply in that shard's batch.
+    Remote(usize, usize, &'static crate::commands::Command),
+}
+
+#[derive(Clone, Copy)]
+enum Reject {
+    Unknown,
+    UnknownSubcommand,
+    Arity(&'static crate::commands::Command),
+    NoAuth,
+}
+
+/// What ends a segment.
+enum Barrier {
+    Conn(&'static crate::commands::Command),
+    Multi(&'static crate::commands::Command, crate::commands::MultiFn),
+}
+
+impl Connection {
+    async fn run(&mut self) {
+        let bump = Bump::new();
+        let mut bump = bump;
+        loop {
+            // Parse and run everything buffered (unauthenticated clients get
+            // one command per parse: AUTH must lift the limits before the next).
+            loop {
+                let authenticated = self.client.info.borrow().authenticated;
+                let limits = Limits {
+                    proto_max_bulk_len: self.core.config.borrow().proto_max_bulk_len,
+                    authenticated,
+                };
+                let parsed = self.parser.parse(&mut self.rbuf[..], &limits);
+                let n = self.parser.len();
+                if n > 0 {
+                    let consumed = self.parser.consumed();
+                    let batch = self.rbuf.split_to(consumed).freeze();
+                    let args: Vec<SmallVec<[Arg; 4]>> =
+                        (0..n).map(|i| self.parser.command(i).into()).collect();
+                    self.parser.clear_complete();
+                    self.run_batch(&bump, &batch, &args).await;
+                    bump.reset();
+                    drop(batch);
+                } else if self.parser.consumed() > 0 {
+                    // Only skipped empty commands.
+                    let c = self.parser.consumed();
+                    let _ = self.rbuf.split_to(c);
+                    self.parser.clear_complete();
+                }
+                if let Err(e) = parsed {
+                    self.wbuf.buf.extend_from_slice(b"-ERR ");
+                    self.wbuf.buf.extend_from_slice(&e.wire_bytes());
+                    self.wbuf.buf.extend_from_slice(b"\r\n");
+                    self.core.count_error("ERR");
+                    self.client.close_after_reply.set(true);
+                }
+                if self.client.close_after_reply.get()
+                    || self.client.killed.get()
+                    || n == 0
+                    || authenticated
+                {
+                    break;
+                }
+            }
+            if !self.flush().await {
+                return;
+            }
+            if self.client.close_after_reply.get() || self.client.killed.get() {
+                return;
+            }
+            let limit = self.core.config.borrow().client_query_buffer_limit as usize;
+            if self.rbuf.len() > limit {
+                // As Redis: the client is closed without a reply.
+                return;
+            }
+            if !self.read().await {
+                return;
+            }
+        }
+    }
+
+    /// Reads more bytes; false when the connection is closed or killed.
+    async fn read(&mut self) -> bool {
+        let start = self.rbuf.len();
+        let want = match self.parser.needed_len() {
+            Some(n) if n > start => (n - start).clamp(READ_CHUNK, 64 * 1024 * 1024),
+            _ => READ_CHUNK,
+        };
+        self.rbuf.resize(start + want, 0);
+        let res = {
+            let read = self.stream.read(&mut self.rbuf[start..]);
+            match select(read, &mut self.kill_rx).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Ok(0),
+            }
+        };
+        match res {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.rbuf.truncate(start + n);
+                let mut st = self.core.stats.borrow_mut();
+                st.net_input_bytes += n as u64;
+                let mut info = self.client.info.borrow_mut();
+                info.qbuf = self.rbuf.len();
+                info.qbuf_free = self.rbuf.capacity() - self.rbuf.len();
+                true
+            }
+        }
+    }
+
+    /// Writes the pending replies; false when the connection is gone.
+    async fn flush(&mut self) -> bool {
+        if self.wbuf.buf.is_empty() {
+            return true;
+        }
+        self.client.info.borrow_mut().omem = self.wbuf.buf.len();
+        let res = {
+            let write = self.stream.write_all(&self.wbuf.buf);
+            match select(write, &mut self.kill_rx).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Err(std::io::ErrorKind::ConnectionAborted.into()),
+            }
+        };
+        self.core.stats.borrow_mut().net_output_bytes += self.wbuf.buf.len() as u64;
+        self.client.info.borrow_mut().omem = 0;
+        self.wbuf.buf.clear();
+        if self.wbuf.buf.capacity() > 1 << 20 {
+            self.wbuf.buf = Vec::new();
+        }
+        res.is_ok()
+    }
+
+    /// Runs one parsed batch; replies are appended to `wbuf` in request order.
+    async fn run_batch(&mut self, bump: &Bump, buf: &Bytes, args: &[SmallVec<[Arg; 4]>]) {
+        let argvs: Vec<&[&[u8]]> = args
+            .iter()
+            .map(|a| &*bump.alloc_slice_fill_iter(a.iter().map(|x| &buf[x.range()])))
+            .collect();
+        let table = CommandTable::get();
+        let mut i = 0;
+        let n = argvs.len();
+        let mut targets: Vec<Target> = Vec::with_capacity(n);
+        while i < n {
+            if self.client.close_after_reply.get() || self.client.killed.get() {
+                return;
+            }
+            // 1. Classify commands until a barrier.
+            targets.clear();
+            let (db, proto, authenticated) = {
+                let info = self.client.info.borrow();
+                (info.db, info.proto, info.authenticated)
+            };
+            let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
+                (0..self.core.nshards).map(|_| None).collect();
+            let mut barrier = None;
+            let mut j = i;
+            while j < n {
+                let argv = argvs[j];
+                let t = match table.lookup(argv) {
+                    Lookup::Unknown => Target::Reject(Reject::Unknown),
+                    Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
+                    Lookup::WrongArity(c) => Target::Reject(Reject::Arity(c)),
+                    Lookup::Found(cmd) => {
+                        if !authenticated
+                            && !cmd
+                                .flags()
+                                .contains(crate::commands::spec::CmdFlags::NO_AUTH)
+                        {
+                            Target::Reject(Reject::NoAuth)
+                        } else {
+                            match cmd.exec {
+                                Exec::Conn(_) => Target::Conn(cmd),
+                                Exec::ConnBarrier(_) => {
+                                    barrier = Some(Barrier::Conn(cmd));
+                                    break;
+                                }
+                                Exec::Multi(f) => {
+                                    barrier = Some(Barrier::Multi(cmd, f));
+                                    break;
+                                }
+                                Exec::Container => Target::Reject(Reject::UnknownSubcommand),
+                                Exec::Shard(_) | Exec::Keys(..) => {
+                                    match exec::route(&self.core, cmd, argv) {
+                                        Some(s) if s == self.core.id => Target::Local(cmd),
+                                        Some(s) => {
+                                            let (a, c) = remote[s]
+                                                .get_or_insert_with(|| (Vec::new(), Vec::new()));
+                                            c.push(RemoteCmd {
+                                                cmd: cmd.id,
+                                                arg_start: a.len() as u32,
+                                                argc: argv.len() as u32,
+                                            });
+                                            a.extend_from_slice(&args[j]);
+                                            Target::Remote(s, c.len() - 1, cmd)
+                                        }
+                                        None => match cmd.exec {
+                                            Exec::Keys(_, f) => {
+                                                barrier = Some(Barrier::Multi(cmd, f));
+                                                break;
+                                            }
+                                            _ => Target::Local(cmd),
+                                        },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                };
+                targets.push(t);
+                j += 1;
+            }
+
+            // 2. One message per remote shard.
+            let mut waits: Vec<(usize, oneshot::Receiver<BatchReply>)> = Vec::new();
+            for (s, r) in remote.iter_mut().enumerate() {
+                if let Some((a, c)) = r.take() {
+                    let (tx, rx) = oneshot::channel();
+                    let req = BatchReq {
+                        buf: buf.clone(),
+                        args: a,
+                        cmds: c,
+                        db,
+                        proto,
+                        reply: tx,
+                    };
+                    self.core.send_batch(s, req).await;
+                    waits.push((s, rx));
+                }
+            }
+
+            // 3. Local commands inline, in order: straight into wbuf when no
+            // remote reply precedes them, else into a side buffer.
+            let now = now_ms();
+            let deferred = !waits.is_empty();
+            let mut side = ReplyBuf::new(proto);
+            let mut side_ends: Vec<usize> = Vec::new();
+            for (k, t) in targets.iter().enumerate() {
+                let argv = argvs[i + k];
+                if matches!(t, Target::Remote(..)) {
+                    continue;
+                }
+                let out = if deferred { &mut side } else { &mut self.wbuf };
+                let before = out.len();
+                out.proto = proto;
+                match *t {
+                    Target::Reject(r) => reject(&self.core, r, argv, out),
+                    Target::Conn(cmd) => {
+                        if let Exec::Conn(f) = cmd.exec {
+                            let start = Instant::now();
+                            let mut ctx = ConnCtx {
+                                core: &self.core,
+                                client: &self.client,
+                                out,
+                                now_ms: now,
+                            };
+                            f(&mut ctx, argv);
+                            exec::record(&self.core, cmd, start, &out.buf[before..]);
+                        }
+                    }
+                    Target::Local(cmd) => {
+                        let mut shard = self.core.shard.borrow_mut();
+                        exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                    }
+                    Target::Remote(..) => unreachable!("skipped above"),
+                }
+                if deferred {
+                    side_ends.push(side.len());
+                } else {
+                    self.apply_reply_mode(before);
+                }
+            }
+            if let Some(cmd) = targets.last().and_then(command_of) {
+                self.client.info.borrow_mut().last_cmd = cmd.name;
+            }
+
+            // 4. Collect remote replies and assemble in request order.
+            if deferred {
+                let mut replies: Vec<Option<BatchReply>> =
+                    (0..self.core.nshards).map(|_| None).collect();
+                for (s, rx) in waits {
+                    match rx.await {
+                        Ok(r) => replies[s] = Some(r),
+                        Err(_) => {
+                            // The shard went away (shutdown): close the connection.
+                            self.client.close_after_reply.set(true);
+                            return;
+                        }
+                    }
+                }
+                let mut local_k = 0;
+                for t in targets.iter() {
+                    let before = self.wbuf.len();
+                    match *t {
+                        Target::Remote(s, idx, _) => {
+                            let r = replies[s].as_ref().expect("reply per shard");
+                            let start = if idx == 0 {
+                                0
+                            } else {
+                                r.ends[idx - 1] as usize
+                            };
+                            let end = r.ends[idx] as usize;
+                            self.wbuf.raw(&r.out[start..end]);
+                        }
+                        _ => {
+                            let start = if local_k == 0 {
+                                0
+                            } else {
+                                side_ends[local_k - 1]
+                            };
+                            self.wbuf.raw(&side.buf[start..side_ends[local_k]]);
+                            local_k += 1;
+                        }
+                    }
+                    self.apply_reply_mode(before);
+                }
+            }
+            self.client.info.borrow_mut().last_interaction_ms = now;
+
+            // 5. The barrier, alone.
+            i = j;
+            if let Some(b) = barrier {
+                let argv = argvs[i];
+                let before = self.wbuf.len();
+                match b {
+                    Barrier::Conn(cmd) => {
+                        if let Exec::ConnBarrier(f) = cmd.exec {
+                            let start = Instant::now();
+                            let proto = self.client.info.borrow().proto;
+                            self.wbuf.proto = proto;
+                            let mut ctx = ConnCtx {
+                                core: &self.core,
+                                client: &self.client,
+                                out: &mut self.wbuf,
+                                now_ms: now_ms(),
+                            };
+                            f(&mut ctx, argv);
+                            exec::record(&self.core, cmd, start, &self.wbuf.buf[before..]);
+                        }
+                    }
+                    Barrier::Multi(cmd, f) => {
+                        let start = Instant::now();
+                        let ctx = MultiCtx {
+                            core: self.core.clone(),
+                            client: self.client.clone(),
+                            cmd,
+                            argv: argv.iter().map(|a| buf.slice_ref(a)).collect(),
+                            db,
+                            proto: self.client.info.borrow().proto,
+                            now_ms: now_ms(),
+                        };
+                        let reply = f(ctx).await;
+                        exec::record(&self.core, cmd, start, &reply.buf);
+                        self.wbuf.raw(&reply.buf);
+                    }
+                }
+                let name = match b {
+                    Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
+                };
+                self.client.info.borrow_mut().last_cmd = name;
+                self.apply_reply_mode(before);
+                i += 1;
+            }
+        }
+    }
+
+    /// Drops the reply just written (from `before`) when CLIENT REPLY says so.
+    fn apply_reply_mode(&mut self, before: usize) {
+        let mut info = self.client.info.borrow_mut();
+        match info.reply_mode {
+            ReplyMode::On => {}
+            ReplyMode::Off => self.wbuf.buf.truncate(before),
+            ReplyMode::Skip => {
+                self.wbuf.buf.truncate(before);
+                info.reply_mode = ReplyMode::On;
+            }
+            ReplyMode::SkipNext => info.reply_mode = ReplyMode::Skip,
+        }
+    }
+}
+
+/// Writes the error for a command rejected before running, as processCommand words it.
+fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
+    {
+        let msg = match r {
+            Reject::Unknown => {
+                let mut args = String::new();
+                for a in &argv[1..] {
+                    if args.len() >= 128 {
+                        break;
+                    }
+                    let room = 128 - args.len();
+                    let s = String::from_utf8_lossy(&a[..a.len().min(room)]);
+                    args.push('\'');
+                    args.push_str(&s);
+                    args.push_str("' ");
+                }
+                let name = String::from_utf8_lossy(&argv[0][..argv[0].len().min(128)]);
+                format!("ERR unknown command '{name}', with args beginning with: {args}")
+            }
+            Reject::UnknownSubcommand => {
+                let sub = argv.get(1).map(|s| &s[..s.len().min(128)]).unwrap_or(b"");
+                format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    String::from_utf8_lossy(sub),
+                    String::from_utf8_lossy(argv[0]).to_uppercase()
+                )
+            }
+            Reject::Arity(cmd) => {
+                let mut st = core.stats.borrow_mut();
+                st.cmds[cmd.id as usize].rejected_calls += 1;
+                format!("ERR wrong number of arguments for '{}' command", cmd.name)
+            }
+            Reject::NoAuth => errors::NOAUTH.to_string(),
+        };
+        out.error(&msg);
+        let code = msg.split(' ').next().unwrap_or("ERR");
+        core.count_error(code);
+    }
+}
+
+fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
+    match *t {
+        Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
+        Target::Reject(Reject::Arity(c)) => Some(c),
+        _ => None,
+    }
+}

@@ -1,0 +1,118 @@
+//! Running commands on a shard: routing by hash slot, the shard side of a batch, statistics.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use smallvec::SmallVec;
+
+use super::core::{now_ms, BatchReply, BatchReq, Core};
+use super::shard::Shard;
+use crate::commands::{Command, CommandTable, Exec, ShardCtx};
+use crate::protocol::reply::ReplyBuf;
+use crate::util::crc16::{key_hash_slot, SLOTS};
+
+/// The shard owning hash slot `slot` (contiguous slot ranges per shard).
+#[inline]
+pub fn shard_of_slot(slot: u16, nshards: usize) -> usize {
+    slot as usize * nshards / SLOTS
+}
+
+/// The shard owning `key`.
+#[inline]
+pub fn shard_of_key(key: &[u8], nshards: usize) -> usize {
+    if nshards == 1 {
+        return 0;
+    }
+    shard_of_slot(key_hash_slot(key), nshards)
+}
+
+/// The one shard all of the command's keys live on, or None when they span several.
+/// A command without keys runs on the connection's own shard.
+#[inline]
+pub fn route(core: &Core, cmd: &Command, argv: &[&[u8]]) -> Option<usize> {
+    if core.nshards == 1 {
+        return Some(0);
+    }
+    let keys = cmd.key_positions(argv);
+    let mut shard = None;
+    for &k in &keys {
+        let s = shard_of_key(argv[k], core.nshards);
+        match shard {
+            None => shard = Some(s),
+            Some(x) if x != s => return None,
+            _ => {}
+        }
+    }
+    Some(shard.unwrap_or(core.id))
+}
+
+/// Runs a shard command and records its statistics.
+#[inline]
+pub fn run_shard_cmd(
+    core: &Core,
+    shard: &mut Shard,
+    cmd: &'static Command,
+    argv: &[&[u8]],
+    db: usize,
+    now_ms: u64,
+    out: &mut ReplyBuf,
+) {
+    let f = match cmd.exec {
+        Exec::Shard(f) | Exec::Keys(f, _) => f,
+        _ => unreachable!("only shard commands are routed to shards"),
+    };
+    let start = Instant::now();
+    let before = out.len();
+    let mut ctx = ShardCtx {
+        shard,
+        db,
+        now_ms,
+        out,
+    };
+    f(&mut ctx, argv);
+    record(core, cmd, start, &out.buf[before..]);
+}
+
+/// Records one executed command: calls, time, and whether it replied with an error.
+#[inline]
+pub fn record(core: &Core, cmd: &Command, start: Instant, reply: &[u8]) {
+    let usec = start.elapsed().as_micros() as u64;
+    let failed = reply.first() == Some(&b'-');
+    {
+        let mut st = core.stats.borrow_mut();
+        st.commands_processed += 1;
+        let c = &mut st.cmds[cmd.id as usize];
+        c.calls += 1;
+        c.usec += usec;
+        if failed {
+            c.failed_calls += 1;
+        }
+    }
+    if failed {
+        let end = memchr::memchr2(b' ', b'\r', reply).unwrap_or(reply.len());
+        let code = String::from_utf8_lossy(&reply[1..end]);
+        core.count_error(&code);
+    }
+}
+
+/// Runs a batch sent by another core and sends the replies back.
+pub fn run_remote_batch(core: &Rc<Core>, req: BatchReq) {
+    let table = CommandTable::get();
+    let mut out = ReplyBuf::new(req.proto);
+    let mut ends = Vec::with_capacity(req.cmds.len());
+    let now = now_ms();
+    {
+        let mut shard = core.shard.borrow_mut();
+        for c in &req.cmds {
+            let args = &req.args[c.arg_start as usize..(c.arg_start + c.argc) as usize];
+            let argv: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &req.buf[a.range()]).collect();
+            let cmd = &table.cmds[c.cmd as usize];
+            run_shard_cmd(core, &mut shard, cmd, &argv, req.db, now, &mut out);
+            ends.push(out.len() as u32);
+        }
+    }
+    let BatchReq { reply, buf, .. } = req;
+    // Release the connection's buffer before it reads again, so it can reuse it.
+    drop(buf);
+    let _ = reply.send(BatchReply { out: out.buf, ends });
+}
