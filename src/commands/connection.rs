@@ -74,8 +74,8 @@ pub fn hello(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
     let mut proto = None;
     if argv.len() >= 2 {
         match arg_i64(argv[1]) {
-            Some(v) if v == 2 => proto = Some(Proto::Resp2),
-            Some(v) if v == 3 => proto = Some(Proto::Resp3),
+            Some(2) => proto = Some(Proto::Resp2),
+            Some(3) => proto = Some(Proto::Resp3),
             Some(v) if (i32::MIN as i64..=i32::MAX as i64).contains(&v) => {
                 return ctx.out.error("NOPROTO unsupported protocol version")
             }

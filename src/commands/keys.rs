@@ -166,7 +166,7 @@ fn expire_generic(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], k: ExpireKind) {
         return ctx.out.error(errors::NOT_INT);
     };
     if k.seconds {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return ctx.out.error(&errors::invalid_expire(k.name));
         }
         when *= 1000;

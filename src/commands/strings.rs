@@ -335,7 +335,7 @@ pub fn mget_multi(ctx: MultiCtx) -> Reply {
 
 /// MSET key value [key value ...] (keys on this shard)
 pub fn mset(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return ctx
             .out
             .error("ERR wrong number of arguments for 'mset' command");
@@ -350,7 +350,7 @@ pub fn mset(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 
 /// MSETNX key value [key value ...] (keys on this shard)
 pub fn msetnx(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return ctx
             .out
             .error("ERR wrong number of arguments for 'msetnx' command");
@@ -402,7 +402,7 @@ async fn set_pairs(ctx: &MultiCtx, per: Vec<Vec<(bytes::Bytes, bytes::Bytes)>>) 
 pub fn mset_multi(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
-        if ctx.argv.len() % 2 == 0 {
+        if ctx.argv.len().is_multiple_of(2) {
             out.error("ERR wrong number of arguments for 'mset' command");
             return out;
         }
@@ -417,7 +417,7 @@ pub fn mset_multi(ctx: MultiCtx) -> Reply {
 pub fn msetnx_multi(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
-        if ctx.argv.len() % 2 == 0 {
+        if ctx.argv.len().is_multiple_of(2) {
             out.error("ERR wrong number of arguments for 'msetnx' command");
             return out;
         }

@@ -64,11 +64,11 @@ pub fn early_init() {
 }
 
 /// Locked memory each executor needs for its io_uring rings and registered buffers.
-const IO_MEMORY: usize = 2 << 20;
+const IO_MEMORY: usize = 1 << 20;
 
 /// Raises RLIMIT_MEMLOCK as far as allowed; errors when it stays below what the executors need.
 fn raise_memlock(executors: usize) -> Result<(), String> {
-    let need = (executors * (IO_MEMORY + (1 << 20))) as u64;
+    let need = (executors * (IO_MEMORY + (512 << 10))) as u64;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -472,8 +472,7 @@ impl Db {
                 None => {}
             }
         }
-        if ttl_n > 0 {
-            let avg = ttl_sum / ttl_n;
+        if let Some(avg) = ttl_sum.checked_div(ttl_n) {
             self.avg_ttl = if self.avg_ttl == 0 {
                 avg
             } else {
