@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use super::{arg_i64, errors, is, MultiCtx, ShardCtx};
+use super::{arg_i64, arg_int, errors, is, MultiCtx, ShardCtx};
 use crate::protocol::reply::ReplyBuf;
 use crate::server::exec::shard_of_key;
 use crate::storage::db::Access;
@@ -409,7 +409,7 @@ pub fn renamenx_multi(ctx: MultiCtx) -> Reply {
 }
 
 /// Parsed COPY options: destination db and REPLACE.
-fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool), String> {
+fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool), &'static str> {
     let mut dbid = src_db as i64;
     let mut replace = false;
     let mut j = 3;
@@ -418,16 +418,13 @@ fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool)
         if is(argv[j], "replace") {
             replace = true;
         } else if is(argv[j], "db") && more >= 1 {
-            match arg_i64(argv[j + 1]).filter(|v| *v >= i32::MIN as i64 && *v <= i32::MAX as i64) {
-                Some(v) => dbid = v,
-                None => return Err(errors::NOT_INT.into()),
-            }
+            dbid = arg_int(argv[j + 1])?;
             if dbid < 0 || dbid >= ndbs as i64 {
-                return Err(errors::DB_INDEX.into());
+                return Err(errors::DB_INDEX);
             }
             j += 1;
         } else {
-            return Err(errors::SYNTAX.into());
+            return Err(errors::SYNTAX);
         }
         j += 1;
     }
@@ -439,7 +436,7 @@ pub fn copy(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let ndbs = ctx.shard.dbs.len();
     let (dst_db, replace) = match copy_opts(argv, ctx.db, ndbs) {
         Ok(o) => o,
-        Err(e) => return ctx.out.error(&e),
+        Err(e) => return ctx.out.error(e),
     };
     if dst_db == ctx.db && argv[1] == argv[2] {
         return ctx
@@ -472,7 +469,7 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
         let (dst_db, replace) = match copy_opts(&argv, ctx.db, ndbs) {
             Ok(o) => o,
             Err(e) => {
-                out.error(&e);
+                out.error(e);
                 return out;
             }
         };
@@ -517,9 +514,9 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
 
 /// MOVE key db
 pub fn move_(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
-    let Some(dbid) = arg_i64(argv[2]).filter(|v| *v >= i32::MIN as i64 && *v <= i32::MAX as i64)
-    else {
-        return ctx.out.error(errors::NOT_INT);
+    let dbid = match arg_int(argv[2]) {
+        Ok(v) => v,
+        Err(e) => return ctx.out.error(e),
     };
     if dbid < 0 || dbid >= ctx.shard.dbs.len() as i64 {
         return ctx.out.error(errors::DB_INDEX);
