@@ -146,10 +146,11 @@ fn expire_generic(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], k: ExpireKind) {
         } else if is(a, "lt") {
             lt = true;
         } else {
-            return ctx.out.error(&format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(a)
-            ));
+            // Echoed as sent, up to a NUL as C's %s would.
+            let text = a.split(|&b| b == 0).next().unwrap_or_default();
+            return ctx
+                .out
+                .error_bytes(&[&b"ERR Unsupported option "[..], text].concat());
         }
     }
     if nx && (xx || gt || lt) {
