@@ -666,21 +666,26 @@ pub fn keys(ctx: MultiCtx) -> Reply {
     })
 }
 
-/// Parses a SCAN cursor as Redis's parseScanCursorOrReply (strtoul rules).
+/// Parses a SCAN cursor as Redis's parseScanCursorOrReply: strtoul over the
+/// argument as a C string (it ends at a NUL; an empty one is cursor 0), no
+/// leading space, nothing after the digits, no overflow.
 pub fn parse_cursor(a: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(a).ok()?;
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_whitespace()) {
+    let a = a.split(|&b| b == 0).next().unwrap_or_default();
+    if a.is_empty() {
+        return Some(0);
+    }
+    if a[0].is_ascii_whitespace() || a[0] == 0x0b {
         return None;
     }
-    let (neg, digits) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
+    let (neg, digits) = match a[0] {
+        b'-' => (true, &a[1..]),
+        b'+' => (false, &a[1..]),
+        _ => (false, a),
     };
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+    if digits.is_empty() || !digits.iter().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let v: u64 = digits.parse().ok()?;
+    let v: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
