@@ -560,7 +560,9 @@ pub fn object_refcount(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => match db.record(p).payload() {
-            Payload::Int(i) if (0..10000).contains(&i) => out.int(i32::MAX as i64),
+            Payload::Int(i) if (0..10000).contains(&i) && !db.record(p).own_int() => {
+                out.int(i32::MAX as i64)
+            }
             _ => out.int(1),
         },
     }

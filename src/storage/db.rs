@@ -243,17 +243,18 @@ impl Db {
         }
         let value = match rec.payload() {
             Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
+            Payload::Int(i) if rec.own_int() => OwnedValue::OwnInt(i),
             Payload::Int(i) => OwnedValue::Int(i),
             Payload::Slab(i) => OwnedValue::Object(self.slab.take(i)),
         };
         (value, expiry.map(|e| e.at_ms))
     }
 
-    /// A copy of the value at `pos` (for COPY).
+    /// A copy of the value at `pos` (for COPY: a new object, never a shared integer).
     pub fn clone_at(&self, pos: Pos) -> OwnedValue {
         match self.table.at(pos).payload() {
             Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
-            Payload::Int(i) => OwnedValue::Int(i),
+            Payload::Int(i) => OwnedValue::OwnInt(i),
             Payload::Slab(i) => OwnedValue::Object(self.slab.get(i).clone()),
         }
     }
@@ -273,6 +274,11 @@ impl Db {
         let lru = lru_clock(now_ms);
         let rec = match value {
             OwnedValue::Int(i) => Record::new(key, NewPayload::Int(i), expiry, lru),
+            OwnedValue::OwnInt(i) => {
+                let mut r = Record::new(key, NewPayload::Int(i), expiry, lru);
+                r.set_own_int(true);
+                r
+            }
             OwnedValue::Inline(b) => Record::new(key, NewPayload::Inline(&b), expiry, lru),
             OwnedValue::Object(o) => {
                 let kind = o.kind();
