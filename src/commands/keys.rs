@@ -384,7 +384,12 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
         };
         ctx.core
             .run_on(ds, move |core| {
-                core.shard.borrow_mut().dbs[db].insert_owned(&dst, v, exp, now)
+                let mut shard = core.shard.borrow_mut();
+                let d = &mut shard.dbs[db];
+                // Look the destination up first, as Redis does: an expired one
+                // is expired (and counted) rather than silently replaced.
+                d.find(&dst, now, Access::Write);
+                d.insert_owned(&dst, v, exp, now)
             })
             .await;
         if nx {
