@@ -776,23 +776,45 @@ pub fn scan(ctx: MultiCtx) -> Reply {
                     let d = &mut sh.dbs[db];
                     let mut found: Vec<Vec<u8>> = Vec::new();
                     let mut expired: Vec<Vec<u8>> = Vec::new();
+                    let (mut hits, mut misses) = (0, 0);
+                    // Filters in scanGenericCommand's order: pattern, then type
+                    // (a lookup: counts a hit, or a miss for an expired key, whose
+                    // type is then "none"), then expiry. Only keys that got that
+                    // far are expired here.
                     let next = d.scan(tag, count, |r| {
-                        if r.expire_at().is_some_and(|at| at < now) {
-                            expired.push(r.key().to_vec());
-                            return;
-                        }
                         if let Some(p) = &pattern {
                             if !string_match(p, r.key(), false) {
                                 return;
                             }
                         }
+                        let is_expired = r.expire_at().is_some_and(|at| at < now);
+                        if is_expired {
+                            expired.push(r.key().to_vec());
+                        }
                         if let Some(t) = &type_name {
-                            if !t.eq_ignore_ascii_case(r.kind().name().as_bytes()) {
+                            let name = if is_expired {
+                                misses += 1;
+                                "none"
+                            } else {
+                                hits += 1;
+                                r.kind().name()
+                            };
+                            if !t.eq_ignore_ascii_case(name.as_bytes()) {
+                                return;
+                            }
+                            if is_expired {
+                                // Redis's lookup already deleted it, so its
+                                // expiry check passes: TYPE none lists it.
+                                found.push(r.key().to_vec());
                                 return;
                             }
                         }
-                        found.push(r.key().to_vec());
+                        if !is_expired {
+                            found.push(r.key().to_vec());
+                        }
                     });
+                    d.stats.hits += hits;
+                    d.stats.misses += misses;
                     for k in expired {
                         d.find(&k, now, Access::Silent);
                     }
