@@ -850,7 +850,9 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let now = ctx.now_ms;
         let mut out = ctx.reply();
-        for _ in 0..8 {
+        // As Redis's dbRandomKey: draw until a live key turns up or none is
+        // left. Every draw that misses deletes an expired key, so this ends.
+        loop {
             let sizes = ctx
                 .core
                 .run_on_all(move |core| core.shard.borrow().dbsize(db))
@@ -883,8 +885,6 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
                 return out;
             }
         }
-        out.null();
-        out
     })
 }
 
