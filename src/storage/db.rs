@@ -524,6 +524,7 @@ impl Db {
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
+        self.avg_ttl = 0;
     }
 }
 
