@@ -22,9 +22,9 @@ pub fn echo(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
 
 /// SELECT index
 pub fn select(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
-    let Some(idx) = arg_i64(argv[1]).filter(|&i| i >= i32::MIN as i64 && i <= i32::MAX as i64)
-    else {
-        return ctx.out.error(errors::NOT_INT);
+    let idx = match super::arg_int(argv[1]) {
+        Ok(i) => i,
+        Err(e) => return ctx.out.error(e),
     };
     let dbs = ctx.core.config.borrow().databases as i64;
     if idx < 0 || idx >= dbs {

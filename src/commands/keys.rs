@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use super::{arg_i64, errors, is, MultiCtx, ShardCtx};
+use super::{arg_i64, arg_int, errors, is, MultiCtx, ShardCtx};
 use crate::protocol::reply::ReplyBuf;
 use crate::server::exec::shard_of_key;
 use crate::storage::db::Access;
@@ -146,10 +146,11 @@ fn expire_generic(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], k: ExpireKind) {
         } else if is(a, "lt") {
             lt = true;
         } else {
-            return ctx.out.error(&format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(a)
-            ));
+            // Echoed as sent, up to a NUL as C's %s would.
+            let text = a.split(|&b| b == 0).next().unwrap_or_default();
+            return ctx
+                .out
+                .error_bytes(&[&b"ERR Unsupported option "[..], text].concat());
         }
     }
     if nx && (xx || gt || lt) {
@@ -247,19 +248,16 @@ fn ttl_generic(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], ms: bool, absolute: bool)
     let Some(at) = db.expire_at(p) else {
         return out.int(-1);
     };
-    let v = if absolute {
-        if ms {
-            at as i64
-        } else {
-            at as i64 / 1000
-        }
+    let t = if absolute {
+        at as i64
     } else {
-        let left = (at as i64 - now as i64).max(0);
-        if ms {
-            left
-        } else {
-            (left + 500) / 1000
-        }
+        (at as i64 - now as i64).max(0)
+    };
+    // Seconds are rounded to the nearest, for EXPIRETIME too (as ttlGenericCommand).
+    let v = if ms {
+        t
+    } else {
+        ((t as i128 + 500) / 1000) as i64
     };
     out.int(v);
 }
@@ -386,7 +384,12 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
         };
         ctx.core
             .run_on(ds, move |core| {
-                core.shard.borrow_mut().dbs[db].insert_owned(&dst, v, exp, now)
+                let mut shard = core.shard.borrow_mut();
+                let d = &mut shard.dbs[db];
+                // Look the destination up first, as Redis does: an expired one
+                // is expired (and counted) rather than silently replaced.
+                d.find(&dst, now, Access::Write);
+                d.insert_owned(&dst, v, exp, now)
             })
             .await;
         if nx {
@@ -409,7 +412,7 @@ pub fn renamenx_multi(ctx: MultiCtx) -> Reply {
 }
 
 /// Parsed COPY options: destination db and REPLACE.
-fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool), String> {
+fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool), &'static str> {
     let mut dbid = src_db as i64;
     let mut replace = false;
     let mut j = 3;
@@ -418,16 +421,13 @@ fn copy_opts(argv: &[&[u8]], src_db: usize, ndbs: usize) -> Result<(usize, bool)
         if is(argv[j], "replace") {
             replace = true;
         } else if is(argv[j], "db") && more >= 1 {
-            match arg_i64(argv[j + 1]).filter(|v| *v >= i32::MIN as i64 && *v <= i32::MAX as i64) {
-                Some(v) => dbid = v,
-                None => return Err(errors::NOT_INT.into()),
-            }
+            dbid = arg_int(argv[j + 1])?;
             if dbid < 0 || dbid >= ndbs as i64 {
-                return Err(errors::DB_INDEX.into());
+                return Err(errors::DB_INDEX);
             }
             j += 1;
         } else {
-            return Err(errors::SYNTAX.into());
+            return Err(errors::SYNTAX);
         }
         j += 1;
     }
@@ -439,7 +439,7 @@ pub fn copy(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let ndbs = ctx.shard.dbs.len();
     let (dst_db, replace) = match copy_opts(argv, ctx.db, ndbs) {
         Ok(o) => o,
-        Err(e) => return ctx.out.error(&e),
+        Err(e) => return ctx.out.error(e),
     };
     if dst_db == ctx.db && argv[1] == argv[2] {
         return ctx
@@ -472,7 +472,7 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
         let (dst_db, replace) = match copy_opts(&argv, ctx.db, ndbs) {
             Ok(o) => o,
             Err(e) => {
-                out.error(&e);
+                out.error(e);
                 return out;
             }
         };
@@ -517,9 +517,9 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
 
 /// MOVE key db
 pub fn move_(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
-    let Some(dbid) = arg_i64(argv[2]).filter(|v| *v >= i32::MIN as i64 && *v <= i32::MAX as i64)
-    else {
-        return ctx.out.error(errors::NOT_INT);
+    let dbid = match arg_int(argv[2]) {
+        Ok(v) => v,
+        Err(e) => return ctx.out.error(e),
     };
     if dbid < 0 || dbid >= ctx.shard.dbs.len() as i64 {
         return ctx.out.error(errors::DB_INDEX);
@@ -552,7 +552,7 @@ pub fn move_(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_encoding(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => out.bulk(db.encoding_name(p).as_bytes()),
     }
@@ -562,10 +562,12 @@ pub fn object_encoding(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_refcount(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => match db.record(p).payload() {
-            Payload::Int(i) if (0..10000).contains(&i) => out.int(i32::MAX as i64),
+            Payload::Int(i) if (0..10000).contains(&i) && !db.record(p).own_int() => {
+                out.int(i32::MAX as i64)
+            }
             _ => out.int(1),
         },
     }
@@ -575,7 +577,7 @@ pub fn object_refcount(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_idletime(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => {
             let clock = crate::storage::db::lru_clock(now);
@@ -594,7 +596,7 @@ pub fn object_idletime(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_freq(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(_) => out.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."),
     }
@@ -671,21 +673,26 @@ pub fn keys(ctx: MultiCtx) -> Reply {
     })
 }
 
-/// Parses a SCAN cursor as Redis's parseScanCursorOrReply (strtoul rules).
+/// Parses a SCAN cursor as Redis's parseScanCursorOrReply: strtoul over the
+/// argument as a C string (it ends at a NUL; an empty one is cursor 0), no
+/// leading space, nothing after the digits, no overflow.
 pub fn parse_cursor(a: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(a).ok()?;
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_whitespace()) {
+    let a = a.split(|&b| b == 0).next().unwrap_or_default();
+    if a.is_empty() {
+        return Some(0);
+    }
+    if a[0].is_ascii_whitespace() || a[0] == 0x0b {
         return None;
     }
-    let (neg, digits) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
+    let (neg, digits) = match a[0] {
+        b'-' => (true, &a[1..]),
+        b'+' => (false, &a[1..]),
+        _ => (false, a),
     };
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+    if digits.is_empty() || !digits.iter().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let v: u64 = digits.parse().ok()?;
+    let v: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
@@ -769,23 +776,45 @@ pub fn scan(ctx: MultiCtx) -> Reply {
                     let d = &mut sh.dbs[db];
                     let mut found: Vec<Vec<u8>> = Vec::new();
                     let mut expired: Vec<Vec<u8>> = Vec::new();
+                    let (mut hits, mut misses) = (0, 0);
+                    // Filters in scanGenericCommand's order: pattern, then type
+                    // (a lookup: counts a hit, or a miss for an expired key, whose
+                    // type is then "none"), then expiry. Only keys that got that
+                    // far are expired here.
                     let next = d.scan(tag, count, |r| {
-                        if r.expire_at().is_some_and(|at| at < now) {
-                            expired.push(r.key().to_vec());
-                            return;
-                        }
                         if let Some(p) = &pattern {
                             if !string_match(p, r.key(), false) {
                                 return;
                             }
                         }
+                        let is_expired = r.expire_at().is_some_and(|at| at < now);
+                        if is_expired {
+                            expired.push(r.key().to_vec());
+                        }
                         if let Some(t) = &type_name {
-                            if !t.eq_ignore_ascii_case(r.kind().name().as_bytes()) {
+                            let name = if is_expired {
+                                misses += 1;
+                                "none"
+                            } else {
+                                hits += 1;
+                                r.kind().name()
+                            };
+                            if !t.eq_ignore_ascii_case(name.as_bytes()) {
+                                return;
+                            }
+                            if is_expired {
+                                // Redis's lookup already deleted it, so its
+                                // expiry check passes: TYPE none lists it.
+                                found.push(r.key().to_vec());
                                 return;
                             }
                         }
-                        found.push(r.key().to_vec());
+                        if !is_expired {
+                            found.push(r.key().to_vec());
+                        }
                     });
+                    d.stats.hits += hits;
+                    d.stats.misses += misses;
                     for k in expired {
                         d.find(&k, now, Access::Silent);
                     }
@@ -821,7 +850,9 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let now = ctx.now_ms;
         let mut out = ctx.reply();
-        for _ in 0..8 {
+        // As Redis's dbRandomKey: draw until a live key turns up or none is
+        // left. Every draw that misses deletes an expired key, so this ends.
+        loop {
             let sizes = ctx
                 .core
                 .run_on_all(move |core| core.shard.borrow().dbsize(db))
@@ -854,8 +885,6 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
                 return out;
             }
         }
-        out.null();
-        out
     })
 }
 

@@ -300,6 +300,9 @@ pub mod errors {
     pub const NOAUTH: &str = "NOAUTH Authentication required.";
     /// Increment or decrement would overflow.
     pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    /// An integer argument that parses but does not fit a C int (getIntFromObjectOrReply).
+    pub const INT_RANGE: &str =
+        "ERR value is out of range, value must between -2147483648 and 2147483647";
     /// Expire time out of range.
     pub fn invalid_expire(cmd: &str) -> String {
         format!("ERR invalid expire time in '{cmd}' command")
@@ -310,6 +313,17 @@ pub mod errors {
 #[inline]
 pub fn arg_i64(a: &[u8]) -> Option<i64> {
     crate::util::num::parse_i64(a)
+}
+
+/// Parses an argument that must fit a C int, as Redis's getIntFromObjectOrReply:
+/// a non-integer and an integer out of range get different errors.
+#[inline]
+pub fn arg_int(a: &[u8]) -> Result<i64, &'static str> {
+    match arg_i64(a) {
+        Some(v) if (i32::MIN as i64..=i32::MAX as i64).contains(&v) => Ok(v),
+        Some(_) => Err(errors::INT_RANGE),
+        None => Err(errors::NOT_INT),
+    }
 }
 
 /// Case-insensitive comparison of an argument with an ASCII keyword.

@@ -98,6 +98,8 @@ async fn active_expire(core: &Core, start_db: usize, budget: Duration) -> usize 
                 let mut shard = core.shard.borrow_mut();
                 let (d, rand) = shard.db_and_rng(db);
                 if d.volatile_len() == 0 {
+                    // No TTLs left: no average either (INFO keyspace avg_ttl=0).
+                    d.avg_ttl = 0;
                     (0, 0)
                 } else {
                     d.expire_sample(KEYS_PER_LOOP, now_ms(), rand)

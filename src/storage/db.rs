@@ -243,17 +243,18 @@ impl Db {
         }
         let value = match rec.payload() {
             Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
+            Payload::Int(i) if rec.own_int() => OwnedValue::OwnInt(i),
             Payload::Int(i) => OwnedValue::Int(i),
             Payload::Slab(i) => OwnedValue::Object(self.slab.take(i)),
         };
         (value, expiry.map(|e| e.at_ms))
     }
 
-    /// A copy of the value at `pos` (for COPY).
+    /// A copy of the value at `pos` (for COPY: a new object, never a shared integer).
     pub fn clone_at(&self, pos: Pos) -> OwnedValue {
         match self.table.at(pos).payload() {
             Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
-            Payload::Int(i) => OwnedValue::Int(i),
+            Payload::Int(i) => OwnedValue::OwnInt(i),
             Payload::Slab(i) => OwnedValue::Object(self.slab.get(i).clone()),
         }
     }
@@ -273,6 +274,11 @@ impl Db {
         let lru = lru_clock(now_ms);
         let rec = match value {
             OwnedValue::Int(i) => Record::new(key, NewPayload::Int(i), expiry, lru),
+            OwnedValue::OwnInt(i) => {
+                let mut r = Record::new(key, NewPayload::Int(i), expiry, lru);
+                r.set_own_int(true);
+                r
+            }
             OwnedValue::Inline(b) => Record::new(key, NewPayload::Inline(&b), expiry, lru),
             OwnedValue::Object(o) => {
                 let kind = o.kind();
@@ -448,8 +454,9 @@ impl Db {
     ) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
-        let mut ttl_sum = 0u64;
-        let mut ttl_n = 0u64;
+        // Wide enough for TTLs near i64::MAX (PEXPIREAT with a huge time).
+        let mut ttl_sum = 0u128;
+        let mut ttl_n = 0u128;
         for _ in 0..n {
             if self.volatile.is_empty() {
                 break;
@@ -466,13 +473,14 @@ impl Db {
                     expired += 1;
                 }
                 Some(at) => {
-                    ttl_sum += at - now_ms;
+                    ttl_sum += (at - now_ms) as u128;
                     ttl_n += 1;
                 }
                 None => {}
             }
         }
         if let Some(avg) = ttl_sum.checked_div(ttl_n) {
+            let avg = avg as u64;
             self.avg_ttl = if self.avg_ttl == 0 {
                 avg
             } else {
@@ -516,6 +524,7 @@ impl Db {
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
+        self.avg_ttl = 0;
     }
 }
 

@@ -69,6 +69,10 @@ const PAYLOAD_INT: u8 = 0x10;
 /// Payload is a 4-byte slab index.
 const PAYLOAD_SLAB: u8 = 0x20;
 
+/// An int payload that is an object of its own rather than one of Redis's
+/// shared integers (a COPY duplicates integers): OBJECT REFCOUNT says 1 for it.
+const OWN_INT: u8 = 0x40;
+
 const EXPIRE_LEN: usize = 12;
 
 /// What a record's payload is.
@@ -180,12 +184,32 @@ impl Record {
 
     /// The record rebuilt with other expiry metadata (same key and payload).
     pub fn with_expiry(&self, expiry: Option<Expiry>) -> Record {
-        Record::new(self.key(), self.new_payload(), expiry, self.lru())
+        let mut r = Record::new(self.key(), self.new_payload(), expiry, self.lru());
+        r.set_own_int(self.own_int());
+        r
     }
 
     /// The record rebuilt under another key (same payload), for RENAME/MOVE/COPY.
     pub fn with_key(&self, key: &[u8], expiry: Option<Expiry>) -> Record {
-        Record::new(key, self.new_payload(), expiry, self.lru())
+        let mut r = Record::new(key, self.new_payload(), expiry, self.lru());
+        r.set_own_int(self.own_int());
+        r
+    }
+
+    /// True for an int payload that is not a shared integer (see `OWN_INT`).
+    #[inline]
+    pub fn own_int(&self) -> bool {
+        self.0[0] & OWN_INT != 0
+    }
+
+    /// Marks an int payload as an object of its own, or not.
+    #[inline]
+    pub fn set_own_int(&mut self, on: bool) {
+        if on && self.0[0] & PAYLOAD_MASK == PAYLOAD_INT {
+            self.0[0] |= OWN_INT;
+        } else {
+            self.0[0] &= !OWN_INT;
+        }
     }
 
     fn new_payload(&self) -> NewPayload<'_> {
@@ -270,6 +294,8 @@ impl Record {
         }
         let at = self.payload_start();
         self.0[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        // A new value is a new (possibly shared) integer, as INCR makes it.
+        self.0[0] &= !OWN_INT;
         true
     }
 
@@ -357,6 +383,8 @@ impl Object {
 pub enum OwnedValue {
     /// An integer-encoded string.
     Int(i64),
+    /// An integer-encoded string that is not a shared integer (a COPY's value).
+    OwnInt(i64),
     /// A short string (stored inline).
     Inline(Vec<u8>),
     /// Anything stored in the slab.
