@@ -326,7 +326,9 @@ pub fn info(ctx: MultiCtx) -> Reply {
                 let avg_ttl = if ttl_cores.is_empty() {
                     0
                 } else {
-                    ttl_cores.iter().sum::<u64>() / ttl_cores.len() as u64
+                    // u128: TTLs can be near i64::MAX each.
+                    (ttl_cores.iter().map(|&t| t as u128).sum::<u128>() / ttl_cores.len() as u128)
+                        as u64
                 };
                 let _ = write!(
                     s,

@@ -448,8 +448,9 @@ impl Db {
     ) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
-        let mut ttl_sum = 0u64;
-        let mut ttl_n = 0u64;
+        // Wide enough for TTLs near i64::MAX (PEXPIREAT with a huge time).
+        let mut ttl_sum = 0u128;
+        let mut ttl_n = 0u128;
         for _ in 0..n {
             if self.volatile.is_empty() {
                 break;
@@ -466,13 +467,14 @@ impl Db {
                     expired += 1;
                 }
                 Some(at) => {
-                    ttl_sum += at - now_ms;
+                    ttl_sum += (at - now_ms) as u128;
                     ttl_n += 1;
                 }
                 None => {}
             }
         }
         if let Some(avg) = ttl_sum.checked_div(ttl_n) {
+            let avg = avg as u64;
             self.avg_ttl = if self.avg_ttl == 0 {
                 avg
             } else {
