@@ -247,19 +247,16 @@ fn ttl_generic(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], ms: bool, absolute: bool)
     let Some(at) = db.expire_at(p) else {
         return out.int(-1);
     };
-    let v = if absolute {
-        if ms {
-            at as i64
-        } else {
-            at as i64 / 1000
-        }
+    let t = if absolute {
+        at as i64
     } else {
-        let left = (at as i64 - now as i64).max(0);
-        if ms {
-            left
-        } else {
-            (left + 500) / 1000
-        }
+        (at as i64 - now as i64).max(0)
+    };
+    // Seconds are rounded to the nearest, for EXPIRETIME too (as ttlGenericCommand).
+    let v = if ms {
+        t
+    } else {
+        ((t as i128 + 500) / 1000) as i64
     };
     out.int(v);
 }
