@@ -549,7 +549,7 @@ pub fn move_(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_encoding(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => out.bulk(db.encoding_name(p).as_bytes()),
     }
@@ -559,7 +559,7 @@ pub fn object_encoding(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_refcount(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => match db.record(p).payload() {
             Payload::Int(i) if (0..10000).contains(&i) => out.int(i32::MAX as i64),
@@ -572,7 +572,7 @@ pub fn object_refcount(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_idletime(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(p) => {
             let clock = crate::storage::db::lru_clock(now);
@@ -591,7 +591,7 @@ pub fn object_idletime(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
 pub fn object_freq(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
-    match db.find(argv[2], now, Access::Silent) {
+    match db.find(argv[2], now, Access::NoTouch) {
         None => out.null(),
         Some(_) => out.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."),
     }
