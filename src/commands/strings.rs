@@ -350,9 +350,16 @@ pub fn mset(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
     for kv in argv[1..].chunks(2) {
-        db.set_str(kv[0], kv[1], StrEncoding::Auto, None, false, now);
+        mset_one(db, kv[0], kv[1], now);
     }
     out.ok();
+}
+
+/// One MSET pair. Redis's setKey looks the key up for writing first, so an expired key is
+/// expired (and counted in expired_keys) before it is overwritten.
+fn mset_one(db: &mut Db, key: &[u8], val: &[u8], now: u64) {
+    let _ = db.find(key, now, Access::Write);
+    db.set_str(key, val, StrEncoding::Auto, None, false, now);
 }
 
 /// MSETNX key value [key value ...] (keys on this shard)
@@ -398,7 +405,7 @@ async fn set_pairs(ctx: &MultiCtx, per: Vec<Vec<(bytes::Bytes, bytes::Bytes)>>) 
             let mut shard = core.shard.borrow_mut();
             let d = &mut shard.dbs[db];
             for (k, v) in pairs {
-                d.set_str(&k, &v, StrEncoding::Auto, None, false, now);
+                mset_one(d, &k, &v, now);
             }
         }));
     }
