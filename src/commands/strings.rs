@@ -12,6 +12,13 @@ use crate::util::num::{self, IncrFloatError};
 
 type Reply = Pin<Box<dyn Future<Output = ReplyBuf>>>;
 
+/// Matches an option keyword the way Redis does: strcasecmp on the argument as a C string,
+/// so the argument ends at its first NUL byte (`NX\0junk` is NX, `LEN\0` is LEN).
+fn opt(a: &[u8], kw: &str) -> bool {
+    let end = memchr::memchr(0, a).unwrap_or(a.len());
+    is(&a[..end], kw)
+}
+
 /// Which command is parsing SET-style options (Redis's COMMAND_SET / COMMAND_GET).
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum OptsFor {
@@ -51,26 +58,26 @@ fn parse_set_opts(argv: &[&[u8]], first: usize, cmd: OptsFor) -> Result<SetOpts,
             o.expire == ExpireOpt::None
                 || std::mem::discriminant(&o.expire) == std::mem::discriminant(&except)
         };
-        if is(a, "nx") && !o.xx && cmd == OptsFor::Set {
+        if opt(a, "nx") && !o.xx && cmd == OptsFor::Set {
             o.nx = true;
-        } else if is(a, "xx") && !o.nx && cmd == OptsFor::Set {
+        } else if opt(a, "xx") && !o.nx && cmd == OptsFor::Set {
             o.xx = true;
-        } else if is(a, "get") && cmd == OptsFor::Set {
+        } else if opt(a, "get") && cmd == OptsFor::Set {
             o.get = true;
-        } else if is(a, "keepttl") && cmd == OptsFor::Set && no_expire(&o, ExpireOpt::KeepTtl) {
+        } else if opt(a, "keepttl") && cmd == OptsFor::Set && no_expire(&o, ExpireOpt::KeepTtl) {
             o.expire = ExpireOpt::KeepTtl;
-        } else if is(a, "persist") && cmd == OptsFor::GetEx && no_expire(&o, ExpireOpt::Persist) {
+        } else if opt(a, "persist") && cmd == OptsFor::GetEx && no_expire(&o, ExpireOpt::Persist) {
             o.expire = ExpireOpt::Persist;
-        } else if is(a, "ex") && has_next && no_expire(&o, ExpireOpt::Ex(0)) {
+        } else if opt(a, "ex") && has_next && no_expire(&o, ExpireOpt::Ex(0)) {
             o.expire = ExpireOpt::Ex(j + 1);
             j += 1;
-        } else if is(a, "px") && has_next && no_expire(&o, ExpireOpt::Px(0)) {
+        } else if opt(a, "px") && has_next && no_expire(&o, ExpireOpt::Px(0)) {
             o.expire = ExpireOpt::Px(j + 1);
             j += 1;
-        } else if is(a, "exat") && has_next && no_expire(&o, ExpireOpt::ExAt(0)) {
+        } else if opt(a, "exat") && has_next && no_expire(&o, ExpireOpt::ExAt(0)) {
             o.expire = ExpireOpt::ExAt(j + 1);
             j += 1;
-        } else if is(a, "pxat") && has_next && no_expire(&o, ExpireOpt::PxAt(0)) {
+        } else if opt(a, "pxat") && has_next && no_expire(&o, ExpireOpt::PxAt(0)) {
             o.expire = ExpireOpt::PxAt(j + 1);
             j += 1;
         } else {
@@ -343,9 +350,16 @@ pub fn mset(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
     for kv in argv[1..].chunks(2) {
-        db.set_str(kv[0], kv[1], StrEncoding::Auto, None, false, now);
+        mset_one(db, kv[0], kv[1], now);
     }
     out.ok();
+}
+
+/// One MSET pair. Redis's setKey looks the key up for writing first, so an expired key is
+/// expired (and counted in expired_keys) before it is overwritten.
+fn mset_one(db: &mut Db, key: &[u8], val: &[u8], now: u64) {
+    let _ = db.find(key, now, Access::Write);
+    db.set_str(key, val, StrEncoding::Auto, None, false, now);
 }
 
 /// MSETNX key value [key value ...] (keys on this shard)
@@ -391,7 +405,7 @@ async fn set_pairs(ctx: &MultiCtx, per: Vec<Vec<(bytes::Bytes, bytes::Bytes)>>) 
             let mut shard = core.shard.borrow_mut();
             let d = &mut shard.dbs[db];
             for (k, v) in pairs {
-                d.set_str(&k, &v, StrEncoding::Auto, None, false, now);
+                mset_one(d, &k, &v, now);
             }
         }));
     }
@@ -718,13 +732,13 @@ fn lcs_reply(
     let mut j = 3;
     while j < argv.len() {
         let more = argv.len() - 1 - j;
-        if is(argv[j], "idx") {
+        if opt(argv[j], "idx") {
             getidx = true;
-        } else if is(argv[j], "len") {
+        } else if opt(argv[j], "len") {
             getlen = true;
-        } else if is(argv[j], "withmatchlen") {
+        } else if opt(argv[j], "withmatchlen") {
             withmatchlen = true;
-        } else if is(argv[j], "minmatchlen") && more > 0 {
+        } else if opt(argv[j], "minmatchlen") && more > 0 {
             match arg_i64(argv[j + 1]) {
                 Some(v) => minmatchlen = v.max(0),
                 None => return out.error(errors::NOT_INT),
