@@ -9,6 +9,12 @@ use crate::server::client::{Client, ReplyMode};
 
 /// PING [message]
 pub fn ping(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
+    // Arity -1 lets any count through the table; pingCommand itself refuses more than one argument.
+    if argv.len() > 2 {
+        return ctx
+            .out
+            .error("ERR wrong number of arguments for 'ping' command");
+    }
     match argv.get(1) {
         Some(m) => ctx.out.bulk(m),
         None => ctx.out.simple("PONG"),
