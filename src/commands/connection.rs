@@ -82,47 +82,42 @@ pub fn hello(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
         match arg_i64(argv[1]) {
             Some(2) => proto = Some(Proto::Resp2),
             Some(3) => proto = Some(Proto::Resp3),
-            Some(v) if (i32::MIN as i64..=i32::MAX as i64).contains(&v) => {
-                return ctx.out.error("NOPROTO unsupported protocol version")
-            }
-            _ => {
+            Some(_) => return ctx.out.error("NOPROTO unsupported protocol version"),
+            None => {
                 return ctx
                     .out
                     .error("ERR Protocol version is not an integer or out of range")
             }
         }
     }
+    // Redis 7.0 acts on each option as it parses it: AUTH authenticates and
+    // SETNAME renames at once, so both stick even when a later option fails.
     let mut i = 2;
-    let mut auth: Option<(&[u8], &[u8])> = None;
-    let mut setname: Option<&[u8]> = None;
     while i < argv.len() {
         let more = argv.len() - i - 1;
         if is(argv[i], "auth") && more >= 2 {
-            auth = Some((argv[i + 1], argv[i + 2]));
+            if let Err(e) = check_auth(ctx, argv[i + 1], argv[i + 2]) {
+                return ctx.out.error(e);
+            }
             i += 3;
         } else if is(argv[i], "setname") && more >= 1 {
-            setname = Some(argv[i + 1]);
+            if let Err(e) = valid_name(argv[i + 1]) {
+                return ctx.out.error(e);
+            }
+            ctx.client.info.borrow_mut().name = argv[i + 1].to_vec();
             i += 2;
         } else {
-            return ctx.out.error(&format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(argv[i])
-            ));
+            let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+            msg.extend(argv[i].iter().copied().take_while(|&c| c != 0));
+            msg.push(b'\'');
+            return ctx.out.error_bytes(&msg);
         }
     }
-    if let Some((u, p)) = auth {
-        if let Err(e) = check_auth(ctx, u, p) {
-            return ctx.out.error(e);
-        }
-    }
+    // Redis checks the client's own flag here, not whether a password is
+    // required now: a client that connected while one was set must still
+    // authenticate before HELLO, even after `CONFIG SET requirepass ""`.
     if !ctx.client.info.borrow().authenticated {
-        return ctx.out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-    }
-    if let Some(name) = setname {
-        if let Err(e) = valid_name(name) {
-            return ctx.out.error(e);
-        }
-        ctx.client.info.borrow_mut().name = name.to_vec();
+        return ctx.out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(p) = proto {
         ctx.client.info.borrow_mut().proto = p;
