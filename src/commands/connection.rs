@@ -155,7 +155,11 @@ pub fn reset(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
         info.db = 0;
         info.proto = Proto::Resp2;
         info.name.clear();
-        info.reply_mode = ReplyMode::On;
+        // Redis clears REPLY OFF and a SKIP still to come, but not the skip of
+        // this very command: after CLIENT REPLY SKIP, RESET's reply is dropped.
+        if info.reply_mode != ReplyMode::Skip {
+            info.reply_mode = ReplyMode::On;
+        }
         info.no_evict = false;
         info.authenticated = !needs_auth;
     }
