@@ -304,7 +304,7 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
         let argv = &ctx.argv;
-        let mut ids: Option<Vec<u64>> = None;
+        let mut ids: Option<Vec<i64>> = None;
         let mut type_ok = true;
         if argv.len() == 4 && is(&argv[2], "type") {
             match client_type_ok(&argv[3]) {
@@ -318,11 +318,12 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
                 }
             }
         } else if argv.len() > 3 && is(&argv[2], "id") {
+            // Any integer parses; ids of no client (0, negative) are just not found.
             let mut v = Vec::new();
             for a in &argv[3..] {
                 match arg_i64(a) {
-                    Some(id) if id > 0 => v.push(id as u64),
-                    _ => {
+                    Some(id) => v.push(id),
+                    None => {
                         out.error("ERR Invalid client ID");
                         return out;
                     }
@@ -346,7 +347,10 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
                 let mut v: Vec<(u64, String)> = clients
                     .by_id
                     .values()
-                    .filter(|c| ids2.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                    .filter(|c| {
+                        ids2.as_ref()
+                            .is_none_or(|ids| ids.contains(&(c.id as i64)))
+                    })
                     .map(|c| (c.id, c.describe(now)))
                     .collect();
                 v.sort_by_key(|x| x.0);
@@ -356,9 +360,22 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
         let mut all: Vec<(u64, String)> = lines.into_iter().flatten().collect();
         all.sort_by_key(|x| x.0);
         let mut text = String::new();
-        for (_, l) in all {
-            text.push_str(&l);
-            text.push('\n');
+        match ids {
+            // With ID, Redis lists in argument order, a repeated id once per mention.
+            Some(ids) => {
+                for id in ids {
+                    if let Some((_, l)) = all.iter().find(|(cid, _)| *cid as i64 == id) {
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                }
+            }
+            None => {
+                for (_, l) in all {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+            }
         }
         out.verbatim(b"txt", text.as_bytes());
         out
