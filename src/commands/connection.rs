@@ -473,6 +473,14 @@ pub fn client_kill(ctx: MultiCtx) -> Reply {
                 } else if is(opt, "laddr") {
                     f.laddr = Some(String::from_utf8_lossy(val).into_owned());
                 } else if is(opt, "user") {
+                    // The only user is `default` (no ACL yet); Redis names an unknown one.
+                    if &val[..] != b"default" {
+                        let mut msg = b"ERR No such user '".to_vec();
+                        msg.extend(val.iter().copied().take_while(|&c| c != 0));
+                        msg.push(b'\'');
+                        out.error_bytes(&msg);
+                        return out;
+                    }
                     f.user = Some(val.to_vec());
                 } else if is(opt, "skipme") {
                     if is(val, "yes") {
