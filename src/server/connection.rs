@@ -88,7 +88,7 @@ enum Reject {
     Unknown,
     UnknownSubcommand,
     Arity(&'static crate::commands::Command),
-    NoAuth,
+    NoAuth(&'static crate::commands::Command),
 }
 
 /// What ends a segment.
@@ -105,7 +105,7 @@ impl Connection {
             // Parse and run everything buffered (unauthenticated clients get
             // one command per parse: AUTH must lift the limits before the next).
             loop {
-                let authenticated = self.client.info.borrow().authenticated;
+                let authenticated = !self.auth_required();
                 let limits = Limits {
                     proto_max_bulk_len: self.core.config.borrow().proto_max_bulk_len,
                     authenticated,
@@ -226,10 +226,11 @@ impl Connection {
             }
             // 1. Classify commands until a barrier.
             targets.clear();
-            let (db, proto, authenticated) = {
+            let (db, proto) = {
                 let info = self.client.info.borrow();
-                (info.db, info.proto, info.authenticated)
+                (info.db, info.proto)
             };
+            let authenticated = !self.auth_required();
             let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
                 (0..self.core.nshards).map(|_| None).collect();
             let mut barrier = None;
@@ -246,7 +247,7 @@ impl Connection {
                                 .flags()
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
                         {
-                            Target::Reject(Reject::NoAuth)
+                            Target::Reject(Reject::NoAuth(cmd))
                         } else {
                             match cmd.exec {
                                 Exec::Conn(_) => Target::Conn(cmd),
@@ -443,6 +444,11 @@ impl Connection {
         }
     }
 
+    /// Redis's authRequired: a password is set and this client has not authenticated.
+    fn auth_required(&self) -> bool {
+        !self.client.info.borrow().authenticated && self.core.config.borrow().requirepass.is_some()
+    }
+
     /// Drops the reply just written (from `before`) when CLIENT REPLY says so.
     fn apply_reply_mode(&mut self, before: usize) {
         let mut info = self.client.info.borrow_mut();
@@ -490,7 +496,10 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
                 st.cmds[cmd.id as usize].rejected_calls += 1;
                 format!("ERR wrong number of arguments for '{}' command", cmd.name)
             }
-            Reject::NoAuth => errors::NOAUTH.to_string(),
+            Reject::NoAuth(cmd) => {
+                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+                errors::NOAUTH.to_string()
+            }
         };
         out.error(&msg);
         let code = msg.split(' ').next().unwrap_or("ERR");
@@ -501,7 +510,7 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
         Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
-        Target::Reject(Reject::Arity(c)) => Some(c),
+        Target::Reject(Reject::Arity(c) | Reject::NoAuth(c)) => Some(c),
         _ => None,
     }
 }
