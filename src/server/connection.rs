@@ -178,6 +178,8 @@ impl Connection {
             Ok(0) | Err(_) => false,
             Ok(n) => {
                 self.rbuf.truncate(start + n);
+                // Redis counts reading a query as interaction (CLIENT LIST idle, timeout).
+                self.client.info.borrow_mut().last_interaction_ms = now_ms();
                 let mut st = self.core.stats.borrow_mut();
                 st.net_input_bytes += n as u64;
                 let mut info = self.client.info.borrow_mut();
@@ -317,6 +319,8 @@ impl Connection {
             let mut side_ends: Vec<usize> = Vec::new();
             for (k, t) in targets.iter().enumerate() {
                 let argv = argvs[i + k];
+                // As Redis's lastcmd, set before the command runs (CLIENT INFO shows itself).
+                self.client.info.borrow_mut().last_cmd = command_of(t).map_or("NULL", |c| c.name);
                 if matches!(t, Target::Remote(..)) {
                     continue;
                 }
@@ -349,9 +353,6 @@ impl Connection {
                 } else {
                     self.apply_reply_mode(before);
                 }
-            }
-            if let Some(cmd) = targets.last().and_then(command_of) {
-                self.client.info.borrow_mut().last_cmd = cmd.name;
             }
 
             // 4. Collect remote replies and assemble in request order.
@@ -402,6 +403,10 @@ impl Connection {
             if let Some(b) = barrier {
                 let argv = argvs[i];
                 let before = self.wbuf.len();
+                let name = match b {
+                    Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
+                };
+                self.client.info.borrow_mut().last_cmd = name;
                 match b {
                     Barrier::Conn(cmd) => {
                         if let Exec::ConnBarrier(f) = cmd.exec {
@@ -434,10 +439,6 @@ impl Connection {
                         self.wbuf.raw(&reply.buf);
                     }
                 }
-                let name = match b {
-                    Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
-                };
-                self.client.info.borrow_mut().last_cmd = name;
                 self.apply_reply_mode(before);
                 i += 1;
             }
