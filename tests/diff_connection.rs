@@ -510,6 +510,8 @@ fn client_info_and_list_fields() {
             c.cmds("CLIENT SETNAME other");
             c.cmds("SELECT 3");
             c.cmds("GET x");
+            // An unknown command leaves cmd=NULL.
+            c.cmds("FOO");
         }
         for c in [&mut r, &mut p] {
             c.cmds("CLIENT SETNAME me");
