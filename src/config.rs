@@ -703,25 +703,30 @@ fn lookup(name: &[u8]) -> Option<(&'static str, &'static Param)> {
 
 impl Config {
     /// CONFIG GET: (name, Redis-formatted value) for each parameter or alias matching any pattern, once each.
-    pub fn get(&self, patterns: &[&[u8]]) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    ///
+    /// Redis collects matches in a case-insensitive dict keyed by the name
+    /// that first matched: for an exact (glob-free) pattern that is the
+    /// client's own spelling (`CONFIG GET TIMEOUT` answers `TIMEOUT`).
+    pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        let seen = |out: &[(String, Vec<u8>)], name: &str| {
+            out.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
         for pat in patterns {
-            // Without `*?[` Redis does an exact, case-insensitive lookup; it then
-            // echoes the client's spelling, we return the table's.
+            // Without `*?[` Redis does an exact, case-insensitive lookup.
             if !pat.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
                 if let Some((name, p)) = lookup(pat) {
-                    if !out.iter().any(|(n, _)| *n == name) {
-                        out.push((name, (p.get)(self)));
+                    if !seen(&out, name) {
+                        // A match is ASCII, so the client's spelling is too.
+                        out.push((String::from_utf8_lossy(pat).into_owned(), (p.get)(self)));
                     }
                 }
                 continue;
             }
             for p in PARAMS {
                 for name in std::iter::once(p.name).chain(p.aliases.iter().copied()) {
-                    if !out.iter().any(|(n, _)| *n == name)
-                        && string_match(pat, name.as_bytes(), true)
-                    {
-                        out.push((name, (p.get)(self)));
+                    if !seen(&out, name) && string_match(pat, name.as_bytes(), true) {
+                        out.push((name.to_string(), (p.get)(self)));
                     }
                 }
             }
@@ -1662,10 +1667,14 @@ mod tests {
     #[test]
     fn config_get_lookup() {
         let c = Config::default();
-        assert_eq!(c.get(&[b"PORT"]), vec![("port", b"6379".to_vec())]);
+        // The client's spelling is echoed, as Redis does.
+        assert_eq!(c.get(&[b"PORT"]), vec![("PORT".to_string(), b"6379".to_vec())]);
         assert_eq!(
             c.get(&[b"port", b"timeout", b"Port", b"nosuch"]),
-            vec![("port", b"6379".to_vec()), ("timeout", b"0".to_vec())]
+            vec![
+                ("port".to_string(), b"6379".to_vec()),
+                ("timeout".to_string(), b"0".to_vec())
+            ]
         );
         assert!(c.get(&[b"nosuch"]).is_empty());
     }
@@ -1675,18 +1684,18 @@ mod tests {
         let c = Config::default();
         let all = c.get(&[b"*"]);
         assert_eq!(all.len(), PARAMS.len());
-        let names: Vec<&str> = c
+        let names: Vec<String> = c
             .get(&[b"*ort", b"port"])
             .into_iter()
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec!["port"]);
-        let names: Vec<&str> = c
+        let names: Vec<String> = c
             .get(&[b"TIMEOUT", b"*MAX*"])
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(names, vec!["timeout", "maxclients", "proto-max-bulk-len"]);
+        assert_eq!(names, vec!["TIMEOUT", "maxclients", "proto-max-bulk-len"]);
     }
 
     #[test]
@@ -1738,7 +1747,7 @@ mod tests {
     }
 
     /// Every parameter's CONFIG GET value, by exact name (no glob needed).
-    fn snapshot(c: &Config) -> Vec<(&'static str, Vec<u8>)> {
+    fn snapshot(c: &Config) -> Vec<(String, Vec<u8>)> {
         PARAMS
             .iter()
             .flat_map(|p| c.get(&[p.name.as_bytes()]))
