@@ -40,7 +40,7 @@ pub struct Config {
     pub dir: String,
     /// `dbfilename` (default dump.rdb).
     pub dbfilename: String,
-    /// `loglevel`: debug, verbose, notice, warning, nothing.
+    /// `loglevel`: debug, verbose, notice, warning.
     pub loglevel: String,
     /// `logfile`: empty = standard output; relative paths are relative to `dir`.
     pub logfile: String,
@@ -688,8 +688,8 @@ static PARAMS: &[Param] = &[
     bool_param!("pin-cores", IMMUTABLE, pin_cores),
 ];
 
-/// `loglevel` names; 7.0 lacks `nothing` (added in 7.2) but percore accepts it.
-const LOGLEVELS: [&str; 5] = ["debug", "verbose", "notice", "warning", "nothing"];
+/// `loglevel` names, as Redis 7.0 (`nothing` came in 7.2, and 7.0 refuses it).
+const LOGLEVELS: [&str; 4] = ["debug", "verbose", "notice", "warning"];
 
 /// Finds a parameter by name or alias, case-insensitively; returns the table spelling matched.
 fn lookup(name: &[u8]) -> Option<(&'static str, &'static Param)> {
@@ -1314,7 +1314,7 @@ mod tests {
         let c = load_file(
             &d,
             "\t PORT\t 7000 \r\n#timeout 5\n  # indented comment\nTimeout 9\r\n\
-             dbfilename \"a\\x41\\n\\\"b\"\nrequirepass ''\nloglevel nothing\nhz 0\n\
+             dbfilename \"a\\x41\\n\\\"b\"\nrequirepass ''\nloglevel warning\nhz 0\n\
              save 100 1\nsave \"\"\nsave 8 8\nbind \"127.0.0.1  ::1\"\n",
         )
         .unwrap();
@@ -1322,7 +1322,7 @@ mod tests {
         assert_eq!(c.timeout, 9);
         assert_eq!(c.dbfilename, "aA\n\"b");
         assert_eq!(c.requirepass, None);
-        assert_eq!(c.loglevel, "nothing");
+        assert_eq!(c.loglevel, "warning");
         assert_eq!(c.hz, 1);
         // As 7.0: `save ""` clears, later lines append.
         assert_eq!(get1(&c, "save"), "8 8");
@@ -1462,7 +1462,7 @@ mod tests {
             ("tcp-keepalive -1", "1: bad 'tcp-keepalive' value '-1': argument must be between 0 and 2147483647 inclusive"),
             ("tcp-backlog x", "1: bad 'tcp-backlog' value 'x': argument couldn't be parsed into an integer"),
             ("hz -5", "1: bad 'hz' value '-5': argument must be between 0 and 2147483647 inclusive"),
-            ("loglevel foo", "1: bad 'loglevel' value 'foo': argument(s) must be one of the following: debug, verbose, notice, warning, nothing"),
+            ("loglevel foo", "1: bad 'loglevel' value 'foo': argument(s) must be one of the following: debug, verbose, notice, warning"),
             ("protected-mode maybe", "1: bad 'protected-mode' value 'maybe': argument must be 'yes' or 'no'"),
             ("daemonize \"\"", "1: bad 'daemonize' value '': argument must be 'yes' or 'no'"),
             ("pin-cores 1", "1: bad 'pin-cores' value '1': argument must be 'yes' or 'no'"),
@@ -1796,7 +1796,7 @@ mod tests {
             (&[("maxclients", "0")], failed("maxclients", "argument must be between 1 and 4294967295 inclusive")),
             (&[("maxclients", "4294967296")], failed("maxclients", "argument must be between 1 and 4294967295 inclusive")),
             (&[("hz", "-1")], failed("hz", "argument must be between 0 and 2147483647 inclusive")),
-            (&[("loglevel", "foo")], failed("loglevel", "argument(s) must be one of the following: debug, verbose, notice, warning, nothing")),
+            (&[("loglevel", "foo")], failed("loglevel", "argument(s) must be one of the following: debug, verbose, notice, warning")),
             (&[("protected-mode", "maybe")], failed("protected-mode", "argument must be 'yes' or 'no'")),
             (&[("protected-mode", "")], failed("protected-mode", "argument must be 'yes' or 'no'")),
             (&[("proto-max-bulk-len", "1000")], failed("proto-max-bulk-len", "argument must be between 1048576 and 9223372036854775807 inclusive")),
