@@ -355,8 +355,9 @@ pub fn config_get(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
 pub fn config_set(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
+        // Fewer than 4 is an arity error at dispatch; an unpaired name is a syntax error.
         if ctx.argv.len() < 4 || ctx.argv.len() % 2 == 1 {
-            out.error("ERR wrong number of arguments for 'config|set' command");
+            out.error(errors::SYNTAX);
             return out;
         }
         let pairs: Vec<(&[u8], &[u8])> = ctx.argv[2..]
