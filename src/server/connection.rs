@@ -89,6 +89,8 @@ enum Reject {
     UnknownSubcommand,
     Arity(&'static crate::commands::Command),
     NoAuth(&'static crate::commands::Command),
+    /// DEBUG while enable-debug-command does not allow it.
+    Protected(&'static crate::commands::Command),
 }
 
 /// What ends a segment.
@@ -244,7 +246,14 @@ impl Connection {
                     Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
                     Lookup::WrongArity(c) => Target::Reject(Reject::Arity(c)),
                     Lookup::Found(cmd) => {
-                        if !authenticated
+                        // As processCommand: protected commands (DEBUG is the only one
+                        // percore has; 7.0's metadata does not carry the flag) are
+                        // checked before auth.
+                        if cmd.name == "debug"
+                            && !crate::commands::server::debug_allowed(&self.core, &self.client)
+                        {
+                            Target::Reject(Reject::Protected(cmd))
+                        } else if !authenticated
                             && !cmd
                                 .flags()
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
@@ -501,6 +510,10 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
                 core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
                 errors::NOAUTH.to_string()
             }
+            Reject::Protected(cmd) => {
+                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+                crate::commands::server::DEBUG_NOT_ALLOWED.to_string()
+            }
         };
         out.error(&msg);
         let code = msg.split(' ').next().unwrap_or("ERR");
@@ -511,7 +524,7 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
         Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
-        Target::Reject(Reject::Arity(c) | Reject::NoAuth(c)) => Some(c),
+        Target::Reject(Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c)) => Some(c),
         _ => None,
     }
 }
