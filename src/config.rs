@@ -1668,7 +1668,10 @@ mod tests {
     fn config_get_lookup() {
         let c = Config::default();
         // The client's spelling is echoed, as Redis does.
-        assert_eq!(c.get(&[b"PORT"]), vec![("PORT".to_string(), b"6379".to_vec())]);
+        assert_eq!(
+            c.get(&[b"PORT"]),
+            vec![("PORT".to_string(), b"6379".to_vec())]
+        );
         assert_eq!(
             c.get(&[b"port", b"timeout", b"Port", b"nosuch"]),
             vec![
@@ -1772,6 +1775,8 @@ mod tests {
         };
         let imm = "can't set immutable config";
         let int = "argument couldn't be parsed into an integer";
+        // One case per line, as a table (rustfmt would spread them out).
+        #[rustfmt::skip]
         let cases: &[SetCase] = &[
             (&[("foo", "bar")], unknown("foo")),
             (&[("timeout", "1"), ("foo", "3")], unknown("foo")),

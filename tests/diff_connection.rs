@@ -201,7 +201,12 @@ fn ping_echo_select_and_dispatch_errors() {
         d.check(&["CLIENT", "se\r\ntname"]);
         d.check(&["CLIENT", &"s".repeat(200)]);
         // Inline commands go through the same dispatch.
-        for raw in [&b"FOO bar baz\r\n"[..], b"PING\r\n", b"ECHO\r\n", b"CLIENT\r\n"] {
+        for raw in [
+            &b"FOO bar baz\r\n"[..],
+            b"PING\r\n",
+            b"ECHO\r\n",
+            b"CLIENT\r\n",
+        ] {
             d.redis.send(raw);
             d.percore.send(raw);
             assert_eq!(
@@ -328,6 +333,8 @@ fn auth_with_requirepass() {
         d.script("GET a\nCLIENT GETNAME\nPING\nAUTH default secret\nCLIENT GETNAME\nGET a");
         check_no_id(&mut d, "HELLO 3 AUTH default secret SETNAME n1");
         d.script("CLIENT GETNAME\nGET nokey\nRESET\nGET nokey\nAUTH secret\nGET nokey\nDEL a");
+        // A failed AUTH does not undo an earlier success.
+        d.script("AUTH wrong\nGET nokey\nHELLO 2 AUTH default wrong\nGET nokey\nAUTH default\nRESET\nRESET\nPING");
         check_no_id(&mut d, "HELLO 3 AUTH default wrong");
         check_no_id(&mut d, "HELLO 2 AUTH default secret SETNAME n2");
         d.line("CLIENT GETNAME");
@@ -445,11 +452,7 @@ fn quit_and_reset() {
             assert_eq!(field(&line, k), v, "{line}");
         }
         // QUIT: +OK, then the connection is closed; pipelined commands after it are not run.
-        let pipe = [
-            encode(&["QUIT"]),
-            encode(&["SET", "afterquit", "1"]),
-        ]
-        .concat();
+        let pipe = [encode(&["QUIT"]), encode(&["SET", "afterquit", "1"])].concat();
         d.redis.send(&pipe);
         d.percore.send(&pipe);
         assert_eq!(d.redis.read(), Resp::Simple(b"OK".to_vec()));
@@ -527,11 +530,7 @@ fn client_info_and_list_fields() {
             "name", "db", "flags", "sub", "psub", "ssub", "multi", "cmd", "user", "redir", "resp",
             "obl", "oll", "events",
         ] {
-            assert_eq!(
-                field(&ri, k),
-                field(&pi, k),
-                "CLIENT INFO {k}:\n{ri}\n{pi}"
-            );
+            assert_eq!(field(&ri, k), field(&pi, k), "CLIENT INFO {k}:\n{ri}\n{pi}");
         }
         // age and idle tick in whole seconds, so only their range is certain.
         for k in ["age", "idle"] {
@@ -542,7 +541,16 @@ fn client_info_and_list_fields() {
         assert!(pl.ends_with('\n'));
         assert_eq!(rl.lines().count(), 2);
         assert_eq!(pl.lines().count(), 2, "{pl}");
-        for (a, b) in rl.lines().zip(pl.lines()) {
+        // Lines are in id order; with several shards two connections made one
+        // after the other may be accepted (and numbered) in either order, so
+        // pair the lines by name.
+        let ids: Vec<u64> = pl.lines().map(|l| field(l, "id").parse().unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{pl}");
+        for a in rl.lines() {
+            let b = pl
+                .lines()
+                .find(|b| field(b, "name") == field(a, "name"))
+                .unwrap();
             assert_eq!(names(a), names(b));
             for k in ["name", "db", "cmd", "flags", "resp"] {
                 assert_eq!(field(a, k), field(b, k), "CLIENT LIST {k}:\n{rl}\n{pl}");
@@ -588,7 +596,11 @@ fn client_info_and_list_fields() {
         for (rc, pc) in cases(&rm, &ro).iter().zip(cases(&pm, &po)) {
             assert_eq!(list_names(&mut r, rc), list_names(&mut p, &pc), "{pc:?}");
         }
-        let mut d = Diff { redis: r, percore: p, log: Vec::new() };
+        let mut d = Diff {
+            redis: r,
+            percore: p,
+            log: Vec::new(),
+        };
         for line in [
             "CLIENT LIST TYPE pubsub",
             "CLIENT LIST TYPE master",
@@ -605,7 +617,9 @@ fn client_info_and_list_fields() {
         let pn = text_of(&d.percore.cmds("CLIENT LIST TYPE Normal"));
         assert_eq!(rn.lines().count(), pn.lines().count());
         // NO-EVICT shows in the flags.
-        d.script("CLIENT NO-EVICT on\nCLIENT NO-EVICT maybe\nCLIENT NO-EVICT OFF\nCLIENT NO-EVICT ON");
+        d.script(
+            "CLIENT NO-EVICT on\nCLIENT NO-EVICT maybe\nCLIENT NO-EVICT OFF\nCLIENT NO-EVICT ON",
+        );
         let rf = field(&text_of(&d.redis.cmds("CLIENT INFO")), "flags");
         let pf = field(&text_of(&d.percore.cmds("CLIENT INFO")), "flags");
         assert_eq!((rf.as_str(), pf.as_str()), ("e", "e"));
@@ -656,25 +670,84 @@ fn client_kill() {
     let laddr = |c: &Raw| c.stream.peer_addr().unwrap().to_string();
     let id = |c: &mut Raw| c.cmds("CLIENT ID").int().to_string();
     let scenarios: Vec<(&str, Filter)> = vec![
-        ("old form, other", Box::new(move |_, a, _| words(&["CLIENT", "KILL", &addr(a)]))),
-        ("old form, self", Box::new(move |me, _, _| words(&["CLIENT", "KILL", &addr(me)]))),
-        ("old form, nobody", Box::new(|_, _, _| words(&["CLIENT", "KILL", "127.0.0.1:1"]))),
-        ("ID", Box::new(move |_, a, _| words(&["CLIENT", "KILL", "ID", &id(a)]))),
-        ("ID self", Box::new(move |me, _, _| words(&["CLIENT", "KILL", "ID", &id(me)]))),
-        ("ID self SKIPME no", Box::new(move |me, _, _| words(&["CLIENT", "KILL", "ID", &id(me), "SKIPME", "no"]))),
-        ("ADDR", Box::new(move |_, _, b| words(&["CLIENT", "KILL", "ADDR", &addr(b)]))),
-        ("ADDR nobody", Box::new(|_, _, _| words(&["CLIENT", "KILL", "ADDR", "1.2.3.4:5"]))),
-        ("LADDR", Box::new(move |me, _, _| words(&["CLIENT", "KILL", "LADDR", &laddr(me)]))),
-        ("LADDR SKIPME no", Box::new(move |me, _, _| words(&["CLIENT", "KILL", "LADDR", &laddr(me), "skipme", "NO"]))),
-        ("TYPE normal", Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "normal"]))),
-        ("TYPE pubsub", Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "pubsub"]))),
-        ("TYPE master", Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "master"]))),
-        ("USER default", Box::new(|_, _, _| words(&["CLIENT", "KILL", "USER", "default"]))),
-        ("USER default SKIPME no", Box::new(|_, _, _| words(&["CLIENT", "KILL", "USER", "default", "SKIPME", "no"]))),
-        ("ID and ADDR agree", Box::new(move |_, a, _| words(&["CLIENT", "KILL", "ID", &id(a), "ADDR", &addr(a)]))),
-        ("ID and ADDR disagree", Box::new(move |_, a, b| words(&["CLIENT", "KILL", "ID", &id(a), "ADDR", &addr(b)]))),
-        ("repeated ID, last wins", Box::new(move |_, a, b| words(&["CLIENT", "KILL", "ID", &id(a), "ID", &id(b)]))),
-        ("TYPE and SKIPME yes", Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]))),
+        (
+            "old form, other",
+            Box::new(move |_, a, _| words(&["CLIENT", "KILL", &addr(a)])),
+        ),
+        (
+            "old form, self",
+            Box::new(move |me, _, _| words(&["CLIENT", "KILL", &addr(me)])),
+        ),
+        (
+            "old form, nobody",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "127.0.0.1:1"])),
+        ),
+        (
+            "ID",
+            Box::new(move |_, a, _| words(&["CLIENT", "KILL", "ID", &id(a)])),
+        ),
+        (
+            "ID self",
+            Box::new(move |me, _, _| words(&["CLIENT", "KILL", "ID", &id(me)])),
+        ),
+        (
+            "ID self SKIPME no",
+            Box::new(move |me, _, _| words(&["CLIENT", "KILL", "ID", &id(me), "SKIPME", "no"])),
+        ),
+        (
+            "ADDR",
+            Box::new(move |_, _, b| words(&["CLIENT", "KILL", "ADDR", &addr(b)])),
+        ),
+        (
+            "ADDR nobody",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "ADDR", "1.2.3.4:5"])),
+        ),
+        (
+            "LADDR",
+            Box::new(move |me, _, _| words(&["CLIENT", "KILL", "LADDR", &laddr(me)])),
+        ),
+        (
+            "LADDR SKIPME no",
+            Box::new(move |me, _, _| {
+                words(&["CLIENT", "KILL", "LADDR", &laddr(me), "skipme", "NO"])
+            }),
+        ),
+        (
+            "TYPE normal",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "normal"])),
+        ),
+        (
+            "TYPE pubsub",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "pubsub"])),
+        ),
+        (
+            "TYPE master",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "master"])),
+        ),
+        (
+            "USER default",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "USER", "default"])),
+        ),
+        (
+            "USER default SKIPME no",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "USER", "default", "SKIPME", "no"])),
+        ),
+        (
+            "ID and ADDR agree",
+            Box::new(move |_, a, _| words(&["CLIENT", "KILL", "ID", &id(a), "ADDR", &addr(a)])),
+        ),
+        (
+            "ID and ADDR disagree",
+            Box::new(move |_, a, b| words(&["CLIENT", "KILL", "ID", &id(a), "ADDR", &addr(b)])),
+        ),
+        (
+            "repeated ID, last wins",
+            Box::new(move |_, a, b| words(&["CLIENT", "KILL", "ID", &id(a), "ID", &id(b)])),
+        ),
+        (
+            "TYPE and SKIPME yes",
+            Box::new(|_, _, _| words(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])),
+        ),
     ];
     for shards in SHARDS {
         let percore = percore(shards, &[]);
@@ -699,20 +772,78 @@ fn client_kill() {
 fn client_reply_modes() {
     let redis = Server::redis(&[]);
     let pipelines: &[&[&[&str]]] = &[
-        &[&["CLIENT", "REPLY", "OFF"], &["ECHO", "a"], &["CLIENT", "REPLY", "SKIP"], &["ECHO", "b"], &["CLIENT", "REPLY", "ON"], &["ECHO", "c"]],
+        &[
+            &["CLIENT", "REPLY", "OFF"],
+            &["ECHO", "a"],
+            &["CLIENT", "REPLY", "SKIP"],
+            &["ECHO", "b"],
+            &["CLIENT", "REPLY", "ON"],
+            &["ECHO", "c"],
+        ],
         &[&["CLIENT", "REPLY", "SKIP"], &["ECHO", "a"], &["ECHO", "b"]],
-        &[&["CLIENT", "REPLY", "SKIP"], &["CLIENT", "REPLY", "SKIP"], &["ECHO", "a"], &["ECHO", "b"]],
-        &[&["CLIENT", "REPLY", "SKIP"], &["CLIENT", "REPLY", "ON"], &["ECHO", "a"]],
-        &[&["CLIENT", "REPLY", "SKIP"], &["CLIENT", "REPLY", "OFF"], &["ECHO", "a"], &["CLIENT", "REPLY", "ON"]],
-        &[&["CLIENT", "REPLY", "OFF"], &["CLIENT", "REPLY", "SKIP"], &["ECHO", "a"], &["CLIENT", "REPLY", "ON"]],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["CLIENT", "REPLY", "SKIP"],
+            &["ECHO", "a"],
+            &["ECHO", "b"],
+        ],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["CLIENT", "REPLY", "ON"],
+            &["ECHO", "a"],
+        ],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["CLIENT", "REPLY", "OFF"],
+            &["ECHO", "a"],
+            &["CLIENT", "REPLY", "ON"],
+        ],
+        &[
+            &["CLIENT", "REPLY", "OFF"],
+            &["CLIENT", "REPLY", "SKIP"],
+            &["ECHO", "a"],
+            &["CLIENT", "REPLY", "ON"],
+        ],
         &[&["CLIENT", "REPLY", "SKIP"], &["FOO"], &["ECHO", "b"]],
         &[&["CLIENT", "REPLY", "SKIP"], &["GET"], &["ECHO", "b"]],
-        &[&["CLIENT", "REPLY", "SKIP"], &["CLIENT", "REPLY", "maybe"], &["ECHO", "b"]],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["CLIENT", "REPLY", "maybe"],
+            &["ECHO", "b"],
+        ],
         // Data commands on (with 4 shards) several shards, pipelined.
-        &[&["CLIENT", "REPLY", "SKIP"], &["SET", "a", "1"], &["SET", "b", "2"], &["GET", "c"], &["GET", "a"]],
-        &[&["CLIENT", "REPLY", "OFF"], &["SET", "a", "1"], &["GET", "b"], &["MSET", "x", "1", "y", "2"], &["CLIENT", "REPLY", "ON"], &["MGET", "x", "y"]],
-        &[&["SET", "a", "1"], &["CLIENT", "REPLY", "SKIP"], &["GET", "a"], &["GET", "b"], &["CLIENT", "REPLY", "OFF"], &["GET", "c"], &["DEL", "a", "b", "x", "y"], &["CLIENT", "REPLY", "ON"]],
-        &[&["CLIENT", "REPLY", "SKIP"], &["SELECT", "2"], &["SET", "k", "v"], &["SELECT", "0"], &["GET", "k"]],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["SET", "a", "1"],
+            &["SET", "b", "2"],
+            &["GET", "c"],
+            &["GET", "a"],
+        ],
+        &[
+            &["CLIENT", "REPLY", "OFF"],
+            &["SET", "a", "1"],
+            &["GET", "b"],
+            &["MSET", "x", "1", "y", "2"],
+            &["CLIENT", "REPLY", "ON"],
+            &["MGET", "x", "y"],
+        ],
+        &[
+            &["SET", "a", "1"],
+            &["CLIENT", "REPLY", "SKIP"],
+            &["GET", "a"],
+            &["GET", "b"],
+            &["CLIENT", "REPLY", "OFF"],
+            &["GET", "c"],
+            &["DEL", "a", "b", "x", "y"],
+            &["CLIENT", "REPLY", "ON"],
+        ],
+        &[
+            &["CLIENT", "REPLY", "SKIP"],
+            &["SELECT", "2"],
+            &["SET", "k", "v"],
+            &["SELECT", "0"],
+            &["GET", "k"],
+        ],
     ];
     for shards in SHARDS {
         let percore = percore(shards, &[]);
@@ -766,7 +897,10 @@ fn client_reply_modes() {
 fn assert_help_subsequence(redis: &Resp, percore: &Resp, what: &str) {
     let r: Vec<String> = redis.items().iter().map(|l| l.text()).collect();
     let p: Vec<String> = percore.items().iter().map(|l| l.text()).collect();
-    assert!(matches!(percore.items()[0], Resp::Simple(_)), "{what}: status lines");
+    assert!(
+        matches!(percore.items()[0], Resp::Simple(_)),
+        "{what}: status lines"
+    );
     assert_eq!(r[0], p[0], "{what}: header");
     let mut it = r.iter();
     for line in &p {
@@ -786,7 +920,9 @@ fn client_help() {
     let p = d.percore.cmds("client help");
     assert_help_subsequence(&r, &p, "CLIENT HELP");
     // Every implemented subcommand is documented.
-    for sub in ["GETNAME", "ID", "INFO", "KILL", "LIST", "REPLY", "SETNAME", "NO-EVICT", "HELP"] {
+    for sub in [
+        "GETNAME", "ID", "INFO", "KILL", "LIST", "REPLY", "SETNAME", "NO-EVICT", "HELP",
+    ] {
         assert!(
             p.items().iter().any(|l| l.text().starts_with(sub)),
             "{sub} missing from CLIENT HELP"
@@ -839,7 +975,11 @@ fn protected_mode() {
         let mut r = connect_from_127_0_0_2(redis.port);
         let mut p = connect_from_127_0_0_2(percore.port);
         let (rb, pb) = (read_to_close(&mut r), read_to_close(&mut p));
-        assert!(rb.starts_with(b"-DENIED "), "{}", String::from_utf8_lossy(&rb));
+        assert!(
+            rb.starts_with(b"-DENIED "),
+            "{}",
+            String::from_utf8_lossy(&rb)
+        );
         assert_eq!(String::from_utf8_lossy(&rb), String::from_utf8_lossy(&pb));
         // A denied connection counts as rejected, not received (the probes' own connections do).
         let (r1, p1) = (counters(&redis), counters(&percore));
@@ -883,7 +1023,12 @@ fn protected_mode() {
                 reader: std::io::BufReader::new(t.try_clone().unwrap()),
                 stream: t,
             };
-            assert_eq!(c.cmds("PING"), Resp::Simple(b"PONG".to_vec()), "{:?}", s.kind);
+            assert_eq!(
+                c.cmds("PING"),
+                Resp::Simple(b"PONG".to_vec()),
+                "{:?}",
+                s.kind
+            );
         }
     }
 }
@@ -908,7 +1053,10 @@ fn maxclients() {
             wait_clients(&mut admin, 1);
             let received = info_num(&mut admin, "total_connections_received");
             let rejected = info_num(&mut admin, "rejected_connections");
-            assert_eq!(admin.cmds("CONFIG SET maxclients 3"), Resp::Simple(b"OK".to_vec()));
+            assert_eq!(
+                admin.cmds("CONFIG SET maxclients 3"),
+                Resp::Simple(b"OK".to_vec())
+            );
             let mut out = Vec::new();
             let mut open = Vec::new();
             for _ in 0..4 {
@@ -916,7 +1064,10 @@ fn maxclients() {
                 let r = c.cmds("PING");
                 out.push(match r {
                     Resp::Error(_) => {
-                        assert!(closed(&mut c, Duration::from_secs(5)), "closed after the error");
+                        assert!(
+                            closed(&mut c, Duration::from_secs(5)),
+                            "closed after the error"
+                        );
                         r.text()
                     }
                     other => other.text(),
@@ -928,7 +1079,10 @@ fn maxclients() {
             wait_clients(&mut admin, 2);
             let mut c = s.raw();
             out.push(c.cmds("PING").text());
-            assert_eq!(admin.cmds("CONFIG SET maxclients 10000"), Resp::Simple(b"OK".to_vec()));
+            assert_eq!(
+                admin.cmds("CONFIG SET maxclients 10000"),
+                Resp::Simple(b"OK".to_vec())
+            );
             drop(open);
             drop(c);
             wait_clients(&mut admin, 1);
@@ -941,7 +1095,13 @@ fn maxclients() {
         let (a, b) = both(&redis, &percore, run);
         assert_eq!(
             a.0,
-            ["PONG", "PONG", "ERR max number of clients reached", "ERR max number of clients reached", "PONG"]
+            [
+                "PONG",
+                "PONG",
+                "ERR max number of clients reached",
+                "ERR max number of clients reached",
+                "PONG"
+            ]
         );
         assert_eq!(a, b, "({shards} shards)");
     }
@@ -964,7 +1124,11 @@ fn idle_timeout() {
                 assert_eq!(busy.cmds("PING"), Resp::Simple(b"PONG".to_vec()));
                 std::thread::sleep(Duration::from_millis(200));
             }
-            assert!(closed(&mut idle, Duration::from_secs(5)), "{:?}: idle client not closed", s.kind);
+            assert!(
+                closed(&mut idle, Duration::from_secs(5)),
+                "{:?}: idle client not closed",
+                s.kind
+            );
             let took = t0.elapsed();
             assert_eq!(busy.cmds("PING"), Resp::Simple(b"PONG".to_vec()));
             let mut admin = s.raw();
@@ -973,7 +1137,10 @@ fn idle_timeout() {
         };
         let (a, b) = both(&redis, &percore, run);
         for t in [a, b] {
-            assert!(t >= Duration::from_millis(1000) && t < Duration::from_millis(3500), "{a:?} {b:?}");
+            assert!(
+                t >= Duration::from_millis(1000) && t < Duration::from_millis(3500),
+                "{a:?} {b:?}"
+            );
         }
     }
 }

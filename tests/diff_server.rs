@@ -95,7 +95,9 @@ fn config_get() {
             let p = config_map(&d.percore.cmd(&args));
             // A glob may match parameters percore does not have; all percore returns must be Redis's.
             for (k, v) in &p {
-                if OWN_VALUE_PARAMS.contains(&k.as_str()) || PERCORE_ONLY_PARAMS.contains(&k.as_str()) {
+                if OWN_VALUE_PARAMS.contains(&k.as_str())
+                    || PERCORE_ONLY_PARAMS.contains(&k.as_str())
+                {
                     continue;
                 }
                 assert_eq!(r.get(k), Some(v), "{line}: {k}");
@@ -104,7 +106,10 @@ fn config_get() {
             let lower = |m: &BTreeMap<String, String>| -> BTreeSet<String> {
                 m.keys().map(|k| k.to_lowercase()).collect()
             };
-            let want: BTreeSet<String> = lower(&r).into_iter().filter(|k| all.contains_key(k)).collect();
+            let want: BTreeSet<String> = lower(&r)
+                .into_iter()
+                .filter(|k| all.contains_key(k))
+                .collect();
             let got: BTreeSet<String> = lower(&p)
                 .into_iter()
                 .filter(|k| !PERCORE_ONLY_PARAMS.contains(&k.as_str()))
@@ -268,7 +273,9 @@ fn config_resetstat_and_help() {
     for shards in SHARDS {
         let percore = percore(shards, &[]);
         let mut d = Diff::new(&redis, &percore);
-        d.script("SET a 1\nGET a\nGET\nFOO\nINCR a\nINCR a x\nCONFIG RESETSTAT x\nCONFIG RESETSTAT");
+        d.script(
+            "SET a 1\nGET a\nGET\nFOO\nINCR a\nINCR a x\nCONFIG RESETSTAT x\nCONFIG RESETSTAT",
+        );
         assert_eq!(cmdstats(&mut d.redis), cmdstats(&mut d.percore));
         assert_eq!(
             info_section(&mut d.redis, "errorstats", "errorstat"),
@@ -282,8 +289,17 @@ fn config_resetstat_and_help() {
                 .parse()
                 .unwrap()
         };
-        for name in ["total_commands_processed", "total_error_replies", "keyspace_hits", "keyspace_misses"] {
-            assert_eq!(stat(&mut d.redis, name), stat(&mut d.percore, name), "{name}");
+        for name in [
+            "total_commands_processed",
+            "total_error_replies",
+            "keyspace_hits",
+            "keyspace_misses",
+        ] {
+            assert_eq!(
+                stat(&mut d.redis, name),
+                stat(&mut d.percore, name),
+                "{name}"
+            );
         }
         let r = d.redis.cmds("CONFIG HELP");
         let p = d.percore.cmds("CONFIG HELP");
@@ -298,7 +314,10 @@ fn config_resetstat_and_help() {
 fn assert_help_subsequence(redis: &Resp, percore: &Resp, what: &str) {
     let r: Vec<String> = redis.items().iter().map(|l| l.text()).collect();
     let p: Vec<String> = percore.items().iter().map(|l| l.text()).collect();
-    assert!(matches!(percore.items()[0], Resp::Simple(_)), "{what}: status lines");
+    assert!(
+        matches!(percore.items()[0], Resp::Simple(_)),
+        "{what}: status lines"
+    );
     assert_eq!(r[0], p[0], "{what}: header");
     let mut it = r.iter();
     for line in &p {
@@ -342,10 +361,25 @@ fn command_introspection() {
     for shards in SHARDS {
         let percore = percore(shards, &[]);
         let mut d = Diff::new(&redis, &percore);
-        let list: Vec<String> = d.percore.cmds("COMMAND LIST").items().iter().map(|r| r.text()).collect();
-        let redis_list: Vec<String> = d.redis.cmds("COMMAND LIST").items().iter().map(|r| r.text()).collect();
+        let list: Vec<String> = d
+            .percore
+            .cmds("COMMAND LIST")
+            .items()
+            .iter()
+            .map(|r| r.text())
+            .collect();
+        let redis_list: Vec<String> = d
+            .redis
+            .cmds("COMMAND LIST")
+            .items()
+            .iter()
+            .map(|r| r.text())
+            .collect();
         for name in &list {
-            assert!(redis_list.contains(name), "COMMAND LIST: {name} is not a Redis command");
+            assert!(
+                redis_list.contains(name),
+                "COMMAND LIST: {name} is not a Redis command"
+            );
         }
         let top: Vec<&String> = list.iter().filter(|n| !n.contains('|')).collect();
         assert_eq!(d.percore.cmds("COMMAND COUNT").int(), top.len() as i64);
@@ -392,9 +426,25 @@ fn command_introspection() {
             "FILTERBY ACLCAT connection",
             "FILTERBY ACLCAT keyspace",
         ] {
-            let args: Vec<&str> = ["COMMAND", "LIST"].into_iter().chain(filter.split(' ')).collect();
-            let mut r: Vec<String> = d.redis.cmd(&args).items().iter().map(|r| r.text()).filter(|n| list.contains(n)).collect();
-            let mut p: Vec<String> = d.percore.cmd(&args).items().iter().map(|r| r.text()).collect();
+            let args: Vec<&str> = ["COMMAND", "LIST"]
+                .into_iter()
+                .chain(filter.split(' '))
+                .collect();
+            let mut r: Vec<String> = d
+                .redis
+                .cmd(&args)
+                .items()
+                .iter()
+                .map(|r| r.text())
+                .filter(|n| list.contains(n))
+                .collect();
+            let mut p: Vec<String> = d
+                .percore
+                .cmd(&args)
+                .items()
+                .iter()
+                .map(|r| r.text())
+                .collect();
             r.sort();
             p.sort();
             assert_eq!(r, p, "COMMAND LIST {filter}");
@@ -449,12 +499,18 @@ fn time_shape() {
     let a = parse(&d.percore.cmds("TIME"));
     std::thread::sleep(Duration::from_millis(20));
     let b = parse(&d.percore.cmds("TIME"));
-    assert!(b.0 * 1_000_000 + b.1 - (a.0 * 1_000_000 + a.1) >= 20_000, "{a:?} {b:?}");
+    assert!(
+        b.0 * 1_000_000 + b.1 - (a.0 * 1_000_000 + a.1) >= 20_000,
+        "{a:?} {b:?}"
+    );
     d.percore.cmds("HELLO 3");
     d.redis.cmds("HELLO 3");
     let r = d.redis.cmds("TIME");
     let p = d.percore.cmds("TIME");
-    assert_eq!(std::mem::discriminant(&r.items()[0]), std::mem::discriminant(&p.items()[0]));
+    assert_eq!(
+        std::mem::discriminant(&r.items()[0]),
+        std::mem::discriminant(&p.items()[0])
+    );
 }
 
 #[test]
@@ -476,7 +532,11 @@ fn debug() {
         d.percore.send_cmd(&["DEBUG", "SLEEP", "0.5"]);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(other.cmds("PING"), Resp::Simple(b"PONG".to_vec()));
-        assert!(t.elapsed() >= Duration::from_millis(450), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(d.percore.read(), ok());
     }
     // Disabled (the default).
@@ -488,7 +548,9 @@ fn debug() {
         // Refused before authentication is even checked.
         d.line("CONFIG SET requirepass pw");
         let mut d2 = Diff::new(&redis, &percore);
-        d2.script("DEBUG SLEEP 0\nDEBUG\nPING\nAUTH pw\nDEBUG SLEEP 0\nCONFIG SET requirepass \"\"");
+        d2.script(
+            "DEBUG SLEEP 0\nDEBUG\nPING\nAUTH pw\nDEBUG SLEEP 0\nCONFIG SET requirepass \"\"",
+        );
         d.check(&["CONFIG", "SET", "requirepass", ""]);
         d.line("CONFIG RESETSTAT");
         d.script("DEBUG SLEEP 0\nDEBUG foo\nDEBUG\nDEBUG HELP");
@@ -530,8 +592,12 @@ fn shutdown() {
         assert_eq!(d.percore.cmds("PING"), Resp::Simple(b"PONG".to_vec()));
     }
     // A real shutdown: no reply, the connection closes, the process exits. Every form.
-    for args in [&["SHUTDOWN"][..], &["SHUTDOWN", "NOSAVE"], &["shutdown", "nosave", "now", "force"]] {
-        let mut servers = vec![Server::redis(&[]), percore(1, &[]), percore(4, &[])];
+    for args in [
+        &["SHUTDOWN"][..],
+        &["SHUTDOWN", "NOSAVE"],
+        &["shutdown", "nosave", "now", "force"],
+    ] {
+        let mut servers = [Server::redis(&[]), percore(1, &[]), percore(4, &[])];
         for s in servers.iter_mut() {
             let mut c = s.raw();
             let mut other = s.raw();
@@ -551,8 +617,13 @@ fn sections(info: &str) -> Vec<(String, Vec<(String, String)>)> {
         if let Some(name) = line.strip_prefix("# ") {
             out.push((name.to_string(), Vec::new()));
         } else if !line.is_empty() {
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("bad INFO line {line:?}"));
-            out.last_mut().expect("a field before any section").1.push((k.to_string(), v.to_string()));
+            let (k, v) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad INFO line {line:?}"));
+            out.last_mut()
+                .expect("a field before any section")
+                .1
+                .push((k.to_string(), v.to_string()));
         }
     }
     out
@@ -623,7 +694,11 @@ fn info_sections_and_fields() {
                 );
             }
         }
-        eprintln!("INFO fields percore does not print ({}): {}", missing.len(), missing.join(" "));
+        eprintln!(
+            "INFO fields percore does not print ({}): {}",
+            missing.len(),
+            missing.join(" ")
+        );
         // Sections chosen by name, any case; unknown names give nothing.
         for args in [
             &["server"][..],
@@ -671,7 +746,10 @@ fn info_numbers() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(info_num(&mut d.percore, "clients", "connected_clients"), base + 5);
+        assert_eq!(
+            info_num(&mut d.percore, "clients", "connected_clients"),
+            base + 5
+        );
         drop(extra);
         // total_commands_processed: the INFO itself counts once it has run.
         for c in [&mut d.redis, &mut d.percore] {
@@ -715,7 +793,12 @@ fn info_numbers() {
         let r = info_section(&mut d.redis, "errorstats", "errorstat");
         assert!(r.len() >= 2, "{r:?}");
         assert_eq!(r, info_section(&mut d.percore, "errorstats", "errorstat"));
-        for name in ["total_error_replies", "keyspace_hits", "keyspace_misses", "unexpected_error_replies"] {
+        for name in [
+            "total_error_replies",
+            "keyspace_hits",
+            "keyspace_misses",
+            "unexpected_error_replies",
+        ] {
             assert_eq!(
                 info_num(&mut d.redis, "stats", name),
                 info_num(&mut d.percore, "stats", name),
@@ -723,8 +806,14 @@ fn info_numbers() {
             );
         }
         // Plausible values elsewhere.
-        assert_eq!(info_field(&mut d.percore, "server", "redis_version"), "7.0.15");
-        assert_eq!(info_num(&mut d.percore, "server", "tcp_port"), percore.port as i64);
+        assert_eq!(
+            info_field(&mut d.percore, "server", "redis_version"),
+            "7.0.15"
+        );
+        assert_eq!(
+            info_num(&mut d.percore, "server", "tcp_port"),
+            percore.port as i64
+        );
         assert_eq!(info_field(&mut d.percore, "replication", "role"), "master");
         assert!(info_num(&mut d.percore, "memory", "used_memory") > 0);
         assert_eq!(info_num(&mut d.percore, "clients", "maxclients"), 10000);

@@ -347,10 +347,7 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
                 let mut v: Vec<(u64, String)> = clients
                     .by_id
                     .values()
-                    .filter(|c| {
-                        ids2.as_ref()
-                            .is_none_or(|ids| ids.contains(&(c.id as i64)))
-                    })
+                    .filter(|c| ids2.as_ref().is_none_or(|ids| ids.contains(&(c.id as i64))))
                     .map(|c| (c.id, c.describe(now)))
                     .collect();
                 v.sort_by_key(|x| x.0);

@@ -437,7 +437,10 @@ const DEBUG_HELP: &[&str] = &[
 pub const DEBUG_NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.";
 
 /// Whether enable-debug-command lets `client` run DEBUG (Redis's allowProtectedAction).
-pub fn debug_allowed(core: &crate::server::core::Core, client: &crate::server::client::Client) -> bool {
+pub fn debug_allowed(
+    core: &crate::server::core::Core,
+    client: &crate::server::client::Client,
+) -> bool {
     match core.config.borrow().enable_debug_command.as_str() {
         "yes" => true,
         "local" => crate::server::listener::is_local_ip(client.addr.ip()),

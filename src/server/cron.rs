@@ -77,7 +77,9 @@ fn close_idle_clients(core: &Core) {
         .by_id
         .values()
         // In whole seconds, as Redis compares its unixtime clock.
-        .filter(|c| (now / 1000).saturating_sub(c.info.borrow().last_interaction_ms / 1000) > timeout)
+        .filter(|c| {
+            (now / 1000).saturating_sub(c.info.borrow().last_interaction_ms / 1000) > timeout
+        })
         .cloned()
         .collect();
     for c in idle {
