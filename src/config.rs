@@ -40,7 +40,7 @@ pub struct Config {
     pub dir: String,
     /// `dbfilename` (default dump.rdb).
     pub dbfilename: String,
-    /// `loglevel`: debug, verbose, notice, warning, nothing.
+    /// `loglevel`: debug, verbose, notice, warning.
     pub loglevel: String,
     /// `logfile`: empty = standard output; relative paths are relative to `dir`.
     pub logfile: String,
@@ -688,8 +688,8 @@ static PARAMS: &[Param] = &[
     bool_param!("pin-cores", IMMUTABLE, pin_cores),
 ];
 
-/// `loglevel` names; 7.0 lacks `nothing` (added in 7.2) but percore accepts it.
-const LOGLEVELS: [&str; 5] = ["debug", "verbose", "notice", "warning", "nothing"];
+/// `loglevel` names, as Redis 7.0 (`nothing` came in 7.2, and 7.0 refuses it).
+const LOGLEVELS: [&str; 4] = ["debug", "verbose", "notice", "warning"];
 
 /// Finds a parameter by name or alias, case-insensitively; returns the table spelling matched.
 fn lookup(name: &[u8]) -> Option<(&'static str, &'static Param)> {
@@ -703,25 +703,30 @@ fn lookup(name: &[u8]) -> Option<(&'static str, &'static Param)> {
 
 impl Config {
     /// CONFIG GET: (name, Redis-formatted value) for each parameter or alias matching any pattern, once each.
-    pub fn get(&self, patterns: &[&[u8]]) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    ///
+    /// Redis collects matches in a case-insensitive dict keyed by the name
+    /// that first matched: for an exact (glob-free) pattern that is the
+    /// client's own spelling (`CONFIG GET TIMEOUT` answers `TIMEOUT`).
+    pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        let seen = |out: &[(String, Vec<u8>)], name: &str| {
+            out.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
         for pat in patterns {
-            // Without `*?[` Redis does an exact, case-insensitive lookup; it then
-            // echoes the client's spelling, we return the table's.
+            // Without `*?[` Redis does an exact, case-insensitive lookup.
             if !pat.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
                 if let Some((name, p)) = lookup(pat) {
-                    if !out.iter().any(|(n, _)| *n == name) {
-                        out.push((name, (p.get)(self)));
+                    if !seen(&out, name) {
+                        // A match is ASCII, so the client's spelling is too.
+                        out.push((String::from_utf8_lossy(pat).into_owned(), (p.get)(self)));
                     }
                 }
                 continue;
             }
             for p in PARAMS {
                 for name in std::iter::once(p.name).chain(p.aliases.iter().copied()) {
-                    if !out.iter().any(|(n, _)| *n == name)
-                        && string_match(pat, name.as_bytes(), true)
-                    {
-                        out.push((name, (p.get)(self)));
+                    if !seen(&out, name) && string_match(pat, name.as_bytes(), true) {
+                        out.push((name.to_string(), (p.get)(self)));
                     }
                 }
             }
@@ -1309,7 +1314,7 @@ mod tests {
         let c = load_file(
             &d,
             "\t PORT\t 7000 \r\n#timeout 5\n  # indented comment\nTimeout 9\r\n\
-             dbfilename \"a\\x41\\n\\\"b\"\nrequirepass ''\nloglevel nothing\nhz 0\n\
+             dbfilename \"a\\x41\\n\\\"b\"\nrequirepass ''\nloglevel warning\nhz 0\n\
              save 100 1\nsave \"\"\nsave 8 8\nbind \"127.0.0.1  ::1\"\n",
         )
         .unwrap();
@@ -1317,7 +1322,7 @@ mod tests {
         assert_eq!(c.timeout, 9);
         assert_eq!(c.dbfilename, "aA\n\"b");
         assert_eq!(c.requirepass, None);
-        assert_eq!(c.loglevel, "nothing");
+        assert_eq!(c.loglevel, "warning");
         assert_eq!(c.hz, 1);
         // As 7.0: `save ""` clears, later lines append.
         assert_eq!(get1(&c, "save"), "8 8");
@@ -1457,7 +1462,7 @@ mod tests {
             ("tcp-keepalive -1", "1: bad 'tcp-keepalive' value '-1': argument must be between 0 and 2147483647 inclusive"),
             ("tcp-backlog x", "1: bad 'tcp-backlog' value 'x': argument couldn't be parsed into an integer"),
             ("hz -5", "1: bad 'hz' value '-5': argument must be between 0 and 2147483647 inclusive"),
-            ("loglevel foo", "1: bad 'loglevel' value 'foo': argument(s) must be one of the following: debug, verbose, notice, warning, nothing"),
+            ("loglevel foo", "1: bad 'loglevel' value 'foo': argument(s) must be one of the following: debug, verbose, notice, warning"),
             ("protected-mode maybe", "1: bad 'protected-mode' value 'maybe': argument must be 'yes' or 'no'"),
             ("daemonize \"\"", "1: bad 'daemonize' value '': argument must be 'yes' or 'no'"),
             ("pin-cores 1", "1: bad 'pin-cores' value '1': argument must be 'yes' or 'no'"),
@@ -1662,10 +1667,17 @@ mod tests {
     #[test]
     fn config_get_lookup() {
         let c = Config::default();
-        assert_eq!(c.get(&[b"PORT"]), vec![("port", b"6379".to_vec())]);
+        // The client's spelling is echoed, as Redis does.
+        assert_eq!(
+            c.get(&[b"PORT"]),
+            vec![("PORT".to_string(), b"6379".to_vec())]
+        );
         assert_eq!(
             c.get(&[b"port", b"timeout", b"Port", b"nosuch"]),
-            vec![("port", b"6379".to_vec()), ("timeout", b"0".to_vec())]
+            vec![
+                ("port".to_string(), b"6379".to_vec()),
+                ("timeout".to_string(), b"0".to_vec())
+            ]
         );
         assert!(c.get(&[b"nosuch"]).is_empty());
     }
@@ -1675,18 +1687,18 @@ mod tests {
         let c = Config::default();
         let all = c.get(&[b"*"]);
         assert_eq!(all.len(), PARAMS.len());
-        let names: Vec<&str> = c
+        let names: Vec<String> = c
             .get(&[b"*ort", b"port"])
             .into_iter()
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec!["port"]);
-        let names: Vec<&str> = c
+        let names: Vec<String> = c
             .get(&[b"TIMEOUT", b"*MAX*"])
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(names, vec!["timeout", "maxclients", "proto-max-bulk-len"]);
+        assert_eq!(names, vec!["TIMEOUT", "maxclients", "proto-max-bulk-len"]);
     }
 
     #[test]
@@ -1738,7 +1750,7 @@ mod tests {
     }
 
     /// Every parameter's CONFIG GET value, by exact name (no glob needed).
-    fn snapshot(c: &Config) -> Vec<(&'static str, Vec<u8>)> {
+    fn snapshot(c: &Config) -> Vec<(String, Vec<u8>)> {
         PARAMS
             .iter()
             .flat_map(|p| c.get(&[p.name.as_bytes()]))
@@ -1763,6 +1775,8 @@ mod tests {
         };
         let imm = "can't set immutable config";
         let int = "argument couldn't be parsed into an integer";
+        // One case per line, as a table (rustfmt would spread them out).
+        #[rustfmt::skip]
         let cases: &[SetCase] = &[
             (&[("foo", "bar")], unknown("foo")),
             (&[("timeout", "1"), ("foo", "3")], unknown("foo")),
@@ -1787,7 +1801,7 @@ mod tests {
             (&[("maxclients", "0")], failed("maxclients", "argument must be between 1 and 4294967295 inclusive")),
             (&[("maxclients", "4294967296")], failed("maxclients", "argument must be between 1 and 4294967295 inclusive")),
             (&[("hz", "-1")], failed("hz", "argument must be between 0 and 2147483647 inclusive")),
-            (&[("loglevel", "foo")], failed("loglevel", "argument(s) must be one of the following: debug, verbose, notice, warning, nothing")),
+            (&[("loglevel", "foo")], failed("loglevel", "argument(s) must be one of the following: debug, verbose, notice, warning")),
             (&[("protected-mode", "maybe")], failed("protected-mode", "argument must be 'yes' or 'no'")),
             (&[("protected-mode", "")], failed("protected-mode", "argument must be 'yes' or 'no'")),
             (&[("proto-max-bulk-len", "1000")], failed("proto-max-bulk-len", "argument must be between 1048576 and 9223372036854775807 inclusive")),

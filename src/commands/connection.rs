@@ -9,6 +9,12 @@ use crate::server::client::{Client, ReplyMode};
 
 /// PING [message]
 pub fn ping(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
+    // Arity -1 lets any count through the table; pingCommand itself refuses more than one argument.
+    if argv.len() > 2 {
+        return ctx
+            .out
+            .error("ERR wrong number of arguments for 'ping' command");
+    }
     match argv.get(1) {
         Some(m) => ctx.out.bulk(m),
         None => ctx.out.simple("PONG"),
@@ -76,47 +82,42 @@ pub fn hello(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
         match arg_i64(argv[1]) {
             Some(2) => proto = Some(Proto::Resp2),
             Some(3) => proto = Some(Proto::Resp3),
-            Some(v) if (i32::MIN as i64..=i32::MAX as i64).contains(&v) => {
-                return ctx.out.error("NOPROTO unsupported protocol version")
-            }
-            _ => {
+            Some(_) => return ctx.out.error("NOPROTO unsupported protocol version"),
+            None => {
                 return ctx
                     .out
                     .error("ERR Protocol version is not an integer or out of range")
             }
         }
     }
+    // Redis 7.0 acts on each option as it parses it: AUTH authenticates and
+    // SETNAME renames at once, so both stick even when a later option fails.
     let mut i = 2;
-    let mut auth: Option<(&[u8], &[u8])> = None;
-    let mut setname: Option<&[u8]> = None;
     while i < argv.len() {
         let more = argv.len() - i - 1;
         if is(argv[i], "auth") && more >= 2 {
-            auth = Some((argv[i + 1], argv[i + 2]));
+            if let Err(e) = check_auth(ctx, argv[i + 1], argv[i + 2]) {
+                return ctx.out.error(e);
+            }
             i += 3;
         } else if is(argv[i], "setname") && more >= 1 {
-            setname = Some(argv[i + 1]);
+            if let Err(e) = valid_name(argv[i + 1]) {
+                return ctx.out.error(e);
+            }
+            ctx.client.info.borrow_mut().name = argv[i + 1].to_vec();
             i += 2;
         } else {
-            return ctx.out.error(&format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(argv[i])
-            ));
+            let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+            msg.extend(argv[i].iter().copied().take_while(|&c| c != 0));
+            msg.push(b'\'');
+            return ctx.out.error_bytes(&msg);
         }
     }
-    if let Some((u, p)) = auth {
-        if let Err(e) = check_auth(ctx, u, p) {
-            return ctx.out.error(e);
-        }
-    }
+    // Redis checks the client's own flag here, not whether a password is
+    // required now: a client that connected while one was set must still
+    // authenticate before HELLO, even after `CONFIG SET requirepass ""`.
     if !ctx.client.info.borrow().authenticated {
-        return ctx.out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-    }
-    if let Some(name) = setname {
-        if let Err(e) = valid_name(name) {
-            return ctx.out.error(e);
-        }
-        ctx.client.info.borrow_mut().name = name.to_vec();
+        return ctx.out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(p) = proto {
         ctx.client.info.borrow_mut().proto = p;
@@ -154,7 +155,11 @@ pub fn reset(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
         info.db = 0;
         info.proto = Proto::Resp2;
         info.name.clear();
-        info.reply_mode = ReplyMode::On;
+        // Redis clears REPLY OFF and a SKIP still to come, but not the skip of
+        // this very command: after CLIENT REPLY SKIP, RESET's reply is dropped.
+        if info.reply_mode != ReplyMode::Skip {
+            info.reply_mode = ReplyMode::On;
+        }
         info.no_evict = false;
         info.authenticated = !needs_auth;
     }
@@ -299,7 +304,7 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
         let argv = &ctx.argv;
-        let mut ids: Option<Vec<u64>> = None;
+        let mut ids: Option<Vec<i64>> = None;
         let mut type_ok = true;
         if argv.len() == 4 && is(&argv[2], "type") {
             match client_type_ok(&argv[3]) {
@@ -313,11 +318,12 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
                 }
             }
         } else if argv.len() > 3 && is(&argv[2], "id") {
+            // Any integer parses; ids of no client (0, negative) are just not found.
             let mut v = Vec::new();
             for a in &argv[3..] {
                 match arg_i64(a) {
-                    Some(id) if id > 0 => v.push(id as u64),
-                    _ => {
+                    Some(id) => v.push(id),
+                    None => {
                         out.error("ERR Invalid client ID");
                         return out;
                     }
@@ -341,7 +347,7 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
                 let mut v: Vec<(u64, String)> = clients
                     .by_id
                     .values()
-                    .filter(|c| ids2.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+                    .filter(|c| ids2.as_ref().is_none_or(|ids| ids.contains(&(c.id as i64))))
                     .map(|c| (c.id, c.describe(now)))
                     .collect();
                 v.sort_by_key(|x| x.0);
@@ -351,9 +357,22 @@ pub fn client_list(ctx: MultiCtx) -> Reply {
         let mut all: Vec<(u64, String)> = lines.into_iter().flatten().collect();
         all.sort_by_key(|x| x.0);
         let mut text = String::new();
-        for (_, l) in all {
-            text.push_str(&l);
-            text.push('\n');
+        match ids {
+            // With ID, Redis lists in argument order, a repeated id once per mention.
+            Some(ids) => {
+                for id in ids {
+                    if let Some((_, l)) = all.iter().find(|(cid, _)| *cid as i64 == id) {
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                }
+            }
+            None => {
+                for (_, l) in all {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+            }
         }
         out.verbatim(b"txt", text.as_bytes());
         out
@@ -451,6 +470,14 @@ pub fn client_kill(ctx: MultiCtx) -> Reply {
                 } else if is(opt, "laddr") {
                     f.laddr = Some(String::from_utf8_lossy(val).into_owned());
                 } else if is(opt, "user") {
+                    // The only user is `default` (no ACL yet); Redis names an unknown one.
+                    if &val[..] != b"default" {
+                        let mut msg = b"ERR No such user '".to_vec();
+                        msg.extend(val.iter().copied().take_while(|&c| c != 0));
+                        msg.push(b'\'');
+                        out.error_bytes(&msg);
+                        return out;
+                    }
                     f.user = Some(val.to_vec());
                 } else if is(opt, "skipme") {
                     if is(val, "yes") {

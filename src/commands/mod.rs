@@ -243,9 +243,6 @@ impl CommandTable {
 
     /// True when percore implements the command or subcommand `fullname` (for COMMAND).
     pub fn implements(&self, fullname: &str) -> bool {
-        if fullname.starts_with("command|") {
-            return self.by_name.contains_key(&b"command"[..]);
-        }
         self.by_name(fullname).is_some()
     }
 
@@ -256,10 +253,12 @@ impl CommandTable {
             return Lookup::Unknown;
         };
         let mut cmd = &self.cmds[id as usize];
-        if matches!(cmd.exec, Exec::Container) {
-            if argv.len() < 2 {
-                return Lookup::WrongArity(cmd);
-            }
+        if matches!(cmd.exec, Exec::Container) && argv.len() < 2 {
+            return Lookup::WrongArity(cmd);
+        }
+        // As lookupCommandLogic: with a second argument, a command that has
+        // subcommands (a container, or COMMAND) is looked up by it.
+        if argv.len() >= 2 && !cmd.subcommands.is_empty() {
             match lower_lookup(&cmd.subcommands, argv[1], &mut buf) {
                 Some(sid) => cmd = &self.cmds[sid as usize],
                 None => return Lookup::UnknownSubcommand,

@@ -357,8 +357,9 @@ pub fn config_get(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
 pub fn config_set(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
+        // Fewer than 4 is an arity error at dispatch; an unpaired name is a syntax error.
         if ctx.argv.len() < 4 || ctx.argv.len() % 2 == 1 {
-            out.error("ERR wrong number of arguments for 'config|set' command");
+            out.error(errors::SYNTAX);
             return out;
         }
         let pairs: Vec<(&[u8], &[u8])> = ctx.argv[2..]
@@ -434,20 +435,28 @@ const DEBUG_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
+/// Redis's refusal of DEBUG when enable-debug-command does not allow this client.
+pub const DEBUG_NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.";
+
+/// Whether enable-debug-command lets `client` run DEBUG (Redis's allowProtectedAction).
+pub fn debug_allowed(
+    core: &crate::server::core::Core,
+    client: &crate::server::client::Client,
+) -> bool {
+    match core.config.borrow().enable_debug_command.as_str() {
+        "yes" => true,
+        "local" => crate::server::listener::is_local_ip(client.addr.ip()),
+        _ => false,
+    }
+}
+
 /// DEBUG SLEEP | SET-ACTIVE-EXPIRE | HELP (only with enable-debug-command)
 pub fn debug(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
-        let allowed = {
-            let c = ctx.core.config.borrow();
-            match c.enable_debug_command.as_str() {
-                "yes" => true,
-                "local" => crate::server::listener::is_local_ip(ctx.client.addr.ip()),
-                _ => false,
-            }
-        };
-        if !allowed {
-            out.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
+        // Dispatch refuses it first (a rejected call); checked again for other callers.
+        if !debug_allowed(&ctx.core, &ctx.client) {
+            out.error(DEBUG_NOT_ALLOWED);
             return out;
         }
         let argv = &ctx.argv;
@@ -467,7 +476,7 @@ pub fn debug(ctx: MultiCtx) -> Reply {
             out.ok();
         } else {
             out.error(&format!(
-                "ERR Unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
                 String::from_utf8_lossy(&argv[1])
             ));
         }

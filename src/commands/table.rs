@@ -82,6 +82,15 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("swapdb", Exec::Multi(keys::swapdb)),
     // server
     ("command", Exec::Conn(server::command)),
+    // COMMAND runs without a subcommand too; its subcommands are rows so that
+    // dispatch checks them and commandstats counts them one by one, as Redis.
+    ("command|count", Exec::Conn(server::command)),
+    ("command|docs", Exec::Conn(server::command)),
+    ("command|getkeys", Exec::Conn(server::command)),
+    ("command|getkeysandflags", Exec::Conn(server::command)),
+    ("command|help", Exec::Conn(server::command)),
+    ("command|info", Exec::Conn(server::command)),
+    ("command|list", Exec::Conn(server::command)),
     ("info", Exec::Multi(server::info)),
     ("config|get", Exec::Conn(server::config_get)),
     ("config|set", Exec::Multi(server::config_set)),

@@ -88,7 +88,9 @@ enum Reject {
     Unknown,
     UnknownSubcommand,
     Arity(&'static crate::commands::Command),
-    NoAuth,
+    NoAuth(&'static crate::commands::Command),
+    /// DEBUG while enable-debug-command does not allow it.
+    Protected(&'static crate::commands::Command),
 }
 
 /// What ends a segment.
@@ -105,7 +107,7 @@ impl Connection {
             // Parse and run everything buffered (unauthenticated clients get
             // one command per parse: AUTH must lift the limits before the next).
             loop {
-                let authenticated = self.client.info.borrow().authenticated;
+                let authenticated = !self.auth_required();
                 let limits = Limits {
                     proto_max_bulk_len: self.core.config.borrow().proto_max_bulk_len,
                     authenticated,
@@ -178,6 +180,8 @@ impl Connection {
             Ok(0) | Err(_) => false,
             Ok(n) => {
                 self.rbuf.truncate(start + n);
+                // Redis counts reading a query as interaction (CLIENT LIST idle, timeout).
+                self.client.info.borrow_mut().last_interaction_ms = now_ms();
                 let mut st = self.core.stats.borrow_mut();
                 st.net_input_bytes += n as u64;
                 let mut info = self.client.info.borrow_mut();
@@ -226,10 +230,11 @@ impl Connection {
             }
             // 1. Classify commands until a barrier.
             targets.clear();
-            let (db, proto, authenticated) = {
+            let (db, proto) = {
                 let info = self.client.info.borrow();
-                (info.db, info.proto, info.authenticated)
+                (info.db, info.proto)
             };
+            let authenticated = !self.auth_required();
             let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
                 (0..self.core.nshards).map(|_| None).collect();
             let mut barrier = None;
@@ -241,12 +246,19 @@ impl Connection {
                     Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
                     Lookup::WrongArity(c) => Target::Reject(Reject::Arity(c)),
                     Lookup::Found(cmd) => {
-                        if !authenticated
+                        // As processCommand: protected commands (DEBUG is the only one
+                        // percore has; 7.0's metadata does not carry the flag) are
+                        // checked before auth.
+                        if cmd.name == "debug"
+                            && !crate::commands::server::debug_allowed(&self.core, &self.client)
+                        {
+                            Target::Reject(Reject::Protected(cmd))
+                        } else if !authenticated
                             && !cmd
                                 .flags()
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
                         {
-                            Target::Reject(Reject::NoAuth)
+                            Target::Reject(Reject::NoAuth(cmd))
                         } else {
                             match cmd.exec {
                                 Exec::Conn(_) => Target::Conn(cmd),
@@ -316,6 +328,8 @@ impl Connection {
             let mut side_ends: Vec<usize> = Vec::new();
             for (k, t) in targets.iter().enumerate() {
                 let argv = argvs[i + k];
+                // As Redis's lastcmd, set before the command runs (CLIENT INFO shows itself).
+                self.client.info.borrow_mut().last_cmd = command_of(t).map_or("NULL", |c| c.name);
                 if matches!(t, Target::Remote(..)) {
                     continue;
                 }
@@ -348,9 +362,6 @@ impl Connection {
                 } else {
                     self.apply_reply_mode(before);
                 }
-            }
-            if let Some(cmd) = targets.last().and_then(command_of) {
-                self.client.info.borrow_mut().last_cmd = cmd.name;
             }
 
             // 4. Collect remote replies and assemble in request order.
@@ -401,6 +412,10 @@ impl Connection {
             if let Some(b) = barrier {
                 let argv = argvs[i];
                 let before = self.wbuf.len();
+                let name = match b {
+                    Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
+                };
+                self.client.info.borrow_mut().last_cmd = name;
                 match b {
                     Barrier::Conn(cmd) => {
                         if let Exec::ConnBarrier(f) = cmd.exec {
@@ -433,14 +448,15 @@ impl Connection {
                         self.wbuf.raw(&reply.buf);
                     }
                 }
-                let name = match b {
-                    Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
-                };
-                self.client.info.borrow_mut().last_cmd = name;
                 self.apply_reply_mode(before);
                 i += 1;
             }
         }
+    }
+
+    /// Redis's authRequired: a password is set and this client has not authenticated.
+    fn auth_required(&self) -> bool {
+        !self.client.info.borrow().authenticated && self.core.config.borrow().requirepass.is_some()
     }
 
     /// Drops the reply just written (from `before`) when CLIENT REPLY says so.
@@ -490,7 +506,14 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
                 st.cmds[cmd.id as usize].rejected_calls += 1;
                 format!("ERR wrong number of arguments for '{}' command", cmd.name)
             }
-            Reject::NoAuth => errors::NOAUTH.to_string(),
+            Reject::NoAuth(cmd) => {
+                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+                errors::NOAUTH.to_string()
+            }
+            Reject::Protected(cmd) => {
+                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+                crate::commands::server::DEBUG_NOT_ALLOWED.to_string()
+            }
         };
         out.error(&msg);
         let code = msg.split(' ').next().unwrap_or("ERR");
@@ -501,7 +524,7 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
         Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
-        Target::Reject(Reject::Arity(c)) => Some(c),
+        Target::Reject(Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c)) => Some(c),
         _ => None,
     }
 }

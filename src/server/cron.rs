@@ -76,7 +76,10 @@ fn close_idle_clients(core: &Core) {
         .borrow()
         .by_id
         .values()
-        .filter(|c| now.saturating_sub(c.info.borrow().last_interaction_ms) / 1000 > timeout)
+        // In whole seconds, as Redis compares its unixtime clock.
+        .filter(|c| {
+            (now / 1000).saturating_sub(c.info.borrow().last_interaction_ms / 1000) > timeout
+        })
         .cloned()
         .collect();
     for c in idle {

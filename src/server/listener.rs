@@ -14,8 +14,8 @@ use super::core::Core;
 use super::{connection, cron, log, CONNECTED};
 use crate::config::Config;
 
-/// Redis 7.0's reply to a non-loopback client in protected mode.
-const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+/// Redis 7.0's reply to a non-loopback client in protected mode (its typos included).
+const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
 /// One `bind` entry resolved: the address and whether failing to bind it is fatal.
 fn bind_addrs(config: &Config) -> Vec<(SocketAddr, bool)> {
@@ -139,21 +139,25 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                 continue;
             }
         };
-        core.stats.borrow_mut().connections_received += 1;
         let (maxclients, protected, nopass) = {
             let c = core.config.borrow();
             (c.maxclients, c.protected_mode, c.requirepass.is_none())
         };
-        if protected && nopass && !is_local(&stream) {
-            reject(&core, stream, DENIED).await;
-            continue;
-        }
+        // As Redis: maxclients first, then protected mode; a refused
+        // connection counts as rejected, not as received.
         if CONNECTED.fetch_add(1, Ordering::Relaxed) >= maxclients as usize {
             CONNECTED.fetch_sub(1, Ordering::Relaxed);
             core.stats.borrow_mut().rejected_connections += 1;
             reject(&core, stream, "-ERR max number of clients reached\r\n").await;
             continue;
         }
+        if protected && nopass && !is_local(&stream) {
+            CONNECTED.fetch_sub(1, Ordering::Relaxed);
+            core.stats.borrow_mut().rejected_connections += 1;
+            reject(&core, stream, DENIED).await;
+            continue;
+        }
+        core.stats.borrow_mut().connections_received += 1;
         glommio::spawn_local(connection::serve(core.clone(), stream)).detach();
     }
 }
