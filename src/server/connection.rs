@@ -459,42 +459,55 @@ impl Connection {
 }
 
 /// Writes the error for a command rejected before running, as processCommand words it.
+///
+/// Arguments are quoted as C's `%.*s` does: raw bytes, cut at the precision
+/// or at the first NUL (argv strings are C strings to the formatter).
 fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
-    {
-        let msg = match r {
-            Reject::Unknown => {
-                let mut args = String::new();
-                for a in &argv[1..] {
-                    if args.len() >= 128 {
-                        break;
-                    }
-                    let room = 128 - args.len();
-                    let s = String::from_utf8_lossy(&a[..a.len().min(room)]);
-                    args.push('\'');
-                    args.push_str(&s);
-                    args.push_str("' ");
+    let msg: Vec<u8> = match r {
+        Reject::Unknown => {
+            let mut m = b"ERR unknown command '".to_vec();
+            m.extend_from_slice(c_str(argv[0], 128));
+            m.extend_from_slice(b"', with args beginning with: ");
+            let mut args: Vec<u8> = Vec::new();
+            for a in &argv[1..] {
+                if args.len() >= 128 {
+                    break;
                 }
-                let name = String::from_utf8_lossy(&argv[0][..argv[0].len().min(128)]);
-                format!("ERR unknown command '{name}', with args beginning with: {args}")
+                let room = 128 - args.len();
+                args.push(b'\'');
+                args.extend_from_slice(c_str(a, room));
+                args.extend_from_slice(b"' ");
             }
-            Reject::UnknownSubcommand => {
-                let sub = argv.get(1).map(|s| &s[..s.len().min(128)]).unwrap_or(b"");
-                format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(sub),
-                    String::from_utf8_lossy(argv[0]).to_uppercase()
-                )
-            }
-            Reject::Arity(cmd) => {
-                let mut st = core.stats.borrow_mut();
-                st.cmds[cmd.id as usize].rejected_calls += 1;
-                format!("ERR wrong number of arguments for '{}' command", cmd.name)
-            }
-            Reject::NoAuth => errors::NOAUTH.to_string(),
-        };
-        out.error(&msg);
-        let code = msg.split(' ').next().unwrap_or("ERR");
-        core.count_error(code);
+            m.extend_from_slice(&args);
+            m
+        }
+        Reject::UnknownSubcommand => {
+            let sub = argv.get(1).map(|s| c_str(s, 128)).unwrap_or(b"");
+            let mut m = b"ERR unknown subcommand '".to_vec();
+            m.extend_from_slice(sub);
+            m.extend_from_slice(b"'. Try ");
+            m.extend(c_str(argv[0], usize::MAX).to_ascii_uppercase());
+            m.extend_from_slice(b" HELP.");
+            m
+        }
+        Reject::Arity(cmd) => {
+            let mut st = core.stats.borrow_mut();
+            st.cmds[cmd.id as usize].rejected_calls += 1;
+            format!("ERR wrong number of arguments for '{}' command", cmd.name).into_bytes()
+        }
+        Reject::NoAuth => errors::NOAUTH.as_bytes().to_vec(),
+    };
+    out.error_bytes(&msg);
+    let code = msg.split(|&b| b == b' ').next().unwrap_or(b"ERR");
+    core.count_error(&String::from_utf8_lossy(code));
+}
+
+/// `s` as `%.*s` prints it with precision `max`: up to the first NUL, at most `max` bytes.
+fn c_str(s: &[u8], max: usize) -> &[u8] {
+    let s = &s[..s.len().min(max)];
+    match memchr::memchr(0, s) {
+        Some(i) => &s[..i],
+        None => s,
     }
 }
 
