@@ -95,7 +95,17 @@ enum Reject {
 enum Barrier {
     Conn(&'static crate::commands::Command),
     Multi(&'static crate::commands::Command, crate::commands::MultiFn),
+    /// `POST` or `Host:`: an HTTP request sent to us (cross protocol scripting).
+    Attack,
 }
+
+/// Redis's processCommand check: `POST` and `Host:` are HTTP, not commands.
+fn is_cross_protocol_attack(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"host:") || name.eq_ignore_ascii_case(b"post")
+}
+
+/// Unix seconds of the last security warning: Redis logs it at most once a minute.
+static ATTACK_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Connection {
     async fn run(&mut self) {
@@ -236,6 +246,10 @@ impl Connection {
             let mut j = i;
             while j < n {
                 let argv = argvs[j];
+                if is_cross_protocol_attack(argv[0]) {
+                    barrier = Some(Barrier::Attack);
+                    break;
+                }
                 let t = match table.lookup(argv) {
                     Lookup::Unknown => Target::Reject(Reject::Unknown),
                     Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
@@ -398,6 +412,19 @@ impl Connection {
 
             // 5. The barrier, alone.
             i = j;
+            if let Some(Barrier::Attack) = barrier {
+                // As Redis's securityWarningCommand: close at once; replies not
+                // yet written are dropped (freeClientAsync).
+                let now = now_ms() / 1000;
+                let last = ATTACK_LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+                if now.abs_diff(last) > 60 {
+                    ATTACK_LOGGED.store(now, std::sync::atomic::Ordering::Relaxed);
+                    super::log::warning("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands to Redis. This is likely due to an attacker attempting to use Cross Protocol Scripting to compromise your Redis instance. Connection aborted.");
+                }
+                self.wbuf.buf.clear();
+                self.client.kill();
+                return;
+            }
             if let Some(b) = barrier {
                 let argv = argvs[i];
                 let before = self.wbuf.len();
@@ -432,9 +459,11 @@ impl Connection {
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
                     }
+                    Barrier::Attack => unreachable!("handled above"),
                 }
                 let name = match b {
                     Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
+                    Barrier::Attack => unreachable!("handled above"),
                 };
                 self.client.info.borrow_mut().last_cmd = name;
                 self.apply_reply_mode(before);
