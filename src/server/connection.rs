@@ -34,6 +34,8 @@ use crate::protocol::reply::ReplyBuf;
 
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most the query buffer grows by at once while a big argument arrives.
+const MAX_GROWTH: usize = 64 * 1024 * 1024;
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(core: Rc<Core>, stream: TcpStream) {
@@ -51,6 +53,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         client: client.clone(),
         stream,
         rbuf: BytesMut::new(),
+        filled: 0,
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
         kill_rx,
@@ -64,7 +67,10 @@ struct Connection {
     core: Rc<Core>,
     client: Rc<Client>,
     stream: TcpStream,
+    /// The query buffer: `filled` bytes received, then zeroed room for the next read
+    /// (kept across reads so that no byte is zeroed twice).
     rbuf: BytesMut,
+    filled: usize,
     wbuf: ReplyBuf,
     parser: RespParser,
     kill_rx: oneshot::Receiver<()>,
@@ -120,11 +126,12 @@ impl Connection {
                     proto_max_bulk_len: self.core.config.borrow().proto_max_bulk_len,
                     authenticated,
                 };
-                let parsed = self.parser.parse(&mut self.rbuf[..], &limits);
+                let parsed = self.parser.parse(&mut self.rbuf[..self.filled], &limits);
                 let n = self.parser.len();
                 if n > 0 {
                     let consumed = self.parser.consumed();
                     let batch = self.rbuf.split_to(consumed).freeze();
+                    self.filled -= consumed;
                     let args: Vec<SmallVec<[Arg; 4]>> =
                         (0..n).map(|i| self.parser.command(i).into()).collect();
                     self.parser.clear_complete();
@@ -135,6 +142,7 @@ impl Connection {
                     // Only skipped empty commands.
                     let c = self.parser.consumed();
                     let _ = self.rbuf.split_to(c);
+                    self.filled -= c;
                     self.parser.clear_complete();
                 }
                 if let Err(e) = parsed {
@@ -158,25 +166,51 @@ impl Connection {
             if self.client.close_after_reply.get() || self.client.killed.get() {
                 return;
             }
-            let limit = self.core.config.borrow().client_query_buffer_limit as usize;
-            if self.rbuf.len() > limit {
-                // As Redis: the client is closed without a reply.
+            self.shrink_query_buffer();
+            if !self.read().await {
                 return;
             }
-            if !self.read().await {
+            // Checked right after the read, before anything in it runs, as Redis does.
+            let limit = self.core.config.borrow().client_query_buffer_limit as usize;
+            if self.filled > limit {
+                super::log::warning(&format!(
+                    "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
+                    self.client.describe(now_ms()),
+                    repr(&self.rbuf[..self.filled.min(64)])
+                ));
+                // As Redis (freeClientAsync): closed without a reply.
                 return;
             }
         }
     }
 
+    /// Gives back the room a big argument left once it has been processed
+    /// (Redis resizes such query buffers in its client cron).
+    fn shrink_query_buffer(&mut self) {
+        if self.rbuf.len() > 4 * READ_CHUNK
+            && self.filled < READ_CHUNK
+            && self.parser.needed_len().is_none()
+        {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.rbuf[..self.filled]);
+            self.rbuf = fresh;
+        }
+    }
+
     /// Reads more bytes; false when the connection is closed or killed.
     async fn read(&mut self) -> bool {
-        let start = self.rbuf.len();
-        let want = match self.parser.needed_len() {
-            Some(n) if n > start => (n - start).clamp(READ_CHUNK, 64 * 1024 * 1024),
+        let start = self.filled;
+        // Room for one chunk; while a big argument's payload is awaited, as
+        // much again as is buffered, up to what is missing: never the declared
+        // length at once, which may never arrive (proto-max-bulk-len can be GiBs).
+        let room = match self.parser.needed_len() {
+            Some(n) if n > start => (n - start).min(start).min(MAX_GROWTH).max(READ_CHUNK),
             _ => READ_CHUNK,
         };
-        self.rbuf.resize(start + want, 0);
+        if self.rbuf.len() < start + room {
+            // Zeroes only the new part: the room left by earlier reads is reused.
+            self.rbuf.resize(start + room, 0);
+        }
         let res = {
             let read = self.stream.read(&mut self.rbuf[start..]);
             match select(read, &mut self.kill_rx).await {
@@ -187,12 +221,12 @@ impl Connection {
         match res {
             Ok(0) | Err(_) => false,
             Ok(n) => {
-                self.rbuf.truncate(start + n);
+                self.filled = start + n;
                 let mut st = self.core.stats.borrow_mut();
                 st.net_input_bytes += n as u64;
                 let mut info = self.client.info.borrow_mut();
-                info.qbuf = self.rbuf.len();
-                info.qbuf_free = self.rbuf.capacity() - self.rbuf.len();
+                info.qbuf = self.filled;
+                info.qbuf_free = self.rbuf.capacity() - self.filled;
                 true
             }
         }
@@ -538,6 +572,26 @@ fn c_str(s: &[u8], max: usize) -> &[u8] {
         Some(i) => &s[..i],
         None => s,
     }
+}
+
+/// `s` as Redis's sdscatrepr quotes it (for the log).
+fn repr(s: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &b in s {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
