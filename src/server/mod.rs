@@ -192,7 +192,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let shards = config.shards;
     raise_memlock(shards)?;
     config.maxclients = raise_nofile(config.maxclients);
-    listener::check_addresses(&config)?;
+    let _address_locks = listener::check_addresses(&config)?;
     install_signal_thread();
 
     let ncpus = glommio::CpuSet::online().map(|c| c.len()).unwrap_or(1);
@@ -259,6 +259,9 @@ pub fn run(mut config: Config) -> Result<(), String> {
         if let Err(e) = r {
             return Err(format!("executor failed: {e}"));
         }
+    }
+    if listener::LISTEN_FAILED.load(Ordering::SeqCst) {
+        return Err("Failed listening on a configured address, exiting.".into());
     }
     log::warning("percore is now ready to exit, bye bye...");
     Ok(())
