@@ -204,7 +204,7 @@ impl Connection {
         // much again as is buffered, up to what is missing: never the declared
         // length at once, which may never arrive (proto-max-bulk-len can be GiBs).
         let room = match self.parser.needed_len() {
-            Some(n) if n > start => (n - start).min(start).min(MAX_GROWTH).max(READ_CHUNK),
+            Some(n) if n > start => (n - start).min(start).clamp(READ_CHUNK, MAX_GROWTH),
             _ => READ_CHUNK,
         };
         if self.rbuf.len() < start + room {
