@@ -145,7 +145,11 @@ impl Connection {
                     self.filled -= c;
                     self.parser.clear_complete();
                 }
-                if let Err(e) = parsed {
+                // Redis parses and runs one command at a time: a command that
+                // closes the connection (QUIT, POST...) means the bad bytes after
+                // it are never looked at.
+                let closing = self.client.close_after_reply.get() || self.client.killed.get();
+                if let (Err(e), false) = (parsed, closing) {
                     self.wbuf.buf.extend_from_slice(b"-ERR ");
                     self.wbuf.buf.extend_from_slice(&e.wire_bytes());
                     self.wbuf.buf.extend_from_slice(b"\r\n");
