@@ -149,6 +149,15 @@ fn protocol_cases() -> Vec<(String, Vec<u8>)> {
             b"*5\r\n$4\r\nMSET\r\n$3\r\nxk1\r\n$1\r\na\r\n$3\r\nxk2\r\n$1\r\nb\r\nMGET xk1 xk2 xk3\r\nDEL xk1 xk3\r\nMGET xk1 xk2\r\n*x\r\nPING\r\n"
                 .to_vec(),
         ),
+        (
+            "QUIT in a pipeline: nothing after it runs",
+            b"SET quit1 a\r\nQUIT\r\nSET quit2 b\r\n*abc\r\n".to_vec(),
+        ),
+        ("POST then a protocol error", b"PING\r\nPOST / HTTP/1.1\r\n*abc\r\n".to_vec()),
+        (
+            "empty command names",
+            b"*1\r\n$0\r\n\r\n*2\r\n$0\r\n\r\n$0\r\n\r\n\r\n\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        ),
         ("unbalanced quotes", b"SET a \"unbalanced\r\nPING\r\n".to_vec()),
         ("quote followed by a non-space", b"SET a \"b\"c\r\n".to_vec()),
         (
@@ -267,9 +276,14 @@ fn protocol_errors_match_redis_and_close_only_that_connection() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The writes pipelined before an error were executed.
+    // The writes pipelined before an error were executed, none after QUIT.
     for s in &servers {
-        assert_eq!(s.raw().cmds("GET pipe1"), Resp::bulk("x"));
+        let mut raw = s.raw();
+        assert_eq!(raw.cmds("GET pipe1"), Resp::bulk("x"));
+        assert_eq!(
+            raw.cmds("MGET quit1 quit2"),
+            Resp::Array(Some(vec![Resp::bulk("a"), Resp::Bulk(None)]))
+        );
     }
 }
 
