@@ -150,9 +150,15 @@ impl Connection {
                 // it are never looked at.
                 let closing = self.client.close_after_reply.get() || self.client.killed.get();
                 if let (Err(e), false) = (parsed, closing) {
-                    self.wbuf.buf.extend_from_slice(b"-ERR ");
-                    self.wbuf.buf.extend_from_slice(&e.wire_bytes());
-                    self.wbuf.buf.extend_from_slice(b"\r\n");
+                    // CLIENT REPLY OFF/SKIP silence the error too, as in Redis.
+                    // (Redis then never closes the connection, having no reply to
+                    // close after; we still close it: it cannot be used again.)
+                    let mode = self.client.info.borrow().reply_mode;
+                    if !matches!(mode, ReplyMode::Off | ReplyMode::Skip) {
+                        self.wbuf.buf.extend_from_slice(b"-ERR ");
+                        self.wbuf.buf.extend_from_slice(&e.wire_bytes());
+                        self.wbuf.buf.extend_from_slice(b"\r\n");
+                    }
                     self.core.count_error("ERR");
                     self.client.close_after_reply.set(true);
                 }
