@@ -287,6 +287,36 @@ fn protocol_errors_match_redis_and_close_only_that_connection() {
     }
 }
 
+/// CLIENT REPLY OFF/SKIP also silence a protocol error's reply. Redis then
+/// keeps the connection open forever (it closes only after writing a reply)
+/// while ignoring everything the client sends; percore closes it instead, an
+/// intended difference, so only the bytes are compared here.
+#[test]
+fn protocol_errors_with_replies_off() {
+    let redis = Server::redis(&[]);
+    let servers = [Server::percore(1, &[]), Server::percore(4, &[])];
+    let cases: &[&[u8]] = &[
+        b"CLIENT REPLY OFF\r\nPING\r\n*abc\r\n",
+        b"CLIENT REPLY SKIP\r\n*1\r\n$-3\r\n",
+        b"CLIENT REPLY SKIP\r\nPING\r\n*abc\r\n",
+        b"CLIENT REPLY OFF\r\nCLIENT REPLY ON\r\n*abc\r\n",
+    ];
+    let quiet = Duration::from_millis(300);
+    for input in cases {
+        let want = exchange(redis.port, input, quiet);
+        for s in &servers {
+            let got = exchange(s.port, input, quiet);
+            assert_eq!(
+                got.out.escape_ascii().to_string(),
+                want.out.escape_ascii().to_string(),
+                "input {}",
+                input.escape_ascii()
+            );
+            assert!(got.closed, "percore closes after a protocol error");
+        }
+    }
+}
+
 /// The value of `field` in INFO's output.
 fn info_field(raw: &mut Raw, field: &str) -> u64 {
     let info = raw.cmds("INFO").text();
