@@ -544,7 +544,10 @@ fn client_info_and_list_fields() {
         // Lines are in id order; with several shards two connections made one
         // after the other may be accepted (and numbered) in either order, so
         // pair the lines by name.
-        let ids: Vec<u64> = pl.lines().map(|l| field(l, "id").parse().unwrap()).collect();
+        let ids: Vec<u64> = pl
+            .lines()
+            .map(|l| field(l, "id").parse().unwrap())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{pl}");
         for a in rl.lines() {
             let b = pl

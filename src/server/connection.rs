@@ -34,6 +34,8 @@ use crate::protocol::reply::ReplyBuf;
 
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most the query buffer grows by at once while a big argument arrives.
+const MAX_GROWTH: usize = 64 * 1024 * 1024;
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(core: Rc<Core>, stream: TcpStream) {
@@ -51,6 +53,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         client: client.clone(),
         stream,
         rbuf: BytesMut::new(),
+        filled: 0,
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
         kill_rx,
@@ -64,7 +67,10 @@ struct Connection {
     core: Rc<Core>,
     client: Rc<Client>,
     stream: TcpStream,
+    /// The query buffer: `filled` bytes received, then zeroed room for the next read
+    /// (kept across reads so that no byte is zeroed twice).
     rbuf: BytesMut,
+    filled: usize,
     wbuf: ReplyBuf,
     parser: RespParser,
     kill_rx: oneshot::Receiver<()>,
@@ -97,7 +103,17 @@ enum Reject {
 enum Barrier {
     Conn(&'static crate::commands::Command),
     Multi(&'static crate::commands::Command, crate::commands::MultiFn),
+    /// `POST` or `Host:`: an HTTP request sent to us (cross protocol scripting).
+    Attack,
 }
+
+/// Redis's processCommand check: `POST` and `Host:` are HTTP, not commands.
+fn is_cross_protocol_attack(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"host:") || name.eq_ignore_ascii_case(b"post")
+}
+
+/// Unix seconds of the last security warning: Redis logs it at most once a minute.
+static ATTACK_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Connection {
     async fn run(&mut self) {
@@ -112,11 +128,12 @@ impl Connection {
                     proto_max_bulk_len: self.core.config.borrow().proto_max_bulk_len,
                     authenticated,
                 };
-                let parsed = self.parser.parse(&mut self.rbuf[..], &limits);
+                let parsed = self.parser.parse(&mut self.rbuf[..self.filled], &limits);
                 let n = self.parser.len();
                 if n > 0 {
                     let consumed = self.parser.consumed();
                     let batch = self.rbuf.split_to(consumed).freeze();
+                    self.filled -= consumed;
                     let args: Vec<SmallVec<[Arg; 4]>> =
                         (0..n).map(|i| self.parser.command(i).into()).collect();
                     self.parser.clear_complete();
@@ -127,12 +144,23 @@ impl Connection {
                     // Only skipped empty commands.
                     let c = self.parser.consumed();
                     let _ = self.rbuf.split_to(c);
+                    self.filled -= c;
                     self.parser.clear_complete();
                 }
-                if let Err(e) = parsed {
-                    self.wbuf.buf.extend_from_slice(b"-ERR ");
-                    self.wbuf.buf.extend_from_slice(&e.wire_bytes());
-                    self.wbuf.buf.extend_from_slice(b"\r\n");
+                // Redis parses and runs one command at a time: a command that
+                // closes the connection (QUIT, POST...) means the bad bytes after
+                // it are never looked at.
+                let closing = self.client.close_after_reply.get() || self.client.killed.get();
+                if let (Err(e), false) = (parsed, closing) {
+                    // CLIENT REPLY OFF/SKIP silence the error too, as in Redis.
+                    // (Redis then never closes the connection, having no reply to
+                    // close after; we still close it: it cannot be used again.)
+                    let mode = self.client.info.borrow().reply_mode;
+                    if !matches!(mode, ReplyMode::Off | ReplyMode::Skip) {
+                        self.wbuf.buf.extend_from_slice(b"-ERR ");
+                        self.wbuf.buf.extend_from_slice(&e.wire_bytes());
+                        self.wbuf.buf.extend_from_slice(b"\r\n");
+                    }
                     self.core.count_error("ERR");
                     self.client.close_after_reply.set(true);
                 }
@@ -150,25 +178,51 @@ impl Connection {
             if self.client.close_after_reply.get() || self.client.killed.get() {
                 return;
             }
-            let limit = self.core.config.borrow().client_query_buffer_limit as usize;
-            if self.rbuf.len() > limit {
-                // As Redis: the client is closed without a reply.
+            self.shrink_query_buffer();
+            if !self.read().await {
                 return;
             }
-            if !self.read().await {
+            // Checked right after the read, before anything in it runs, as Redis does.
+            let limit = self.core.config.borrow().client_query_buffer_limit as usize;
+            if self.filled > limit {
+                super::log::warning(&format!(
+                    "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
+                    self.client.describe(now_ms()),
+                    repr(&self.rbuf[..self.filled.min(64)])
+                ));
+                // As Redis (freeClientAsync): closed without a reply.
                 return;
             }
         }
     }
 
+    /// Gives back the room a big argument left once it has been processed
+    /// (Redis resizes such query buffers in its client cron).
+    fn shrink_query_buffer(&mut self) {
+        if self.rbuf.len() > 4 * READ_CHUNK
+            && self.filled < READ_CHUNK
+            && self.parser.needed_len().is_none()
+        {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.rbuf[..self.filled]);
+            self.rbuf = fresh;
+        }
+    }
+
     /// Reads more bytes; false when the connection is closed or killed.
     async fn read(&mut self) -> bool {
-        let start = self.rbuf.len();
-        let want = match self.parser.needed_len() {
-            Some(n) if n > start => (n - start).clamp(READ_CHUNK, 64 * 1024 * 1024),
+        let start = self.filled;
+        // Room for one chunk; while a big argument's payload is awaited, as
+        // much again as is buffered, up to what is missing: never the declared
+        // length at once, which may never arrive (proto-max-bulk-len can be GiBs).
+        let room = match self.parser.needed_len() {
+            Some(n) if n > start => (n - start).min(start).clamp(READ_CHUNK, MAX_GROWTH),
             _ => READ_CHUNK,
         };
-        self.rbuf.resize(start + want, 0);
+        if self.rbuf.len() < start + room {
+            // Zeroes only the new part: the room left by earlier reads is reused.
+            self.rbuf.resize(start + room, 0);
+        }
         let res = {
             let read = self.stream.read(&mut self.rbuf[start..]);
             match select(read, &mut self.kill_rx).await {
@@ -179,14 +233,14 @@ impl Connection {
         match res {
             Ok(0) | Err(_) => false,
             Ok(n) => {
-                self.rbuf.truncate(start + n);
+                self.filled = start + n;
                 // Redis counts reading a query as interaction (CLIENT LIST idle, timeout).
                 self.client.info.borrow_mut().last_interaction_ms = now_ms();
                 let mut st = self.core.stats.borrow_mut();
                 st.net_input_bytes += n as u64;
                 let mut info = self.client.info.borrow_mut();
-                info.qbuf = self.rbuf.len();
-                info.qbuf_free = self.rbuf.capacity() - self.rbuf.len();
+                info.qbuf = self.filled;
+                info.qbuf_free = self.rbuf.capacity() - self.filled;
                 true
             }
         }
@@ -241,6 +295,10 @@ impl Connection {
             let mut j = i;
             while j < n {
                 let argv = argvs[j];
+                if is_cross_protocol_attack(argv[0]) {
+                    barrier = Some(Barrier::Attack);
+                    break;
+                }
                 let t = match table.lookup(argv) {
                     Lookup::Unknown => Target::Reject(Reject::Unknown),
                     Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
@@ -409,11 +467,25 @@ impl Connection {
 
             // 5. The barrier, alone.
             i = j;
+            if let Some(Barrier::Attack) = barrier {
+                // As Redis's securityWarningCommand: close at once; replies not
+                // yet written are dropped (freeClientAsync).
+                let now = now_ms() / 1000;
+                let last = ATTACK_LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+                if now.abs_diff(last) > 60 {
+                    ATTACK_LOGGED.store(now, std::sync::atomic::Ordering::Relaxed);
+                    super::log::warning("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands to Redis. This is likely due to an attacker attempting to use Cross Protocol Scripting to compromise your Redis instance. Connection aborted.");
+                }
+                self.wbuf.buf.clear();
+                self.client.kill();
+                return;
+            }
             if let Some(b) = barrier {
                 let argv = argvs[i];
                 let before = self.wbuf.len();
                 let name = match b {
                     Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
+                    Barrier::Attack => unreachable!("handled above"),
                 };
                 self.client.info.borrow_mut().last_cmd = name;
                 match b {
@@ -447,6 +519,7 @@ impl Connection {
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
                     }
+                    Barrier::Attack => unreachable!("handled above"),
                 }
                 self.apply_reply_mode(before);
                 i += 1;
@@ -475,50 +548,85 @@ impl Connection {
 }
 
 /// Writes the error for a command rejected before running, as processCommand words it.
+///
+/// Arguments are quoted as C's `%.*s` does: raw bytes, cut at the precision
+/// or at the first NUL (argv strings are C strings to the formatter).
 fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
-    {
-        let msg = match r {
-            Reject::Unknown => {
-                let mut args = String::new();
-                for a in &argv[1..] {
-                    if args.len() >= 128 {
-                        break;
-                    }
-                    let room = 128 - args.len();
-                    let s = String::from_utf8_lossy(&a[..a.len().min(room)]);
-                    args.push('\'');
-                    args.push_str(&s);
-                    args.push_str("' ");
+    let msg: Vec<u8> = match r {
+        Reject::Unknown => {
+            let mut m = b"ERR unknown command '".to_vec();
+            m.extend_from_slice(c_str(argv[0], 128));
+            m.extend_from_slice(b"', with args beginning with: ");
+            let mut args: Vec<u8> = Vec::new();
+            for a in &argv[1..] {
+                if args.len() >= 128 {
+                    break;
                 }
-                let name = String::from_utf8_lossy(&argv[0][..argv[0].len().min(128)]);
-                format!("ERR unknown command '{name}', with args beginning with: {args}")
+                let room = 128 - args.len();
+                args.push(b'\'');
+                args.extend_from_slice(c_str(a, room));
+                args.extend_from_slice(b"' ");
             }
-            Reject::UnknownSubcommand => {
-                let sub = argv.get(1).map(|s| &s[..s.len().min(128)]).unwrap_or(b"");
-                format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(sub),
-                    String::from_utf8_lossy(argv[0]).to_uppercase()
-                )
-            }
-            Reject::Arity(cmd) => {
-                let mut st = core.stats.borrow_mut();
-                st.cmds[cmd.id as usize].rejected_calls += 1;
-                format!("ERR wrong number of arguments for '{}' command", cmd.name)
-            }
-            Reject::NoAuth(cmd) => {
-                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
-                errors::NOAUTH.to_string()
-            }
-            Reject::Protected(cmd) => {
-                core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
-                crate::commands::server::DEBUG_NOT_ALLOWED.to_string()
-            }
-        };
-        out.error(&msg);
-        let code = msg.split(' ').next().unwrap_or("ERR");
-        core.count_error(code);
+            m.extend_from_slice(&args);
+            m
+        }
+        Reject::UnknownSubcommand => {
+            let sub = argv.get(1).map(|s| c_str(s, 128)).unwrap_or(b"");
+            let mut m = b"ERR unknown subcommand '".to_vec();
+            m.extend_from_slice(sub);
+            m.extend_from_slice(b"'. Try ");
+            m.extend(c_str(argv[0], usize::MAX).to_ascii_uppercase());
+            m.extend_from_slice(b" HELP.");
+            m
+        }
+        Reject::Arity(cmd) => {
+            let mut st = core.stats.borrow_mut();
+            st.cmds[cmd.id as usize].rejected_calls += 1;
+            format!("ERR wrong number of arguments for '{}' command", cmd.name).into_bytes()
+        }
+        Reject::NoAuth(cmd) => {
+            core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+            errors::NOAUTH.as_bytes().to_vec()
+        }
+        Reject::Protected(cmd) => {
+            core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+            crate::commands::server::DEBUG_NOT_ALLOWED
+                .as_bytes()
+                .to_vec()
+        }
+    };
+    out.error_bytes(&msg);
+    let code = msg.split(|&b| b == b' ').next().unwrap_or(b"ERR");
+    core.count_error(&String::from_utf8_lossy(code));
+}
+
+/// `s` as `%.*s` prints it with precision `max`: up to the first NUL, at most `max` bytes.
+fn c_str(s: &[u8], max: usize) -> &[u8] {
+    let s = &s[..s.len().min(max)];
+    match memchr::memchr(0, s) {
+        Some(i) => &s[..i],
+        None => s,
     }
+}
+
+/// `s` as Redis's sdscatrepr quotes it (for the log).
+fn repr(s: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &b in s {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            7 => out.push_str("\\a"),
+            8 => out.push_str("\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {

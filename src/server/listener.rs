@@ -3,8 +3,8 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures::channel::oneshot;
 use glommio::net::{TcpListener, TcpStream};
@@ -45,19 +45,52 @@ fn bind_addrs(config: &Config) -> Vec<(SocketAddr, bool)> {
         .collect()
 }
 
-/// Checks, before any executor starts, that every required address can be bound.
+/// The addresses every core listens on, decided once by [`check_addresses`].
+static LISTEN_ADDRS: OnceLock<Vec<(SocketAddr, bool)>> = OnceLock::new();
+
+/// Set when a core failed to listen on a required address: the process exits with 1.
+pub static LISTEN_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Held while the server runs: one abstract Unix socket per listening address.
+pub struct AddressLocks(#[allow(dead_code)] Vec<std::os::unix::net::UnixListener>);
+
+/// Claims `addr` for this process: an abstract Unix socket named after it.
+///
+/// Every core listens with SO_REUSEPORT, which the kernel lets any process of
+/// the same user join: two percores started at the same moment would both
+/// pass a plain bind test and then silently share the port. The abstract name
+/// is exclusive, per network namespace like the port, and released by the
+/// kernel when the process exits, however it exits.
+fn lock_address(addr: SocketAddr) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("percore-listen-{addr}");
+    let ua = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    std::os::unix::net::UnixListener::bind_addr(&ua)
+}
+
+/// Checks, before any executor starts, that every required address can be
+/// bound, and claims them all; keep the returned locks until the server stops.
 ///
 /// SO_REUSEPORT would let a second percore silently share the port with a
-/// first one; a plain bind here fails with EADDRINUSE instead, as in Redis.
-pub fn check_addresses(config: &Config) -> Result<(), String> {
+/// first one; a plain bind here fails with EADDRINUSE instead, as in Redis,
+/// and the address lock closes the window between this check and the listen.
+pub fn check_addresses(config: &Config) -> Result<AddressLocks, String> {
     let addrs = bind_addrs(config);
     if addrs.is_empty() {
         return Err("Configured to not listen anywhere, exiting.".into());
     }
-    let mut any = false;
+    let mut locks = Vec::new();
+    let mut usable = Vec::new();
     for (addr, required) in addrs {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => any = true,
+        let res = lock_address(addr).and_then(|lock| {
+            std::net::TcpListener::bind(addr)?;
+            Ok(lock)
+        });
+        match res {
+            Ok(lock) => {
+                locks.push(lock);
+                usable.push((addr, required));
+            }
             Err(e) if required => {
                 return Err(format!(
                     "Warning: Could not create server TCP listening socket {addr}: bind: {e}"
@@ -66,10 +99,11 @@ pub fn check_addresses(config: &Config) -> Result<(), String> {
             Err(_) => {}
         }
     }
-    if !any {
+    if usable.is_empty() {
         return Err("Failed listening on all configured addresses, exiting.".into());
     }
-    Ok(())
+    let _ = LISTEN_ADDRS.set(usable);
+    Ok(AddressLocks(locks))
 }
 
 fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
@@ -96,7 +130,11 @@ fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
 pub async fn serve_core(core: Rc<Core>, ready: Arc<AtomicUsize>) {
     let (addrs, backlog) = {
         let c = core.config.borrow();
-        (bind_addrs(&c), c.tcp_backlog)
+        let addrs = match LISTEN_ADDRS.get() {
+            Some(a) => a.clone(),
+            None => bind_addrs(&c),
+        };
+        (addrs, c.tcp_backlog)
     };
     let mut accepts = Vec::new();
     for (addr, required) in addrs {
@@ -109,6 +147,7 @@ pub async fn serve_core(core: Rc<Core>, ready: Arc<AtomicUsize>) {
                 log::warning(&format!(
                     "Could not create server TCP listening socket {addr}: {e}"
                 ));
+                LISTEN_FAILED.store(true, Ordering::SeqCst);
                 super::SHUTDOWN.store(true, Ordering::SeqCst);
             }
             Err(_) => {}
