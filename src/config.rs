@@ -54,6 +54,20 @@ pub struct Config {
     pub shards: usize,
     /// `pin-cores` (percore): pin each executor to its own CPU when shards <= CPUs.
     pub pin_cores: bool,
+    /// `hash-max-listpack-entries`: small hashes stay compact up to this many fields.
+    pub hash_max_listpack_entries: u64,
+    /// `hash-max-listpack-value`: ... and while every field and value is at most this long.
+    pub hash_max_listpack_value: u64,
+    /// `set-max-intset-entries`: integer-only sets stay an intset up to this size.
+    pub set_max_intset_entries: u64,
+    /// `zset-max-listpack-entries`: small sorted sets stay compact up to this many members.
+    pub zset_max_listpack_entries: u64,
+    /// `zset-max-listpack-value`: ... and while every member is at most this long.
+    pub zset_max_listpack_value: u64,
+    /// `list-max-listpack-size`: list node size (negative: -1..-5 = 4..64 KiB; positive: entries).
+    pub list_max_listpack_size: i64,
+    /// `list-compress-depth`: list nodes left uncompressed at each end (0 = none compressed).
+    pub list_compress_depth: i64,
     /// `daemonize`: detach from the terminal at start-up (default no).
     pub daemonize: bool,
     /// `pidfile`: where to write the process id; empty = none (Redis falls back to a default path when daemonized).
@@ -88,6 +102,13 @@ impl Default for Config {
                 .map(|n| n.get())
                 .unwrap_or(1),
             pin_cores: true,
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+            list_max_listpack_size: -2,
+            list_compress_depth: 0,
             daemonize: false,
             pidfile: String::new(),
             save: vec![(3600, 1), (300, 100), (60, 10000)],
@@ -515,6 +536,22 @@ macro_rules! int_param {
     };
 }
 
+/// An integer parameter with one alias (Redis 7 keeps the old `ziplist` names).
+macro_rules! aliased_int_param {
+    ($name:literal, $alias:literal, $field:ident: $ty:ty, $lo:expr, $hi:expr, $kind:expr) => {
+        Param {
+            name: $name,
+            aliases: &[$alias],
+            flags: 0,
+            set: |c, a, _| {
+                c.$field = numeric(a[0], $kind, $lo, $hi)? as $ty;
+                Ok(())
+            },
+            get: |c| c.$field.to_string().into_bytes(),
+        }
+    };
+}
+
 /// A yes/no parameter stored in `$field`.
 macro_rules! bool_param {
     ($name:literal, $flags:expr, $field:ident) => {
@@ -538,6 +575,8 @@ macro_rules! bool_param {
 }
 
 const INT_MAX: i128 = i32::MAX as i128;
+/// C INT_MIN, the lower bound of Redis int configs.
+const INT_MIN: i128 = i32::MIN as i128;
 const MB: i128 = 1024 * 1024;
 
 /// The parameter table, in redis.conf order.
@@ -684,6 +723,55 @@ static PARAMS: &[Param] = &[
             parts.join(" ").into_bytes()
         },
     },
+    aliased_int_param!(
+        "hash-max-listpack-entries",
+        "hash-max-ziplist-entries",
+        hash_max_listpack_entries: u64,
+        0,
+        i64::MAX as i128,
+        Num::Int
+    ),
+    aliased_int_param!(
+        "hash-max-listpack-value",
+        "hash-max-ziplist-value",
+        hash_max_listpack_value: u64,
+        0,
+        i64::MAX as i128,
+        Num::Memory
+    ),
+    int_param!(
+        "set-max-intset-entries",
+        0,
+        set_max_intset_entries: u64,
+        0,
+        i64::MAX as i128,
+        Num::Int
+    ),
+    aliased_int_param!(
+        "zset-max-listpack-entries",
+        "zset-max-ziplist-entries",
+        zset_max_listpack_entries: u64,
+        0,
+        i64::MAX as i128,
+        Num::Int
+    ),
+    aliased_int_param!(
+        "zset-max-listpack-value",
+        "zset-max-ziplist-value",
+        zset_max_listpack_value: u64,
+        0,
+        i64::MAX as i128,
+        Num::Memory
+    ),
+    aliased_int_param!(
+        "list-max-listpack-size",
+        "list-max-ziplist-size",
+        list_max_listpack_size: i64,
+        INT_MIN,
+        INT_MAX,
+        Num::Int
+    ),
+    int_param!("list-compress-depth", 0, list_compress_depth: i64, 0, INT_MAX, Num::Int),
     int_param!("shards", IMMUTABLE, shards: usize, 1, 1024, Num::Int),
     bool_param!("pin-cores", IMMUTABLE, pin_cores),
 ];

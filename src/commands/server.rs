@@ -373,7 +373,7 @@ pub fn config_set(ctx: MultiCtx) -> Reply {
                 log::set_level(&next.loglevel);
                 ctx.core
                     .run_on_all(move |core| {
-                        core.shard.borrow_mut().proto_max_bulk_len = next.proto_max_bulk_len;
+                        core.shard.borrow_mut().limits = crate::storage::Limits::from_config(&next);
                         *core.config.borrow_mut() = next.clone();
                     })
                     .await;

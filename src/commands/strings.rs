@@ -556,7 +556,7 @@ fn check_len(size: usize, append: usize, max: u64, out: &mut ReplyBuf) -> bool {
 /// APPEND key value
 pub fn append(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
-    let max = ctx.shard.proto_max_bulk_len;
+    let max = ctx.shard.limits.proto_max_bulk_len;
     let (db, out) = ctx.db_out();
     let Some(p) = db.find(argv[1], now, Access::Write) else {
         db.set_str(argv[1], argv[2], StrEncoding::Auto, None, false, now);
@@ -634,7 +634,7 @@ pub fn setrange(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let offset = offset as usize;
     let value = argv[3];
     let now = ctx.now_ms;
-    let max = ctx.shard.proto_max_bulk_len;
+    let max = ctx.shard.limits.proto_max_bulk_len;
     let (db, out) = ctx.db_out();
     let p = match db.find(argv[1], now, Access::Write) {
         None => {
@@ -682,7 +682,7 @@ fn lcs_input(db: &mut Db, key: &[u8], now: u64) -> Result<Vec<u8>, ()> {
 /// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN] (keys on this shard)
 pub fn lcs(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     let now = ctx.now_ms;
-    let max = ctx.shard.proto_max_bulk_len;
+    let max = ctx.shard.limits.proto_max_bulk_len;
     let (db, out) = ctx.db_out();
     let a = lcs_input(db, argv[1], now);
     let b = lcs_input(db, argv[2], now);

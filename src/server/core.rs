@@ -115,7 +115,7 @@ impl Core {
         ncommands: usize,
     ) -> Self {
         let mut shard = Shard::new(id, config.databases);
-        shard.proto_max_bulk_len = config.proto_max_bulk_len;
+        shard.limits = crate::storage::Limits::from_config(&config);
         Core {
             id,
             nshards,

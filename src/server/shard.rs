@@ -22,8 +22,8 @@ pub struct Shard {
     pub id: usize,
     /// The databases (SELECT n), all with this shard's subset of keys.
     pub dbs: Vec<Db>,
-    /// proto-max-bulk-len, copied here because string commands check against it.
-    pub proto_max_bulk_len: u64,
+    /// Size limits and encoding thresholds (a copy of the config's).
+    pub limits: crate::storage::Limits,
     /// xorshift state for sampling (expiry, RANDOMKEY).
     rng: u64,
 }
@@ -35,7 +35,7 @@ impl Shard {
         Shard {
             id,
             dbs: (0..databases).map(|_| Db::new()).collect(),
-            proto_max_bulk_len: 512 << 20,
+            limits: crate::storage::Limits::default(),
             rng: seed,
         }
     }

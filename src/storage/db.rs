@@ -30,6 +30,38 @@ pub enum StrEncoding {
     Raw,
 }
 
+/// The key holds a value of another type (WRONGTYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongType;
+
+/// Typed access to a collection at a position known to hold that type.
+macro_rules! typed_access {
+    ($get:ident, $get_mut:ident, $variant:ident, $ty:ty) => {
+        /// The collection at `pos` (the caller checked its kind).
+        pub fn $get(&self, pos: Pos) -> &$ty {
+            match self.object(pos) {
+                Some(Object::$variant(v)) => v,
+                _ => panic!(concat!(stringify!($get), " on another type")),
+            }
+        }
+
+        /// The collection at `pos`, mutably (the caller checked its kind).
+        pub fn $get_mut(&mut self, pos: Pos) -> &mut $ty {
+            match self.object_mut(pos) {
+                Some(Object::$variant(v)) => v,
+                _ => panic!(concat!(stringify!($get_mut), " on another type")),
+            }
+        }
+    };
+}
+
+impl Db {
+    typed_access!(hash, hash_mut, Hash, super::hash::HashValue);
+    typed_access!(list, list_mut, List, super::list::ListValue);
+    typed_access!(set, set_mut, Set, super::set::SetValue);
+    typed_access!(zset, zset_mut, ZSet, super::zset::ZSetValue);
+}
+
 /// Counters Redis reports in INFO stats, kept per database and summed per shard.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KeyStats {
@@ -194,6 +226,7 @@ impl Db {
             Payload::Int(i) => Some(StrRef::Int(i)),
             Payload::Slab(i) => match self.slab.get(i) {
                 Object::RawStr(v) => Some(StrRef::Bytes(v)),
+                _ => None,
             },
         }
     }
@@ -204,9 +237,7 @@ impl Db {
         match rec.payload() {
             Payload::Int(_) => "int",
             Payload::Inline(_) => "embstr",
-            Payload::Slab(i) => match self.slab.get(i) {
-                Object::RawStr(_) => "raw",
-            },
+            Payload::Slab(i) => self.slab.get(i).encoding_name(),
         }
     }
 
@@ -380,8 +411,10 @@ impl Db {
     pub fn raw_str_at(&mut self, pos: Pos) -> &mut Vec<u8> {
         let rec = self.table.at(pos);
         if let Payload::Slab(i) = rec.payload() {
-            let Object::RawStr(v) = self.slab.get_mut(i);
-            return v;
+            if let Object::RawStr(v) = self.slab.get_mut(i) {
+                return v;
+            }
+            unreachable!("raw_str_at on a non-string");
         }
         let bytes = self.str_at(pos).expect("a string").to_vec();
         let rec = self.table.at(pos);
@@ -389,8 +422,54 @@ impl Db {
         let idx = self.slab.insert(Object::RawStr(bytes));
         *self.table.at_mut(pos) =
             Record::new(&key, NewPayload::Slab(Kind::String, idx), expiry, lru);
-        let Object::RawStr(v) = self.slab.get_mut(idx);
-        v
+        match self.slab.get_mut(idx) {
+            Object::RawStr(v) => v,
+            _ => unreachable!("just inserted a raw string"),
+        }
+    }
+
+    /// Looks up `key` expecting a value of `kind`: Ok(None) when missing,
+    /// Err(WrongType) when it holds another type.
+    #[inline]
+    pub fn find_kind(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        access: Access,
+        kind: Kind,
+    ) -> Result<Option<Pos>, WrongType> {
+        match self.find(key, now_ms, access) {
+            Some(p) if self.kind(p) == kind => Ok(Some(p)),
+            Some(_) => Err(WrongType),
+            None => Ok(None),
+        }
+    }
+
+    /// The out-of-line object at `pos` (collections and raw strings).
+    pub fn object(&self, pos: Pos) -> Option<&Object> {
+        match self.table.at(pos).payload() {
+            Payload::Slab(i) => Some(self.slab.get(i)),
+            _ => None,
+        }
+    }
+
+    /// Stores a new collection under `key` (which must be absent) and returns its position.
+    pub fn create_object(&mut self, key: &[u8], obj: Object, now_ms: u64) -> Pos {
+        let kind = obj.kind();
+        let idx = self.slab.insert(obj);
+        let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
+        self.table.insert_new_hashed(table::hash(key), rec)
+    }
+
+    /// Deletes the key at `pos` when its collection is empty, as Redis does
+    /// after every removal; true when it was deleted.
+    pub fn delete_if_empty(&mut self, pos: Pos) -> bool {
+        if self.object(pos).is_some_and(|o| o.is_empty() && o.kind() != Kind::String) {
+            self.remove_at(pos);
+            true
+        } else {
+            false
+        }
     }
 
     /// The absolute expiry (ms) of the key at `pos`.

@@ -360,6 +360,14 @@ impl StrRef<'_> {
 pub enum Object {
     /// A `raw` string: long, or grown in place by APPEND/SETRANGE.
     RawStr(Vec<u8>),
+    /// A hash.
+    Hash(super::hash::HashValue),
+    /// A list.
+    List(super::list::ListValue),
+    /// A set.
+    Set(super::set::SetValue),
+    /// A sorted set.
+    ZSet(super::zset::ZSetValue),
 }
 
 impl Object {
@@ -367,13 +375,48 @@ impl Object {
     pub fn kind(&self) -> Kind {
         match self {
             Object::RawStr(_) => Kind::String,
+            Object::Hash(_) => Kind::Hash,
+            Object::List(_) => Kind::List,
+            Object::Set(_) => Kind::Set,
+            Object::ZSet(_) => Kind::ZSet,
         }
+    }
+
+    /// The OBJECT ENCODING name.
+    pub fn encoding_name(&self) -> &'static str {
+        match self {
+            Object::RawStr(_) => "raw",
+            Object::Hash(v) => v.encoding_name(),
+            Object::List(v) => v.encoding_name(),
+            Object::Set(v) => v.encoding_name(),
+            Object::ZSet(v) => v.encoding_name(),
+        }
+    }
+
+    /// Number of elements of a collection (0 for strings).
+    pub fn len(&self) -> usize {
+        match self {
+            Object::RawStr(_) => 0,
+            Object::Hash(v) => v.len(),
+            Object::List(v) => v.len(),
+            Object::Set(v) => v.len(),
+            Object::ZSet(v) => v.len(),
+        }
+    }
+
+    /// True for an empty collection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Approximate heap bytes used (for MEMORY USAGE and accounting).
     pub fn heap_size(&self) -> usize {
         match self {
             Object::RawStr(v) => v.capacity(),
+            Object::Hash(v) => v.heap_size(),
+            Object::List(v) => v.heap_size(),
+            Object::Set(v) => v.heap_size(),
+            Object::ZSet(v) => v.heap_size(),
         }
     }
 }
