@@ -8,12 +8,16 @@
 //! from Redis 7.0's own metadata in `spec`.
 
 pub mod connection;
+pub mod hashes;
 pub mod introspect;
 pub mod keys;
+pub mod lists;
 pub mod server;
+pub mod sets;
 pub mod spec;
 pub mod strings;
 pub mod table;
+pub mod zsets;
 
 use std::collections::HashMap;
 use std::future::Future;

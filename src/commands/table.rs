@@ -5,7 +5,9 @@
 //! missing here answers `-ERR unknown command`, exactly as Redis does for
 //! names it does not know.
 
-use super::{connection as conn, keys, server, strings, Exec};
+// Families whose rows are still being filled in may be unused for a while.
+#[allow(unused_imports)]
+use super::{connection as conn, hashes, keys, lists, server, sets, strings, zsets, Exec};
 
 /// Every implemented command and subcommand (`parent|sub`), with its handler.
 pub static COMMANDS: &[(&str, Exec)] = &[
@@ -80,6 +82,18 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("flushdb", Exec::Multi(keys::flushdb)),
     ("flushall", Exec::Multi(keys::flushall)),
     ("swapdb", Exec::Multi(keys::swapdb)),
+    // hashes (commands/hashes.rs)
+    // -- end of hashes
+    //
+    // lists (and blocking) (commands/lists.rs)
+    // -- end of lists (and blocking)
+    //
+    // sets (commands/sets.rs)
+    // -- end of sets
+    //
+    // sorted sets (commands/zsets.rs)
+    // -- end of sorted sets
+    //
     // server
     ("command", Exec::Conn(server::command)),
     // COMMAND runs without a subcommand too; its subcommands are rows so that

@@ -1,0 +1,1 @@
+//! The hash command family: HSET, HGET, HGETALL, HINCRBY, HRANDFIELD, HSCAN and the rest.

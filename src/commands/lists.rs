@@ -1,0 +1,1 @@
+//! The list command family, including the blocking pops and moves.

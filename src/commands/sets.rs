@@ -1,0 +1,1 @@
+//! The set command family, including the cross-shard SINTER/SUNION/SDIFF family.
