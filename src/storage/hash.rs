@@ -416,9 +416,7 @@ impl HashValue {
                 }
                 inserted
             }
-            HashValue::Table(t) => {
-                t.insert(Entry::new(field, value)).is_none()
-            }
+            HashValue::Table(t) => t.insert(Entry::new(field, value)).is_none(),
         }
     }
 
@@ -575,11 +573,17 @@ mod tests {
         assert!(h.set(b"c", b"3", DEF));
         assert!(!h.set(b"a", b"longer value", DEF));
         assert_eq!(h.get(b"a"), Some(&b"longer value"[..]));
-        assert_eq!(fields(&h), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            fields(&h),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert!(h.remove(b"b"));
         assert!(!h.remove(b"b"));
         assert!(h.set(b"b", b"", DEF));
-        assert_eq!(fields(&h), vec![b"a".to_vec(), b"c".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            fields(&h),
+            vec![b"a".to_vec(), b"c".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(h.get(b"b"), Some(&b""[..]));
         assert_eq!(h.len(), 3);
         assert_eq!(h.encoding_name(), "listpack");
