@@ -564,15 +564,15 @@ impl Gen {
     }
 
     fn field(&mut self) -> String {
-        match self.rng.below(10) {
+        match self.rng.below(25) {
             0 => "x".repeat(60 + self.rng.below(10) as usize),
             1 => String::new(),
-            _ => format!("f{}", self.rng.below(40)),
+            _ => format!("f{}", self.rng.below(20)),
         }
     }
 
     fn value(&mut self) -> String {
-        match self.rng.below(12) {
+        match self.rng.below(25) {
             0 => "v".repeat(60 + self.rng.below(10) as usize),
             1 => self.rng.below(1000).to_string(),
             2 => format!("-{}", self.rng.below(1000)),
@@ -698,7 +698,7 @@ fn randomized_sequence() {
                     d.run(Cmp::TypeOnly, &["HRANDFIELD", &key, "-3"]);
                 }
                 18 => {
-                    if g.rng.below(10) == 0 {
+                    if g.rng.below(2) == 0 {
                         d.check(&["DEL", &key]);
                         if key == "s" {
                             d.line("SET s string");
