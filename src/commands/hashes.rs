@@ -357,7 +357,8 @@ fn hrandfield_count(ctx: &mut ShardCtx<'_>, key: &[u8], l: i64, withvalues: bool
     let h = db.hash(p);
     let size = h.len();
     let (count, uniq) = (l.unsigned_abs(), l >= 0);
-    if count == 0 {
+    // An empty hash is never stored, but a division by its size must not be reachable.
+    if count == 0 || size == 0 {
         return out.array_len(0);
     }
     // CASE 1: repeats allowed (or a single pick): independent random picks.

@@ -247,13 +247,54 @@ fn find_in(v: &[u8], field: &[u8]) -> Option<LpSpot> {
     None
 }
 
+/// The `hashtable` encoding: the table and the bytes its entries hold (so that
+/// `heap_size` needs no walk over a million entries).
+#[derive(Debug, Default)]
+pub struct BigHash {
+    table: Table<Entry>,
+    entry_bytes: usize,
+}
+
+impl BigHash {
+    /// Inserts or replaces a pair; true when the field is new.
+    fn insert(&mut self, e: Entry) -> bool {
+        self.entry_bytes += e.0.len();
+        match self.table.insert(e) {
+            Some(old) => {
+                self.entry_bytes -= old.0.len();
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Removes a field; true when it was there.
+    fn remove(&mut self, field: &[u8]) -> bool {
+        match self.table.remove(field) {
+            Some(old) => {
+                self.entry_bytes -= old.0.len();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::ops::Deref for BigHash {
+    type Target = Table<Entry>;
+
+    fn deref(&self) -> &Table<Entry> {
+        &self.table
+    }
+}
+
 /// A hash: field/value pairs.
 #[derive(Debug)]
 pub enum HashValue {
     /// Small hashes: one buffer in insertion order.
     Listpack(Listpack),
     /// Large hashes: a hash table (boxed so that small hashes stay small).
-    Table(Box<Table<Entry>>),
+    Table(Box<BigHash>),
 }
 
 impl Default for HashValue {
@@ -267,10 +308,10 @@ impl Clone for HashValue {
         match self {
             HashValue::Listpack(lp) => HashValue::Listpack(lp.clone()),
             HashValue::Table(t) => {
-                let mut n = Table::new();
-                t.for_each(|e| {
+                let mut n = BigHash::default();
+                for e in t.iter() {
                     n.insert(e.clone());
-                });
+                }
                 HashValue::Table(Box::new(n))
             }
         }
@@ -349,10 +390,9 @@ impl HashValue {
         match self {
             HashValue::Listpack(lp) => lp.bytes(),
             HashValue::Table(t) => {
-                let mut bytes = std::mem::size_of::<Table<Entry>>()
-                    + t.slot_capacity() * (4 + std::mem::size_of::<Option<Entry>>());
-                t.for_each(|e| bytes += e.0.len());
-                bytes
+                std::mem::size_of::<BigHash>()
+                    + t.slot_capacity() * (4 + std::mem::size_of::<Option<Entry>>())
+                    + t.entry_bytes
             }
         }
     }
@@ -373,7 +413,7 @@ impl HashValue {
     /// Converts a listpack to a hashtable (hashTypeConvert); a no-op for a hashtable.
     pub fn convert(&mut self) {
         if let HashValue::Listpack(lp) = self {
-            let mut t = Table::new();
+            let mut t = BigHash::default();
             for (f, v) in lp.iter() {
                 t.insert(Entry::new(f, v));
             }
@@ -416,7 +456,7 @@ impl HashValue {
                 }
                 inserted
             }
-            HashValue::Table(t) => t.insert(Entry::new(field, value)).is_none(),
+            HashValue::Table(t) => t.insert(Entry::new(field, value)),
         }
     }
 
@@ -424,7 +464,7 @@ impl HashValue {
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
             HashValue::Listpack(lp) => lp.remove(field),
-            HashValue::Table(t) => t.remove(field).is_some(),
+            HashValue::Table(t) => t.remove(field),
         }
     }
 
@@ -650,6 +690,11 @@ mod tests {
         }
         let c = h.clone();
         assert_eq!(c, h);
+        let bytes: usize = model.iter().map(|(f, v)| Entry::new(f, v).0.len()).sum();
+        let HashValue::Table(t) = &h else {
+            panic!("a table")
+        };
+        assert_eq!(t.entry_bytes, bytes);
     }
 
     #[test]
