@@ -15,8 +15,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Cmp, Diff, Raw, Resp, Rng, Server};
 
-/// Runs `f` against redis-server and percore with 1 and then 4 shards, from a flushed state.
+/// Runs `f` against redis-server and percore with 1 and then 4 shards, from a flushed state,
+/// then compares the keyspace hit/miss counters.
 fn each_setup(f: impl Fn(&mut Diff)) {
+    each_setup_stats(f, true);
+}
+
+/// `each_setup` for tests that scan each server on its own (their HSCAN calls, hence
+/// their lookup counts, differ): no counter comparison.
+fn each_setup_uncounted(f: impl Fn(&mut Diff)) {
+    each_setup_stats(f, false);
+}
+
+fn each_setup_stats(f: impl Fn(&mut Diff), stats: bool) {
     let redis = Server::redis(&[]);
     for shards in [1, 4] {
         let percore = Server::percore(shards, &[]);
@@ -24,7 +35,31 @@ fn each_setup(f: impl Fn(&mut Diff)) {
         d.line("FLUSHALL");
         d.line("CONFIG SET hash-max-listpack-entries 128");
         d.line("CONFIG SET hash-max-listpack-value 64");
+        d.line("CONFIG RESETSTAT");
         f(&mut d);
+        if stats {
+            stats_match(&mut d);
+        }
+    }
+}
+
+/// One field of INFO `section`.
+fn info_field(raw: &mut Raw, section: &str, field: &str) -> Option<String> {
+    let text = raw.cmd(&["INFO", section]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.to_string()))
+}
+
+/// Hash reads count keyspace hits and misses as Redis's lookups do; writes do not.
+fn stats_match(d: &mut Diff) {
+    for f in ["keyspace_hits", "keyspace_misses"] {
+        let a = info_field(&mut d.redis, "stats", f);
+        let b = info_field(&mut d.percore, "stats", f);
+        assert_eq!(
+            a, b,
+            "INFO stats {f} differs; recent commands: {:#?}",
+            d.log
+        );
     }
 }
 
@@ -384,7 +419,7 @@ fn hrandfield() {
 
 #[test]
 fn hscan_options() {
-    each_setup(|d| {
+    each_setup_uncounted(|d| {
         d.script(
             r#"
             HSCAN nokey 0
@@ -601,7 +636,7 @@ fn randomized_sequence() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2500);
-    each_setup(|d| {
+    each_setup_uncounted(|d| {
         let mut g = Gen { rng: Rng(seed) };
         let (mut small, mut large) = (0, 0);
         d.line("SET s string");
