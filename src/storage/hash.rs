@@ -1,6 +1,6 @@
 //! A hash: field/value pairs, with Redis's two encodings.
 //!
-//! * `listpack`: one contiguous buffer `[count: u32 LE]([varint len][bytes])*`,
+//! * `listpack`: one contiguous buffer `([varint len][bytes])*`,
 //!   field and value entries alternating, in insertion order (new fields are
 //!   appended, updates replace the value in place, deletions close the gap),
 //!   exactly the order Redis's listpack keeps, so HGETALL/HKEYS/HSCAN of a small
@@ -15,9 +15,6 @@
 //! `hash-max-listpack-value`, and never converts back, as Redis.
 
 use super::table::{Keyed, Table};
-
-/// Bytes of the listpack header (the field count).
-const LP_HEADER: usize = 4;
 
 /// Redis's listpack size limit (lpSafeToAdd): a listpack never grows past 1 GiB.
 const LISTPACK_MAX_SAFETY_SIZE: usize = 1 << 30;
@@ -94,9 +91,13 @@ struct LpSpot {
     end: usize,
 }
 
-/// The compact encoding: see the module docs.
+/// The compact encoding: see the module docs. The pair count lives beside the
+/// buffer (in what would be the enum's padding), not in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Listpack(Box<[u8]>);
+pub struct Listpack {
+    buf: Box<[u8]>,
+    len: u32,
+}
 
 /// Iterates a listpack's pairs in order.
 pub struct LpIter<'a> {
@@ -126,46 +127,34 @@ impl Listpack {
     /// Number of pairs.
     #[inline]
     pub fn len(&self) -> usize {
-        if self.0.len() < LP_HEADER {
-            0
-        } else {
-            u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize
-        }
+        self.len as usize
     }
 
     /// True when there are no pairs.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Bytes of the buffer.
     #[inline]
     pub fn bytes(&self) -> usize {
-        self.0.len()
+        self.buf.len()
     }
 
     /// The pairs, in order.
     pub fn iter(&self) -> LpIter<'_> {
         LpIter {
-            buf: &self.0,
-            at: LP_HEADER.min(self.0.len()),
+            buf: &self.buf,
+            at: 0,
         }
-    }
-
-    fn find(&self, field: &[u8]) -> Option<LpSpot> {
-        find_in(&self.0, field)
     }
 
     /// The value of `field`.
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        let s = self.find(field)?;
-        let (vl, n) = read_varint(&self.0[s.value..]);
-        Some(&self.0[s.value + n..s.value + n + vl])
-    }
-
-    fn set_len(buf: &mut [u8], n: usize) {
-        buf[..LP_HEADER].copy_from_slice(&(n as u32).to_le_bytes());
+        let s = find_in(&self.buf, field)?;
+        let (vl, n) = read_varint(&self.buf[s.value..]);
+        Some(&self.buf[s.value + n..s.value + n + vl])
     }
 
     /// Sets `field` to `value`; true when the field is new (appended at the tail).
@@ -173,7 +162,9 @@ impl Listpack {
         let mut enc = Vec::with_capacity(varint_len(value.len()) + value.len());
         push_varint(&mut enc, value.len());
         enc.extend_from_slice(value);
-        let mut v = std::mem::take(&mut self.0).into_vec();
+        // Edit as a Vec (free to convert) and box it again at its exact size: one
+        // reallocation per change, as Redis's listpack.
+        let mut v = std::mem::take(&mut self.buf).into_vec();
         let inserted = match find_in(&v, field) {
             Some(s) => {
                 if s.end - s.value == enc.len() {
@@ -184,54 +175,34 @@ impl Listpack {
                 false
             }
             None => {
-                let add = varint_len(field.len()) + field.len() + enc.len();
-                if v.is_empty() {
-                    v.reserve_exact(LP_HEADER + add);
-                    v.extend_from_slice(&[0; LP_HEADER]);
-                } else {
-                    v.reserve_exact(add);
-                }
+                v.reserve_exact(varint_len(field.len()) + field.len() + enc.len());
                 push_varint(&mut v, field.len());
                 v.extend_from_slice(field);
                 v.extend_from_slice(&enc);
-                let n = Listpack::count_of(&v) + 1;
-                Listpack::set_len(&mut v, n);
+                self.len += 1;
                 true
             }
         };
-        self.0 = v.into_boxed_slice();
+        self.buf = v.into_boxed_slice();
         inserted
-    }
-
-    fn count_of(v: &[u8]) -> usize {
-        if v.len() < LP_HEADER {
-            0
-        } else {
-            u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize
-        }
     }
 
     /// Removes `field`; true when it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        let Some(s) = self.find(field) else {
+        let Some(s) = find_in(&self.buf, field) else {
             return false;
         };
-        let n = self.len() - 1;
-        if n == 0 {
-            self.0 = Box::default();
-            return true;
-        }
-        let mut v = std::mem::take(&mut self.0).into_vec();
+        self.len -= 1;
+        let mut v = std::mem::take(&mut self.buf).into_vec();
         v.drain(s.start..s.end);
-        Listpack::set_len(&mut v, n);
-        self.0 = v.into_boxed_slice();
+        self.buf = v.into_boxed_slice();
         true
     }
 }
 
 /// Finds `field` in a listpack buffer (also one being edited, outside its `Listpack`).
 fn find_in(v: &[u8], field: &[u8]) -> Option<LpSpot> {
-    let mut at = LP_HEADER;
+    let mut at = 0;
     while at < v.len() {
         let start = at;
         let (fl, n) = read_varint(&v[at..]);
@@ -632,6 +603,8 @@ mod tests {
         }
         assert!(h.is_empty());
         assert_eq!(h.heap_size(), 0);
+        // The count sits in the enum's padding: a hash costs its slab slot three words.
+        assert!(std::mem::size_of::<HashValue>() <= 24);
     }
 
     #[test]
