@@ -155,7 +155,18 @@ fn basics_and_errors() {
             SETRANGE hh 0 x
             GETDEL hh
             LCS hh s
+            MGET hh s nokey
+            GETEX hh
+            INCRBYFLOAT hh 1
+            DECRBY hh 1
+            SETNX hh x
+            MSETNX hh x other y
+            EXISTS other
             TYPE hh
+            SET hh now-a-string
+            TYPE hh
+            HGET hh f
+            HSET hh f v
             "#,
         );
         // Empty fields and values, binary data.
