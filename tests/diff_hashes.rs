@@ -765,3 +765,30 @@ fn randomized_sequence() {
         );
     });
 }
+
+#[test]
+fn pipelined_across_shards() {
+    // One write carrying commands for keys on every shard: replies in order, as Redis.
+    each_setup(|d| {
+        let mut batch = Vec::new();
+        let mut n = 0;
+        for i in 0..300 {
+            let key = format!("p{}", i % 17);
+            let cmd: Vec<String> = match i % 5 {
+                0 | 1 => vec!["HSET".into(), key, format!("f{}", i % 7), i.to_string()],
+                2 => vec!["HINCRBY".into(), key, "n".into(), i.to_string()],
+                3 => vec!["HGETALL".into(), key],
+                _ => vec!["HDEL".into(), key, format!("f{}", i % 3)],
+            };
+            batch.extend(common::encode(&cmd));
+            n += 1;
+        }
+        d.redis.send(&batch);
+        d.percore.send(&batch);
+        for i in 0..n {
+            let a = d.redis.read();
+            let b = d.percore.read();
+            assert_eq!(a, b, "reply {i} of the pipeline");
+        }
+    });
+}
