@@ -460,8 +460,14 @@ pub fn sscan(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     }
     let set = db.set(p);
     let mut found: Vec<Vec<u8>> = Vec::new();
-    // Cursors this server never hands out (above 32 bits) end the scan.
-    let next = match u32::try_from(cursor) {
+    // An intset is replied whole whatever the cursor; on a hashtable, cursors
+    // this server never hands out (above 32 bits) end the scan.
+    let cursor = if set.is_intset() {
+        Ok(0)
+    } else {
+        u32::try_from(cursor)
+    };
+    let next = match cursor {
         Ok(c) => set.scan(c, count, |e| {
             e.with_bytes(|b| {
                 if pattern.is_none_or(|pat| string_match(pat, b, false)) {
