@@ -32,7 +32,37 @@ fn each(f: impl Fn(&mut Diff)) {
         let mut d = Diff::new(&redis, &percore);
         d.line("FLUSHALL");
         d.line("CONFIG SET set-max-intset-entries 512");
+        d.line("CONFIG RESETSTAT");
         f(&mut d);
+    }
+}
+
+/// As `each`, then INFO's lookup counters must match too (for tests that send
+/// every command to both servers).
+fn each_counted(f: impl Fn(&mut Diff)) {
+    each(|d| {
+        f(d);
+        stats_match(d);
+    });
+}
+
+/// One field of INFO `section`.
+fn info_field(raw: &mut Raw, section: &str, field: &str) -> Option<String> {
+    let text = raw.cmd(&["INFO", section]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.to_string()))
+}
+
+/// The lookups the commands made (read lookups count hits and misses) match Redis's.
+fn stats_match(d: &mut Diff) {
+    for f in ["keyspace_hits", "keyspace_misses", "expired_keys"] {
+        let a = info_field(&mut d.redis, "stats", f);
+        let b = info_field(&mut d.percore, "stats", f);
+        assert_eq!(
+            a, b,
+            "INFO stats {f} differs; recent commands: {:#?}",
+            d.log
+        );
     }
 }
 
@@ -62,7 +92,7 @@ fn hello3(d: &mut Diff) {
 
 #[test]
 fn basics_and_errors() {
-    each(|d| {
+    each_counted(|d| {
         script(
             d,
             r#"
@@ -136,7 +166,7 @@ fn basics_and_errors() {
 
 #[test]
 fn spop_srandmember_edges() {
-    each(|d| {
+    each_counted(|d| {
         script(
             d,
             r#"
@@ -186,7 +216,7 @@ fn spop_srandmember_edges() {
         d.line("SADD r 1 2 3 4 5 6 7 8 9 10");
         d.line("SADD rh a b c d e f g h i j");
         for key in ["r", "rh"] {
-            let all: HashSet<Vec<u8>> = members(&d.percore.cmd(&["SMEMBERS", key]));
+            let all: HashSet<Vec<u8>> = members(&d.run(Cmp::Unordered, &["SMEMBERS", key]));
             for count in ["1", "2", "4", "9", "-1", "-5", "-30"] {
                 let r = d.run(Cmp::TypeOnly, &["SRANDMEMBER", key, count]);
                 let got: Vec<Vec<u8>> = bulks(&r);
@@ -272,7 +302,7 @@ fn spop_count_properties() {
 
 #[test]
 fn multi_key_commands() {
-    each(|d| {
+    each_counted(|d| {
         script(
             d,
             r#"
@@ -383,7 +413,7 @@ fn multi_key_commands() {
 
 #[test]
 fn smove() {
-    each(|d| {
+    each_counted(|d| {
         script(
             d,
             r#"
@@ -428,7 +458,7 @@ fn smove() {
 
 #[test]
 fn keyspace_commands_on_sets() {
-    each(|d| {
+    each_counted(|d| {
         script(
             d,
             r#"
@@ -502,6 +532,7 @@ fn sscan() {
             ~SSCAN h 0 MATCH a
             "#,
         );
+        stats_match(d);
         // A big hashtable: a full scan returns every member exactly as Redis's does.
         let args: Vec<String> = ["SADD".to_string(), "big".to_string()]
             .into_iter()
@@ -579,7 +610,7 @@ fn sscan_survives_concurrent_writes() {
 
 #[test]
 fn resp3_shapes() {
-    each(|d| {
+    each_counted(|d| {
         hello3(d);
         script(
             d,
@@ -621,7 +652,7 @@ fn resp3_shapes() {
 /// and CONFIG SET moves the threshold (affecting sets on their next add).
 #[test]
 fn intset_threshold() {
-    each(|d| {
+    each_counted(|d| {
         let mut args = vec!["SADD".to_string(), "k".to_string()];
         args.extend((0..512).map(|i| (i * 7 - 1000).to_string()));
         d.check(&args);
@@ -692,7 +723,7 @@ fn member(rng: &mut Rng) -> String {
 /// (via adds and via CONFIG SET), comparing every reply and the encodings.
 #[test]
 fn randomized_sequence() {
-    each(|d| {
+    each_counted(|d| {
         let mut rng = Rng(0x5e75_1234_abcd_0001);
         for step in 0..1500 {
             let k1 = *rng.pick(&KEYS);
@@ -785,7 +816,7 @@ fn randomized_sequence() {
             if op == 19 {
                 if let Resp::Array(Some(v)) = &r {
                     let n: i64 = args[2].parse().unwrap();
-                    let card = d.percore.cmd(&["SCARD", k1]);
+                    let card = d.check(&["SCARD", k1]);
                     let card = if card.is_error() { 0 } else { card.int() };
                     let want = if n < 0 { -n } else { n.min(card) };
                     if card > 0 {
@@ -795,8 +826,7 @@ fn randomized_sequence() {
             }
             if step % 10 == 0 {
                 for k in KEYS {
-                    d.check(&["OBJECT", "ENCODING", k]);
-                    let enc = d.percore.cmd(&["OBJECT", "ENCODING", k]);
+                    let enc = d.check(&["OBJECT", "ENCODING", k]);
                     // An intset's order is Redis's order: compare exactly.
                     if enc == Resp::bulk("intset") {
                         d.check(&["SMEMBERS", k]);
@@ -804,5 +834,43 @@ fn randomized_sequence() {
                 }
             }
         }
+    });
+}
+
+/// Expired sets are missing sets for every command, expired (and counted) once.
+#[test]
+fn expired_sets() {
+    each_counted(|d| {
+        d.line("DEBUG SET-ACTIVE-EXPIRE 0");
+        script(
+            d,
+            r#"
+            SADD a 1 2 3
+            SADD b 2 3 4
+            SADD c 3
+            SADD d 9
+            SADD {t}a 1
+            SADD {t}b 1
+            PEXPIRE b 30
+            PEXPIRE c 30
+            PEXPIRE d 30
+            PEXPIRE {t}b 30
+            "#,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        script(
+            d,
+            r#"
+            SINTER a b
+            SUNION a c
+            SDIFFSTORE d a {t}a
+            SMEMBERS d
+            SINTERSTORE {t}b {t}a
+            SMEMBERS {t}b
+            SMOVE a c 1
+            SMEMBERS c
+            "#,
+        );
+        d.line("DEBUG SET-ACTIVE-EXPIRE 1");
     });
 }

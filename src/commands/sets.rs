@@ -292,7 +292,9 @@ fn spop_count(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
     }
     let size = db.set(p).len() as u64;
     if count >= size {
-        // CASE 1: the whole set, replied as SUNION of it replies (a fresh set's order).
+        // CASE 1: the whole set, replied as SUNION of it replies (a fresh set's
+        // order); that SUNION looks the key up again, for reading (a hit).
+        db.find(argv[1], now, Access::Read);
         let all = union_diff(&[argv[1]], &[Some(db.set(p))], SetOp::Union, max);
         reply_set(out, &all);
         db.remove_at(p);
