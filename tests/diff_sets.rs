@@ -715,6 +715,7 @@ fn member(rng: &mut Rng) -> String {
         5 => ["70000", "-70000", "5000000000", "-9223372036854775808"][rng.below(4) as usize]
             .to_string(),
         6 => ["007", "-0", "+1", " 1", ""][rng.below(5) as usize].to_string(),
+        7 => format!("a-member-longer-than-fourteen-bytes-{}", rng.below(10)),
         _ => format!("m{}", rng.below(30)),
     }
 }
