@@ -750,6 +750,13 @@ fn setop(ctx: &mut ShardCtx<'_>, argv: &[&[u8]], op: Op) {
         .iter()
         .map(|k| db.find(k, now, Access::Silent))
         .collect();
+    // SMEMBERS (or SINTER of one set, however often named) replies straight
+    // from the set: the intersection would be the set itself, in its order.
+    if op == Op::Inter && keys.iter().all(|k| *k == keys[0]) {
+        if let Some(p) = pos[0] {
+            return reply_set(out, db.set(p));
+        }
+    }
     let outcome = {
         let sets: Vec<Option<&SetValue>> = pos.iter().map(|p| p.map(|p| db.set(p))).collect();
         compute(op, keys, &sets, parsed.limit, max)
