@@ -726,7 +726,7 @@ fn member(rng: &mut Rng) -> String {
 fn randomized_sequence() {
     each_counted(|d| {
         let mut rng = Rng(0x5e75_1234_abcd_0001);
-        for step in 0..1500 {
+        for step in 0..2500 {
             let k1 = *rng.pick(&KEYS);
             let k2 = *rng.pick(&KEYS);
             let k3 = *rng.pick(&KEYS);

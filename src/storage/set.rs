@@ -330,7 +330,7 @@ impl SetValue {
         }
     }
 
-    /// Approximate heap bytes used.
+    /// Approximate heap bytes used (walks a hashtable for its boxed members: not for hot paths).
     pub fn heap_size(&self) -> usize {
         match &self.repr {
             Repr::Ints(a) => a.heap_size(),
