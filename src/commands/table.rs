@@ -105,6 +105,35 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     // -- end of lists (and blocking)
     //
     // sets (commands/sets.rs)
+    ("sadd", Exec::Shard(sets::sadd)),
+    ("srem", Exec::Shard(sets::srem)),
+    ("smembers", Exec::Shard(sets::smembers)),
+    ("sismember", Exec::Shard(sets::sismember)),
+    ("smismember", Exec::Shard(sets::smismember)),
+    ("scard", Exec::Shard(sets::scard)),
+    ("spop", Exec::Shard(sets::spop)),
+    ("srandmember", Exec::Shard(sets::srandmember)),
+    ("smove", Exec::Keys(sets::smove, sets::smove_multi)),
+    ("sinter", Exec::Keys(sets::sinter, sets::sinter_multi)),
+    (
+        "sintercard",
+        Exec::Keys(sets::sintercard, sets::sintercard_multi),
+    ),
+    (
+        "sinterstore",
+        Exec::Keys(sets::sinterstore, sets::sinterstore_multi),
+    ),
+    ("sunion", Exec::Keys(sets::sunion, sets::sunion_multi)),
+    (
+        "sunionstore",
+        Exec::Keys(sets::sunionstore, sets::sunionstore_multi),
+    ),
+    ("sdiff", Exec::Keys(sets::sdiff, sets::sdiff_multi)),
+    (
+        "sdiffstore",
+        Exec::Keys(sets::sdiffstore, sets::sdiffstore_multi),
+    ),
+    ("sscan", Exec::Shard(sets::sscan)),
     // -- end of sets
     //
     // sorted sets (commands/zsets.rs)
