@@ -122,10 +122,10 @@ mod lp {
         let l = l as u64;
         // The byte at the lowest address has its high bit clear; the others
         // carry continuation bits, read from the last byte backwards.
-        for i in 0..n {
+        for (i, out) in buf.iter_mut().enumerate().take(n) {
             let shift = 7 * (n - 1 - i);
             let b = ((l >> shift) & 127) as u8;
-            buf[i] = if i == 0 { b } else { b | 128 };
+            *out = if i == 0 { b } else { b | 128 };
         }
         n
     }
