@@ -137,6 +137,12 @@ LINSERT l AfTeR e mid
 LINSERT l before nothere x
 LINSERT l middle e x
 LINSERT nokey before a b
+LINSERT l "after\x00junk" e x2
+LINSERT l "\x00after" e x3
+RPUSH bin "\x00" "a\x00b" "\xff\xfe" "\r\n"
+LPOS bin "a\x00b"
+LREM bin 0 "\x00"
+LRANGE bin 0 -1
 LINSERT nokey middle a b
 EXISTS nokey
 LRANGE l 0 -1
@@ -251,6 +257,7 @@ LPOS l c RANK
 LPOS l c foo 1
 LPOS l c count 1 rank 2 maxlen 0
 LPOS l c COUNT 1 COUNT 2
+LPOS l c "RANK\x00x" 2
 LPOS nokey c
 LPOS nokey c COUNT 0
 LPOS nokey c RANK 0
