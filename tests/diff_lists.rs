@@ -823,3 +823,56 @@ fn keys_spread_over_shards() {
         .collect();
     assert_eq!(shards.len(), 4);
 }
+
+/// keyspace_hits/misses: reads (LLEN, LINDEX, LRANGE, LPOS) count, writes do not.
+fn stats(shards: usize) {
+    let (r, p) = pair(shards);
+    let mut d = Diff::new(&r, &p);
+    script(
+        &mut d,
+        r#"
+        CONFIG RESETSTAT
+        RPUSH a 1 2 3
+        LLEN a
+        LLEN nokey
+        LINDEX a 0
+        LINDEX nokey 0
+        LRANGE a 0 -1
+        LRANGE nokey 0 -1
+        LPOS a 2
+        LPOS nokey 2
+        LPOP a
+        LPOP nokey
+        LMOVE a b LEFT LEFT
+        LMOVE nokey b LEFT LEFT
+        LMPOP 2 nokey b LEFT
+        LSET a 0 x
+        LREM a 0 x
+        LTRIM nokey 0 1
+        LINSERT nokey BEFORE a b
+        "#,
+    );
+    let field = |info: &common::Resp, name: &str| -> String {
+        info.text()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let a = d.redis.cmd(&["INFO", "stats"]);
+    let b = d.percore.cmd(&["INFO", "stats"]);
+    for f in ["keyspace_hits:", "keyspace_misses:"] {
+        assert!(!field(&a, f).is_empty(), "{f} missing");
+        assert_eq!(field(&a, f), field(&b, f));
+    }
+}
+
+#[test]
+fn keyspace_stats_1() {
+    stats(1)
+}
+
+#[test]
+fn keyspace_stats_4() {
+    stats(4)
+}

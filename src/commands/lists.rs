@@ -1,9 +1,15 @@
 //! The list command family (non-blocking commands), as Redis 7.0's t_list.c.
 //!
 //! Besides the handlers, this module exposes the building blocks the blocking
-//! commands (BLPOP, BLMOVE, BLMPOP...) reuse from a shard: `list_or_missing`,
-//! `push_elems`, `pop_elems` and `pop_reply`. New list keys are always
+//! commands (BLPOP, BLMOVE, BLMPOP...) reuse from a shard: `list_or_missing`
+//! (destination type check), `push_elems` (push, creating the key),
+//! `pop_elems` and `pop_reply` (pop, deleting the key when emptied), and the
+//! argument parsers `parse_end` and `parse_mpop`. New list keys are always
 //! created through `Db::create_object`, where key creation is observed.
+//!
+//! Cross-shard LMOVE/RPOPLPUSH/LMPOP run as coordinators hopping shard by
+//! shard (like RENAME across shards): correct replies, but not isolated from
+//! other clients between the hops.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,8 +31,8 @@ fn kw(a: &[u8], word: &str) -> bool {
     is(&a[..end], word)
 }
 
-/// LEFT/RIGHT as getListPositionFromObjectOrReply.
-fn parse_end(a: &[u8]) -> Option<End> {
+/// LEFT/RIGHT as getListPositionFromObjectOrReply (None: reply `errors::SYNTAX`).
+pub fn parse_end(a: &[u8]) -> Option<End> {
     if kw(a, "right") {
         Some(End::Tail)
     } else if kw(a, "left") {
@@ -657,16 +663,20 @@ pub fn rpoplpush_multi(ctx: MultiCtx) -> Reply {
     lmove_multi_generic(ctx, End::Tail, End::Head)
 }
 
-/// Parsed LMPOP arguments: the key range in argv, the end and the count.
-struct MpopArgs {
-    keys: std::ops::Range<usize>,
-    end: End,
-    count: usize,
+/// Parsed LMPOP/BLMPOP arguments.
+pub struct MpopArgs {
+    /// Where the keys are in argv.
+    pub keys: std::ops::Range<usize>,
+    /// LEFT or RIGHT.
+    pub end: End,
+    /// COUNT (1 when not given).
+    pub count: usize,
 }
 
 /// Parses `numkeys key [key ...] LEFT|RIGHT [COUNT count]` starting at
-/// `numkeys_idx`, as lmpopGenericCommand (also for BLMPOP, whose numkeys is at 2).
-fn parse_mpop(argv: &[&[u8]], numkeys_idx: usize) -> Result<MpopArgs, &'static str> {
+/// `numkeys_idx`, as lmpopGenericCommand (also for BLMPOP, whose numkeys is
+/// at 2); the error is the whole reply text.
+pub fn parse_mpop(argv: &[&[u8]], numkeys_idx: usize) -> Result<MpopArgs, &'static str> {
     let numkeys = match arg_i64(argv[numkeys_idx]) {
         Some(n) if n >= 1 => n as u64,
         _ => return Err("ERR numkeys should be greater than 0"),
