@@ -937,18 +937,80 @@ mod tests {
     }
 
     #[test]
-    fn nodes_split_like_quicklist() {
-        let mut l = ListValue::with_fill(4);
-        for i in 0..10 {
-            l.push(End::Tail, format!("v{i}").as_bytes());
-        }
-        assert_eq!(l.node_count(), 3);
+    fn nodes_are_redis_listpacks() {
+        // The listpack inside Redis 7.0.15's DUMP of this list (rdbcompression no).
+        let expect = "82000000 0c00 816102 0501 d00002 cfff02 f1008003 f2e0930404 f200008004 \
+                      f3ffffff7f05 f4ffffffffffffff7f09 e046{x} 48 8330303704 822d3003 ff";
+        let expect = expect
+            .replace("{x}", &"78".repeat(70))
+            .replace([' ', '\\', '\n'], "");
         let mut l = ListValue::new();
-        for i in 0..2000 {
-            l.push(End::Tail, format!("e:{i}").as_bytes());
+        let x70 = "x".repeat(70);
+        for e in [
+            "a",
+            "5",
+            "-4096",
+            "4095",
+            "-32768",
+            "300000",
+            "-8388608",
+            "2147483647",
+            "9223372036854775807",
+            &x70,
+            "007",
+            "-0",
+        ] {
+            l.push(End::Tail, e.as_bytes());
         }
-        assert!(l.nodes.iter().all(|n| n.lp.len() <= 8192));
-        assert!(l.node_count() > 1);
+        let got: String = l
+            .listpacks()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    /// (nodes, total listpack bytes) of a list built by pushing `elems`.
+    fn shape(fill: i64, end: End, elems: impl Iterator<Item = String>) -> (usize, usize) {
+        let mut l = ListValue::with_fill(fill);
+        for e in elems {
+            l.push(end, e.as_bytes());
+        }
+        (l.node_count(), l.listpacks().map(|p| p.len()).sum())
+    }
+
+    #[test]
+    fn nodes_split_like_quicklist() {
+        // ql_nodes and ql_uncompressed_size from Redis 7.0.15's DEBUG OBJECT.
+        let e = |n: usize, f: fn(usize) -> String| (1..=n).map(f);
+        assert_eq!(
+            shape(-2, End::Tail, e(1100, |i| format!("e:{i}"))),
+            (1, 7700)
+        );
+        assert_eq!(
+            shape(-2, End::Tail, e(1200, |i| format!("e:{i}"))),
+            (2, 8507)
+        );
+        let abc = |i| format!("abcdefghij{i}");
+        assert_eq!(shape(-2, End::Tail, e(1000, abc)), (2, 14907));
+        assert_eq!(shape(-2, End::Tail, e(1200, abc)), (3, 18114));
+        assert_eq!(shape(-2, End::Tail, e(1200, |i| i.to_string())), (1, 3480));
+        let z = |n: usize, m: usize| (0..n).map(move |i| "q".repeat(i % m));
+        assert_eq!(shape(-2, End::Head, z(3000, 97)), (19, 150834));
+        assert_eq!(shape(7, End::Head, z(3000, 2000)), (488, 2513536));
+        assert_eq!(shape(4, End::Tail, (0..10).map(|i| format!("v{i}"))).0, 3);
+        assert_eq!(
+            shape(1000, End::Tail, (0..5000).map(|i| format!("v{i}"))).0,
+            5
+        );
+        let x = |i: usize| "x".repeat(i % 300);
+        assert_eq!(shape(-1, End::Tail, (0..5000).map(x)), (189, 755593));
+        assert_eq!(
+            shape(-5, End::Tail, (0..50000).map(|i| i.to_string())),
+            (4, 213036)
+        );
     }
 
     #[test]
