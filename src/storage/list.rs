@@ -461,6 +461,10 @@ impl ListValue {
 
     /// Adds `elem` at `end`.
     pub fn push(&mut self, end: End, elem: &[u8]) {
+        if self.nodes.capacity() == 0 {
+            // Most lists are small: one node, without VecDeque's minimum of four.
+            self.nodes.reserve_exact(1);
+        }
         let fill = self.fill;
         match end {
             End::Head => match self.nodes.front_mut() {
