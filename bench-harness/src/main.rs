@@ -117,6 +117,9 @@ struct RunArgs {
     /// Fill keys 0..N with SETs (pipelined) before the run; GETs of them then check the value length.
     #[arg(long, default_value_t = 0)]
     load: u64,
+    /// Keys 0..N were already filled (an earlier --load-only with the same --data-size): check GET lengths.
+    #[arg(long, default_value_t = 0)]
+    assume_loaded: u64,
     /// SETs per pipelined batch while loading.
     #[arg(long, default_value_t = 256)]
     load_pipeline: usize,
@@ -220,7 +223,7 @@ fn build(a: &RunArgs) -> Result<(RunConfig, RunInfo), String> {
         keyspace: a.keyspace,
         key_prefix: a.key_prefix.clone(),
         value_size,
-        loaded: a.load.min(a.keyspace.max(a.load)),
+        loaded: a.load.max(a.assume_loaded),
     };
     let cfg = RunConfig {
         host: a.host.clone(),
@@ -234,6 +237,7 @@ fn build(a: &RunArgs) -> Result<(RunConfig, RunInfo), String> {
         duration,
         requests: a.requests,
         warmup: Duration::from_secs_f64(a.warmup),
+        load: a.load,
         load_pipeline: a.load_pipeline,
         busy_poll: a.busy_poll.map(Duration::from_micros),
         progress: !a.quiet,

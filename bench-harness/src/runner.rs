@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub duration: Option<Duration>,
     /// Measured requests instead of a duration (closed loop).
     pub requests: Option<u64>,
+    /// Fill keys `0..load` with SETs before the run (`gen.loaded` must cover them).
+    pub load: u64,
     /// Unmeasured time before measuring.
     pub warmup: Duration,
     /// SETs per batch in the load phase.
@@ -192,7 +194,7 @@ fn progress_loop(sh: &Shared) {
                 let done = sh.loaded.load(Ordering::Relaxed);
                 eprint!(
                     "\rloading: {done}/{} keys ({:.0} keys/s)        ",
-                    sh.cfg.gen.loaded,
+                    sh.cfg.load,
                     done.saturating_sub(last_loaded) as f64 / dt
                 );
                 last_loaded = done;
@@ -348,7 +350,7 @@ async fn thread_main(sh: Arc<Shared>, thread: usize) -> Result<Stats, String> {
         for _ in &my_conns {
             conns.push(Conn::open(&cfg.host, cfg.port).await?);
         }
-        if cfg.gen.loaded > 0 {
+        if cfg.load > 0 {
             let mut tasks = Vec::new();
             for (conn, &c) in conns.drain(..).zip(&my_conns) {
                 let sh = sh.clone();
@@ -417,10 +419,10 @@ async fn thread_main(sh: Arc<Shared>, thread: usize) -> Result<Stats, String> {
     Ok(stats)
 }
 
-/// Fills this connection's share of keys `0..loaded` with pipelined SETs.
+/// Fills this connection's share of keys `0..load` with pipelined SETs.
 async fn load(sh: Arc<Shared>, mut conn: Conn, c: usize) -> Result<Conn, String> {
     let cfg = &sh.cfg;
-    let n = cfg.gen.loaded;
+    let n = cfg.load;
     let nconns = cfg.connections as u64;
     let lo = n * c as u64 / nconns;
     let hi = n * (c as u64 + 1) / nconns;

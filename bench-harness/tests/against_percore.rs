@@ -96,6 +96,7 @@ fn config(port: u16, workload: Workload) -> RunConfig {
         duration: Some(Duration::from_millis(300)),
         requests: None,
         warmup: Duration::ZERO,
+        load: 0,
         load_pipeline: 128,
         busy_poll: None,
         progress: false,
