@@ -53,7 +53,7 @@ build_release
 [ -n "$OUTFILE" ] || OUTFILE=$ROOT/perf/results/$(date -u +%Y-%m-%d)-flamegraph-$SERVER.svg
 mkdir -p "$(dirname "$OUTFILE")"
 case $CALLGRAPH in
-dwarf) CG=(--call-graph dwarf,16384) ;;
+dwarf) CG=(--call-graph "dwarf,16384") ;;
 fp) CG=(-g) ;;
 *) die "--call-graph must be dwarf or fp" ;;
 esac

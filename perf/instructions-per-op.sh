@@ -85,7 +85,7 @@ for server in $SERVERS; do
             bench "$CLIENT_CPU" "${args[@]}" >/dev/null
             callgrind_control -d "$pid" >/dev/null 2>&1
             # The newest dump holds exactly the counts since the previous dump.
-            last=$(ls "$TMPD"/cg-"$server"."$pid".* | sort -t. -k3 -n | tail -1)
+            last=$(printf '%s\n' "$TMPD"/cg-"$server"."$pid".* | sort -V | tail -1)
             instr=$(awk '/^summary:/{print $2}' "$last")
             cycles=null
         fi

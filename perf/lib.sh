@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for perf/*.sh and scripts/bench-compare.sh. Sourced, not run.
 #
 # Environment knobs (all optional):
@@ -14,7 +15,6 @@ REDIS_SERVER=${REDIS_SERVER:-redis-server}
 TMPD=$(mktemp -d /tmp/percore-perf.XXXXXX)
 SERVER_PID=""
 SERVER_PORT=""
-SERVER_KIND=""
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
@@ -78,7 +78,6 @@ start_server() {
     esac
     SERVER_PID=$!
     SERVER_PORT=$port
-    SERVER_KIND=$kind
     if ! wait_port "$port" "${START_TIMEOUT:-20}"; then
         cat "$log" >&2
         die "$kind did not start"

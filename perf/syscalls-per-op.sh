@@ -50,7 +50,7 @@ for server in $SERVERS; do
     bench "$CLIENT_CPU" -c "$CONNS" --load "$KEYS" --keyspace "$KEYS" -s 32 --load-only -q >&2
     for p in $PIPELINES; do
         out=$TMPD/strace-$server-$p.txt
-        tids=$(ls "/proc/$pid/task" | paste -sd, -)
+        tids=$(cd "/proc/$pid/task" && printf '%s\n' * | paste -sd, -)
         strace -f -c -o "$out" -p "$tids" 2>/dev/null &
         spid=$!
         sleep 0.5

@@ -123,7 +123,7 @@ pub fn svg(
     let root = SVGBackend::new(out, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
+        .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -132,6 +132,8 @@ pub fn svg(
     chart
         .configure_mesh()
         .x_desc("percentile")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
         .y_desc("latency (µs)")
         .x_labels(xmax as usize + 1)
         .x_label_formatter(&|x| {
@@ -160,6 +162,7 @@ pub fn svg(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
