@@ -226,6 +226,9 @@ fn progress_loop(sh: &Shared) {
     }
 }
 
+/// How long a connection waits for reply bytes before it gives up.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One client connection: socket, receive buffer, send buffer.
 struct Conn {
     stream: TcpStream,
@@ -242,6 +245,8 @@ impl Conn {
             .await
             .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
         stream.set_nodelay(true).ok();
+        // A server that stops answering fails the run instead of hanging it.
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).ok();
         Ok(Conn {
             stream,
             inbuf: vec![0; 64 << 10],
@@ -278,7 +283,16 @@ impl Conn {
             .stream
             .read(&mut self.inbuf[self.tail..])
             .await
-            .map_err(|e| format!("read: {e}"))?;
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    format!(
+                        "no reply from the server within {} s",
+                        REPLY_TIMEOUT.as_secs()
+                    )
+                } else {
+                    format!("read: {e}")
+                }
+            })?;
         if n == 0 {
             return Err("the server closed the connection".into());
         }
@@ -314,12 +328,16 @@ impl Local {
             Ok(()) => {}
             Err(Bad::ErrorReply(e)) => {
                 st.op(op).errors += 1;
-                st.sample(format!("{}: error reply: {e}", op.name()));
+                if st.wants_samples() {
+                    st.sample(format!("{}: error reply: {e}", op.name()));
+                }
                 self.sh.failures.fetch_add(1, Ordering::Relaxed);
             }
             Err(Bad::Wrong(w)) => {
                 st.op(op).bad += 1;
-                st.sample(format!("{}: {w}", op.name()));
+                if st.wants_samples() {
+                    st.sample(format!("{}: {w}", op.name()));
+                }
                 self.sh.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -500,7 +518,7 @@ async fn closed_loop(
                 op,
                 exp,
                 &reply,
-                (conn.read_at - sent).as_nanos() as u64,
+                conn.read_at.saturating_duration_since(sent).as_nanos() as u64,
                 measured,
             );
         }

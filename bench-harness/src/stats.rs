@@ -77,9 +77,14 @@ impl Stats {
         self.per_op[op.index()].get_or_insert_with(CmdStats::default)
     }
 
+    /// True while fewer than 10 failures are kept (so callers skip formatting the rest).
+    pub fn wants_samples(&self) -> bool {
+        self.samples.len() < 10
+    }
+
     /// Keeps a description of a failure (at most 10).
     pub fn sample(&mut self, what: String) {
-        if self.samples.len() < 10 {
+        if self.wants_samples() {
             self.samples.push(what);
         }
     }
