@@ -25,6 +25,7 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use smallvec::SmallVec;
 
+use super::blocking::Blocked;
 use super::client::{Client, ReplyMode};
 use super::core::{now_ms, BatchReply, BatchReq, Core, RemoteCmd};
 use super::exec;
@@ -482,7 +483,7 @@ impl Connection {
             }
             if let Some(b) = barrier {
                 let argv = argvs[i];
-                let before = self.wbuf.len();
+                let mut before = self.wbuf.len();
                 let name = match b {
                     Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
                     Barrier::Attack => unreachable!("handled above"),
@@ -518,6 +519,11 @@ impl Connection {
                         let reply = f(ctx).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
+                        // A blocking command that must wait (BLPOP...): its reply comes later.
+                        let blocked = self.client.blocked.borrow_mut().take();
+                        if let Some(b) = blocked {
+                            before = self.wait_blocked(b).await;
+                        }
                     }
                     Barrier::Attack => unreachable!("handled above"),
                 }
@@ -525,6 +531,59 @@ impl Connection {
                 i += 1;
             }
         }
+    }
+
+    /// Waits out a blocked command. Earlier replies are written first; the socket
+    /// keeps being read, so a disconnect is seen (and anything popped for this
+    /// client given back) while further commands are only buffered, to run after
+    /// the reply, as Redis. Returns where the reply starts in `wbuf`.
+    async fn wait_blocked(&mut self, mut b: Blocked) -> usize {
+        if !self.flush().await {
+            b.abandon().await;
+            self.client.close_after_reply.set(true);
+            return 0;
+        }
+        let outcome = loop {
+            let ev = {
+                let wait = std::pin::pin!(b.wait());
+                let read = std::pin::pin!(self.read());
+                match select(wait, read).await {
+                    Either::Left((o, _)) => Ok(o),
+                    Either::Right((alive, _)) => Err(alive),
+                }
+            };
+            match ev {
+                Ok(o) => break Some(o),
+                Err(false) => break None,
+                Err(true) => {
+                    let limit = self.core.config.borrow().client_query_buffer_limit as usize;
+                    if self.filled > limit {
+                        super::log::warning(&format!(
+                            "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
+                            self.client.describe(now_ms()),
+                            repr(&self.rbuf[..self.filled.min(64)])
+                        ));
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            b.abandon().await;
+            self.client.close_after_reply.set(true);
+            return 0;
+        };
+        let start = self.wbuf.len();
+        self.wbuf.proto = self.client.info.borrow().proto;
+        outcome.reply(&mut self.wbuf);
+        let reply = &self.wbuf.buf[start..];
+        if reply.first() == Some(&b'-') {
+            let end = memchr::memchr2(b' ', b'\r', reply).unwrap_or(reply.len());
+            let code = String::from_utf8_lossy(&reply[1..end]).into_owned();
+            self.core.count_error(&code);
+            self.core.stats.borrow_mut().cmds[b.cmd.id as usize].failed_calls += 1;
+        }
+        start
     }
 
     /// Redis's authRequired: a password is set and this client has not authenticated.
