@@ -87,6 +87,26 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     // -- end of hashes
     //
     // lists (and blocking) (commands/lists.rs)
+    ("lpush", Exec::Shard(lists::lpush)),
+    ("rpush", Exec::Shard(lists::rpush)),
+    ("lpushx", Exec::Shard(lists::lpushx)),
+    ("rpushx", Exec::Shard(lists::rpushx)),
+    ("lpop", Exec::Shard(lists::lpop)),
+    ("rpop", Exec::Shard(lists::rpop)),
+    ("llen", Exec::Shard(lists::llen)),
+    ("lindex", Exec::Shard(lists::lindex)),
+    ("lrange", Exec::Shard(lists::lrange)),
+    ("lset", Exec::Shard(lists::lset)),
+    ("linsert", Exec::Shard(lists::linsert)),
+    ("lrem", Exec::Shard(lists::lrem)),
+    ("ltrim", Exec::Shard(lists::ltrim)),
+    ("lpos", Exec::Shard(lists::lpos)),
+    ("lmove", Exec::Keys(lists::lmove, lists::lmove_multi)),
+    (
+        "rpoplpush",
+        Exec::Keys(lists::rpoplpush, lists::rpoplpush_multi),
+    ),
+    ("lmpop", Exec::Keys(lists::lmpop, lists::lmpop_multi)),
     ("blpop", Exec::Multi(super::blocking::blpop)),
     ("brpop", Exec::Multi(super::blocking::brpop)),
     ("blmove", Exec::Multi(super::blocking::blmove)),

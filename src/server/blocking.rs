@@ -248,8 +248,8 @@ pub fn unregister(shard: &mut Shard, db: usize, keys: &[Box<[u8]>], ticket: &Arc
 }
 
 /// Pushes `elems` (in pop order) back at `end` of `key`, so the list reads as before the pop.
-fn push_back(d: &mut Db, key: &[u8], end: End, elems: &[Vec<u8>], now: u64) {
-    if push_elems(d, key, end, elems.iter().rev(), now).is_err() {
+fn push_back(d: &mut Db, key: &[u8], end: End, elems: &[Vec<u8>], fill: i64, now: u64) {
+    if push_elems(d, key, end, elems.iter().rev(), fill, now).is_err() {
         // The key became another type between pop and give-back (only possible
         // across a core hop): nowhere to put them.
         super::log::warning(&format!(
@@ -266,11 +266,12 @@ fn push_elems<'a>(
     key: &[u8],
     end: End,
     elems: impl Iterator<Item = &'a Vec<u8>>,
+    fill: i64,
     now: u64,
 ) -> Result<(), WrongType> {
     let pos = match d.find_kind(key, now, Access::Write, Kind::List)? {
         Some(p) => p,
-        None => d.create_object(key, Object::List(ListValue::new()), now),
+        None => d.create_object(key, Object::List(ListValue::with_fill(fill)), now),
     };
     let l = d.list_mut(pos);
     for e in elems {
@@ -301,7 +302,8 @@ fn pop_elems(d: &mut Db, key: &[u8], end: End, count: usize, now: u64) -> Vec<Ve
 /// Runs on the shard that owns `dest`: pushes `elem` there (the push side of a BLMOVE).
 pub fn push_on_shard(core: &Rc<Core>, db: usize, dest: &[u8], to: End, elem: Vec<u8>) -> bool {
     let mut shard = core.shard.borrow_mut();
-    push_elems(&mut shard.dbs[db], dest, to, std::iter::once(&elem), now_ms()).is_ok()
+    let fill = shard.limits.list_max_listpack_size;
+    push_elems(&mut shard.dbs[db], dest, to, std::iter::once(&elem), fill, now_ms()).is_ok()
 }
 
 /// The rest of a BLMOVE whose destination lives on another shard: `elem` was
@@ -328,7 +330,8 @@ pub async fn handoff(
     }
     core.run_on(src_shard, move |core| {
         let mut shard = core.shard.borrow_mut();
-        push_back(&mut shard.dbs[db], &src, from, &[elem], now_ms());
+        let fill = shard.limits.list_max_listpack_size;
+        push_back(&mut shard.dbs[db], &src, from, &[elem], fill, now_ms());
     })
     .await;
     Served::Error(errors::WRONGTYPE)
@@ -368,6 +371,7 @@ pub fn attempt(
 ) -> Attempt {
     let now = now_ms();
     let here = shard.id;
+    let fill = shard.limits.list_max_listpack_size;
     for key in keys {
         let d = &mut shard.dbs[db];
         match d.find_kind(key, now, Access::Write, Kind::List) {
@@ -410,7 +414,7 @@ pub fn attempt(
                         return Attempt::Done(Served::Nothing);
                     };
                     // Cannot fail: the destination was checked above, on this shard.
-                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), now);
+                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), fill, now);
                     return Attempt::Done(Served::Moved(elem));
                 }
                 if !ticket.claim() {
@@ -494,6 +498,7 @@ pub fn serve_ready(core: &Rc<Core>, shard: &mut Shard) {
 fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
     let now = now_ms();
     let here = shard.id;
+    let fill = shard.limits.list_max_listpack_size;
     let Shard {
         dbs, blocking: reg, ..
     } = &mut *shard;
@@ -543,7 +548,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                 if let Err(e) = w.tx.unbounded_send(delivery) {
                     // The client is gone: nothing was taken.
                     if let Served::Pop { elems, .. } = e.into_inner().served {
-                        push_back(d, key, *end, &elems, now);
+                        push_back(d, key, *end, &elems, fill, now);
                     }
                 }
             }
@@ -574,7 +579,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                         });
                         break;
                     };
-                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), now);
+                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), fill, now);
                     let sent = w.tx.unbounded_send(Delivery {
                         served: Served::Moved(elem),
                         origin: None,
@@ -583,7 +588,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                         // The client is gone: undo the move, nothing saw it.
                         let _ = pop_elems(d, dest, *to, 1, now);
                         if let Served::Moved(elem) = e.into_inner().served {
-                            push_back(d, key, *from, &[elem], now);
+                            push_back(d, key, *from, &[elem], fill, now);
                         }
                     }
                 } else {
@@ -759,7 +764,8 @@ impl Blocked {
             self.core
                 .run_on(o.shard, move |core| {
                     let mut shard = core.shard.borrow_mut();
-                    push_back(&mut shard.dbs[o.db], &key, o.end, &elems, now_ms());
+                    let fill = shard.limits.list_max_listpack_size;
+                    push_back(&mut shard.dbs[o.db], &key, o.end, &elems, fill, now_ms());
                 })
                 .await;
         }
