@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::{arg_i64, errors, is, MultiCtx};
 use crate::protocol::reply::ReplyBuf;
-use crate::server::blocking::{handoff, attempt, Attempt, Op, Served, Waiting};
+use crate::server::blocking::{attempt, handoff, Attempt, Op, Served, Waiting};
 use crate::server::exec::shard_of_key;
 use crate::storage::list::End;
 use crate::util::num::LongDouble;
@@ -26,15 +26,7 @@ type Reply = Pin<Box<dyn std::future::Future<Output = ReplyBuf>>>;
 /// milliseconds = ceil(seconds * 1000); 0 = forever.
 pub fn parse_timeout(a: &[u8]) -> Result<u64, &'static str> {
     let v = LongDouble::parse(a).ok_or("ERR timeout is not a float or out of range")?;
-    let ms = (v.to_f64() * 1000.0).ceil();
-    // C's (long long) conversion of a value out of range (or infinite) gives
-    // LLONG_MIN on x86-64, which Redis then calls negative.
-    let ms = if ms.is_nan() || !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&ms)
-    {
-        i64::MIN
-    } else {
-        ms as i64
-    };
+    let ms = v.timeout_ms();
     if ms < 0 {
         return Err("ERR timeout is negative");
     }
@@ -79,7 +71,14 @@ async fn run(ctx: &MultiCtx, keys: Vec<Box<[u8]>>, op: Op, timeout_ms: u64, out:
         let ks2 = ks.clone();
         let res = core
             .run_on(s, move |core| {
-                attempt(&mut core.shard.borrow_mut(), db, &ks2, &op2, &ticket, tx.as_ref())
+                attempt(
+                    &mut core.shard.borrow_mut(),
+                    db,
+                    &ks2,
+                    &op2,
+                    &ticket,
+                    tx.as_ref(),
+                )
             })
             .await;
         let served = match res {
@@ -267,7 +266,11 @@ pub fn client_unblock(ctx: MultiCtx) -> Reply {
             return error_reply(&ctx, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
         }
     } else if argv.len() > 4 {
-        return error_reply(&ctx, errors::SYNTAX);
+        let msg = format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&argv[1][..argv[1].len().min(128)])
+        );
+        return error_reply(&ctx, &msg);
     }
     let Some(id) = arg_i64(&argv[2]) else {
         return error_reply(&ctx, errors::NOT_INT);
@@ -282,7 +285,13 @@ pub fn client_unblock(ctx: MultiCtx) -> Reply {
                 tx.is_some_and(|tx| tx.send(error).is_ok())
             })
             .await;
-        out.int(hits.iter().any(|&h| h) as i64);
+        let hit = hits.iter().any(|&h| h);
+        if hit && error {
+            // The error reply given to the target counts against this call, as in Redis
+            // (it is written while CLIENT UNBLOCK runs).
+            ctx.core.stats.borrow_mut().cmds[ctx.cmd.id as usize].failed_calls += 1;
+        }
+        out.int(hit as i64);
         out
     })
 }

@@ -28,7 +28,10 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("client|no-evict", Exec::ConnBarrier(conn::client_no_evict)),
     ("client|reply", Exec::ConnBarrier(conn::client_reply)),
     ("client|help", Exec::Conn(conn::client_help)),
-    ("client|unblock", Exec::Multi(super::blocking::client_unblock)),
+    (
+        "client|unblock",
+        Exec::Multi(super::blocking::client_unblock),
+    ),
     // strings
     ("get", Exec::Shard(strings::get)),
     ("set", Exec::Shard(strings::set)),

@@ -303,7 +303,15 @@ fn pop_elems(d: &mut Db, key: &[u8], end: End, count: usize, now: u64) -> Vec<Ve
 pub fn push_on_shard(core: &Rc<Core>, db: usize, dest: &[u8], to: End, elem: Vec<u8>) -> bool {
     let mut shard = core.shard.borrow_mut();
     let fill = shard.limits.list_max_listpack_size;
-    push_elems(&mut shard.dbs[db], dest, to, std::iter::once(&elem), fill, now_ms()).is_ok()
+    push_elems(
+        &mut shard.dbs[db],
+        dest,
+        to,
+        std::iter::once(&elem),
+        fill,
+        now_ms(),
+    )
+    .is_ok()
 }
 
 /// The rest of a BLMOVE whose destination lives on another shard: `elem` was
@@ -323,7 +331,9 @@ pub async fn handoff(
 ) -> Served {
     let e2 = elem.clone();
     let stored = core
-        .run_on(dest_shard, move |core| push_on_shard(core, db, &dest, to, e2))
+        .run_on(dest_shard, move |core| {
+            push_on_shard(core, db, &dest, to, e2)
+        })
         .await;
     if stored == Some(true) {
         return Served::Moved(elem);
@@ -615,7 +625,10 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                         let served =
                             handoff(core2, db, here, src, from, dest_shard, dest, to, elem).await;
                         // Stored at its destination: nothing to undo if the client is gone.
-                        let _ = tx.unbounded_send(Delivery { served, origin: None });
+                        let _ = tx.unbounded_send(Delivery {
+                            served,
+                            origin: None,
+                        });
                     })
                     .detach();
                 }
@@ -633,10 +646,10 @@ type Reg = (usize, usize, Vec<Box<[u8]>>);
 pub enum Outcome {
     /// Served (or an error while serving).
     Delivered(Served),
-    /// The timeout passed, or CLIENT UNBLOCK ... TIMEOUT.
+    /// The timeout passed.
     TimedOut,
-    /// CLIENT UNBLOCK ... ERROR.
-    UnblockedError,
+    /// CLIENT UNBLOCK: ERROR (true) or TIMEOUT (false).
+    Unblocked(bool),
 }
 
 impl Outcome {
@@ -644,8 +657,8 @@ impl Outcome {
     pub fn reply(&self, out: &mut ReplyBuf) {
         match self {
             Outcome::Delivered(s) => s.reply(out),
-            Outcome::TimedOut => out.null_array(),
-            Outcome::UnblockedError => out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+            Outcome::TimedOut | Outcome::Unblocked(false) => out.null_array(),
+            Outcome::Unblocked(true) => out.error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
         }
     }
 }
@@ -737,8 +750,7 @@ impl Blocked {
         let give_up = match ev {
             Ev::Rx(Some(d)) => return Outcome::Delivered(d.served),
             Ev::Rx(None) | Ev::Timeout => Outcome::TimedOut,
-            Ev::Unblock(true) => Outcome::UnblockedError,
-            Ev::Unblock(false) => Outcome::TimedOut,
+            Ev::Unblock(e) => Outcome::Unblocked(e),
         };
         if self.ticket.claim() {
             return give_up;

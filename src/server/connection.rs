@@ -58,6 +58,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
         kill_rx,
+        read_while_blocked: false,
     };
     conn.run().await;
     core.clients.borrow_mut().remove(client.id);
@@ -75,6 +76,8 @@ struct Connection {
     wbuf: ReplyBuf,
     parser: RespParser,
     kill_rx: oneshot::Receiver<()>,
+    /// Bytes arrived while a command was blocked: parse again before reading more.
+    read_while_blocked: bool,
 }
 
 /// Where one command of a segment runs.
@@ -168,7 +171,7 @@ impl Connection {
                 if self.client.close_after_reply.get()
                     || self.client.killed.get()
                     || n == 0
-                    || authenticated
+                    || (authenticated && !std::mem::take(&mut self.read_while_blocked))
                 {
                     break;
                 }
@@ -556,6 +559,7 @@ impl Connection {
                 Ok(o) => break Some(o),
                 Err(false) => break None,
                 Err(true) => {
+                    self.read_while_blocked = true;
                     let limit = self.core.config.borrow().client_query_buffer_limit as usize;
                     if self.filled > limit {
                         super::log::warning(&format!(
@@ -577,11 +581,15 @@ impl Connection {
         self.wbuf.proto = self.client.info.borrow().proto;
         outcome.reply(&mut self.wbuf);
         let reply = &self.wbuf.buf[start..];
-        if reply.first() == Some(&b'-') {
+        let failed = reply.first() == Some(&b'-');
+        // As Redis's updateStatsOnUnblock: CLIENT UNBLOCK counts as a failed call either way.
+        if failed || matches!(outcome, super::blocking::Outcome::Unblocked(_)) {
+            self.core.stats.borrow_mut().cmds[b.cmd.id as usize].failed_calls += 1;
+        }
+        if failed {
             let end = memchr::memchr2(b' ', b'\r', reply).unwrap_or(reply.len());
             let code = String::from_utf8_lossy(&reply[1..end]).into_owned();
             self.core.count_error(&code);
-            self.core.stats.borrow_mut().cmds[b.cmd.id as usize].failed_calls += 1;
         }
         start
     }
