@@ -880,3 +880,125 @@ impl Waiting {
         *client.blocked.borrow_mut() = Some(b);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_core() -> Rc<Core> {
+        let n = crate::commands::CommandTable::get().cmds.len();
+        let config = crate::config::Config::default();
+        Rc::new(Core::new(0, 1, config, None, Instant::now(), n))
+    }
+
+    fn new_client() -> Rc<Client> {
+        let a: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        Client::new(a, a, -1, 0, true).0
+    }
+
+    fn keys(ks: &[&str]) -> Vec<Box<[u8]>> {
+        ks.iter().map(|k| Box::from(k.as_bytes())).collect()
+    }
+
+    /// Registers `ks` for a fresh waiter on core 0 and hands it to a new client.
+    fn block_on(core: &Rc<Core>, ks: &[&str], timeout_ms: u64) -> Blocked {
+        let cmd = crate::commands::CommandTable::get()
+            .by_name("blpop")
+            .expect("blpop");
+        let mut w = Waiting::new();
+        let ks = keys(ks);
+        let r = attempt(
+            &mut core.shard.borrow_mut(),
+            0,
+            &ks,
+            &Op::Pop { end: End::Head },
+            &w.ticket,
+            Some(&w.tx),
+        );
+        assert!(matches!(r, Attempt::Registered), "{r:?}");
+        w.registered(0, 0, ks);
+        let c = new_client();
+        w.block(core, &c, timeout_ms, cmd);
+        let b = c.blocked.borrow_mut().take().expect("blocked");
+        b
+    }
+
+    fn waiters(core: &Rc<Core>) -> usize {
+        core.shard.borrow().blocking.waiters()
+    }
+
+    fn llen(core: &Rc<Core>, key: &[u8]) -> usize {
+        let mut shard = core.shard.borrow_mut();
+        let d = &mut shard.dbs[0];
+        match d.find_kind(key, 0, Access::Silent, Kind::List) {
+            Ok(Some(p)) => d.list(p).len(),
+            _ => 0,
+        }
+    }
+
+    async fn settle() {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+
+    #[test]
+    fn registrations_are_removed_and_values_never_lost() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async move {
+                let core = new_core();
+                // A timeout removes every registration and stops key tracking.
+                let mut b = block_on(&core, &["a", "b", "a"], 5);
+                assert_eq!(waiters(&core), 2, "a key given twice is waited on once");
+                assert!(core.shard.borrow().dbs[0].track_created);
+                assert!(matches!(b.wait().await, Outcome::TimedOut));
+                drop(b);
+                settle().await;
+                assert_eq!(waiters(&core), 0);
+                assert!(!core.shard.borrow().dbs[0].track_created);
+
+                // FIFO: the first waiter gets the element; when it disconnects, the
+                // element goes back and the next waiter gets it.
+                let first = block_on(&core, &["k"], 0);
+                let mut second = block_on(&core, &["k"], 0);
+                assert!(push_on_shard(&core, 0, b"k", End::Tail, b"x".to_vec()));
+                after_shard_work(&core);
+                assert_eq!(llen(&core, b"k"), 0, "served at once");
+                first.abandon().await;
+                match second.wait().await {
+                    Outcome::Delivered(Served::Pop { key, elems, .. }) => {
+                        assert_eq!(&key[..], b"k");
+                        assert_eq!(elems, vec![b"x".to_vec()]);
+                    }
+                    o => panic!("{o:?}"),
+                }
+                drop(second);
+                settle().await;
+                assert_eq!(waiters(&core), 0);
+
+                // A waiter whose client vanished without cleanup: the element stays.
+                let mut w = Waiting::new();
+                let ks = keys(&["gone"]);
+                let r = attempt(
+                    &mut core.shard.borrow_mut(),
+                    0,
+                    &ks,
+                    &Op::MPop {
+                        end: End::Tail,
+                        count: 5,
+                    },
+                    &w.ticket,
+                    Some(&w.tx),
+                );
+                assert!(matches!(r, Attempt::Registered));
+                w.registered(0, 0, ks);
+                drop(w);
+                assert!(push_on_shard(&core, 0, b"gone", End::Tail, b"y".to_vec()));
+                after_shard_work(&core);
+                assert_eq!(llen(&core, b"gone"), 1);
+                assert_eq!(waiters(&core), 0);
+                assert_eq!(core.shard.borrow().blocking.waited_keys(), 0);
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+}
