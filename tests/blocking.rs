@@ -378,6 +378,25 @@ fn differential_vs_redis() {
             c.cmds("RENAME y other");
             assert_eq!(w.read(), arr(vec![bulk("other"), bulk("v")]));
             assert_eq!(c.cmds("EXISTS other"), Resp::Int(0));
+            // SWAPDB brings a list under a waited key: served, as Redis rescans.
+            let mut w1 = srv.raw();
+            w1.cmds("SELECT 1");
+            w1.send_cmd(&["BLPOP", "sw", "0"]);
+            wait_blocked(&mut c, 1);
+            c.cmds("FLUSHALL");
+            c.cmds("RPUSH sw x y");
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(blocked_clients(&mut c), 1);
+            c.cmds("SWAPDB 0 1");
+            assert_eq!(
+                w1.read(),
+                arr(vec![bulk("sw"), bulk("x")]),
+                "{:?}",
+                srv.kind
+            );
+            assert_eq!(w1.cmds("LRANGE sw 0 -1"), arr(vec![bulk("y")]));
+            assert_eq!(c.cmds("EXISTS sw"), Resp::Int(0));
+            c.cmds("FLUSHALL");
             // CLIENT UNBLOCK counts: both modes are failed calls of the blocked command.
             c.cmds("CONFIG RESETSTAT");
             let id = w.cmds("CLIENT ID").int().to_string();

@@ -169,6 +169,8 @@ pub struct Registry {
     /// Keys with at least one waiter.
     nkeys: usize,
     ready: VecDeque<(usize, Box<[u8]>)>,
+    /// `Db::uid` of each index when tracking started: a change means SWAPDB.
+    uids: Vec<u64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -217,6 +219,7 @@ fn register(shard: &mut Shard, db: usize, key: &[u8], w: Waiter) {
         reg.nkeys += 1;
         if reg.nkeys == 1 {
             set_tracking(&mut shard.dbs, true);
+            reg.uids = shard.dbs.iter().map(|d| d.uid).collect();
         }
     }
     q.push_back(w);
@@ -479,11 +482,27 @@ pub fn serve_ready(core: &Rc<Core>, shard: &mut Shard) {
     if shard.blocking.nkeys == 0 {
         return;
     }
+    let now = now_ms();
     loop {
         let Shard {
             dbs, blocking: reg, ..
         } = &mut *shard;
         for (i, d) in dbs.iter_mut().enumerate() {
+            if reg.uids.get(i).is_some_and(|&u| u != d.uid) {
+                // SWAPDB put another database at this index: as Redis's
+                // scanDatabaseForReadyLists, every waited key that now holds a
+                // list is ready.
+                reg.uids[i] = d.uid;
+                if let Some(m) = reg.dbs.get(i) {
+                    for k in m.keys() {
+                        if matches!(d.find_kind(k, now, Access::Silent, Kind::List), Ok(Some(_)))
+                            && !reg.ready.iter().any(|(db, r)| *db == i && r == k)
+                        {
+                            reg.ready.push_back((i, k.clone()));
+                        }
+                    }
+                }
+            }
             if d.created.is_empty() {
                 continue;
             }

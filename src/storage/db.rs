@@ -130,6 +130,9 @@ pub struct Db {
     pub created: Vec<Box<[u8]>>,
     /// Set by `server::blocking` while clients are blocked on keys of this shard.
     pub track_created: bool,
+    /// A process-unique id: SWAPDB moves databases between indexes, and the
+    /// blocking framework notices by the id (Redis then rescans the waited keys).
+    pub uid: u64,
 }
 
 /// The slab index a payload points at, if any.
@@ -154,7 +157,11 @@ fn as_int(v: &[u8]) -> Option<i64> {
 impl Db {
     /// An empty database.
     pub fn new() -> Self {
-        Db::default()
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Db {
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Db::default()
+        }
     }
 
     /// Number of keys (including ones expired but not yet collected, as DBSIZE).
