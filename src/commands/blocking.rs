@@ -5,17 +5,16 @@
 //! data, else registering the client on every key (see `server::blocking`);
 //! the connection loop then waits for a value, the timeout or CLIENT UNBLOCK.
 //!
-//! MULTI/EXEC and scripts: set `Client::deny_blocking` while running commands
-//! that may not block; these commands then act as their non-blocking forms and
-//! answer a null reply where they would block, as Redis's CLIENT_DENY_BLOCKING.
+//! MULTI/EXEC and scripts: set `Client::deny_blocking` while running these
+//! coordinators, or call `run_nonblocking` on the shard that owns the keys;
+//! either way the command acts as its non-blocking form and answers a null
+//! reply where it would block, as Redis's CLIENT_DENY_BLOCKING.
 
 use std::pin::Pin;
 
-use bytes::Bytes;
-
-use super::{arg_i64, errors, is, MultiCtx};
+use super::{arg_i64, errors, is, MultiCtx, ShardCtx};
 use crate::protocol::reply::ReplyBuf;
-use crate::server::blocking::{attempt, handoff, Attempt, Op, Served, Waiting};
+use crate::server::blocking::{attempt, handoff, Attempt, Op, Served, Ticket, Waiting};
 use crate::server::exec::shard_of_key;
 use crate::storage::list::End;
 use crate::util::num::LongDouble;
@@ -42,10 +41,6 @@ fn list_end(a: &[u8]) -> Option<End> {
     } else {
         None
     }
-}
-
-fn boxed(keys: &[Bytes]) -> Vec<Box<[u8]>> {
-    keys.iter().map(|k| Box::<[u8]>::from(&k[..])).collect()
 }
 
 /// Tries the keys, serving at once or registering the client; the connection waits after.
@@ -133,73 +128,30 @@ async fn run(ctx: &MultiCtx, keys: Vec<Box<[u8]>>, op: Op, timeout_ms: u64, out:
     w.block(core, &ctx.client, timeout_ms, ctx.cmd);
 }
 
-/// BLPOP/BRPOP key [key ...] timeout
-fn bpop(ctx: MultiCtx, end: End) -> Reply {
-    Box::pin(async move {
-        let mut out = ctx.reply();
-        let n = ctx.argv.len();
-        let timeout = match parse_timeout(&ctx.argv[n - 1]) {
-            Ok(t) => t,
-            Err(e) => {
-                out.error(e);
-                return out;
-            }
-        };
-        let keys = boxed(&ctx.argv[1..n - 1]);
-        run(&ctx, keys, Op::Pop { end }, timeout, &mut out).await;
-        out
-    })
+/// Which blocking list command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// BLPOP key [key ...] timeout
+    Blpop,
+    /// BRPOP key [key ...] timeout
+    Brpop,
+    /// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout
+    Blmove,
+    /// BRPOPLPUSH source destination timeout
+    Brpoplpush,
+    /// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
+    Blmpop,
 }
 
-/// BLPOP key [key ...] timeout
-pub fn blpop(ctx: MultiCtx) -> Reply {
-    bpop(ctx, End::Head)
-}
-
-/// BRPOP key [key ...] timeout
-pub fn brpop(ctx: MultiCtx) -> Reply {
-    bpop(ctx, End::Tail)
-}
-
-fn bmove(ctx: MultiCtx, from: End, to: End, timeout: u64) -> Reply {
-    Box::pin(async move {
-        let mut out = ctx.reply();
-        let dest: Box<[u8]> = Box::from(&ctx.argv[2][..]);
-        let op = Op::Move {
-            from,
-            to,
-            dest_shard: shard_of_key(&dest, ctx.core.nshards),
-            dest,
-        };
-        let keys = boxed(&ctx.argv[1..2]);
-        run(&ctx, keys, op, timeout, &mut out).await;
-        out
-    })
-}
-
-fn error_reply(ctx: &MultiCtx, e: &str) -> Reply {
-    let mut out = ctx.reply();
-    out.error(e);
-    Box::pin(async move { out })
-}
-
-/// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout
-pub fn blmove(ctx: MultiCtx) -> Reply {
-    let (Some(from), Some(to)) = (list_end(&ctx.argv[3]), list_end(&ctx.argv[4])) else {
-        return error_reply(&ctx, errors::SYNTAX);
-    };
-    match parse_timeout(&ctx.argv[5]) {
-        Ok(t) => bmove(ctx, from, to, t),
-        Err(e) => error_reply(&ctx, e),
-    }
-}
-
-/// BRPOPLPUSH source destination timeout
-pub fn brpoplpush(ctx: MultiCtx) -> Reply {
-    match parse_timeout(&ctx.argv[3]) {
-        Ok(t) => bmove(ctx, End::Tail, End::Head, t),
-        Err(e) => error_reply(&ctx, e),
-    }
+/// A parsed blocking command: its keys, its operation, its timeout (ms, 0 = forever).
+#[derive(Debug)]
+pub struct Parsed {
+    /// The keys waited on, in argument order.
+    pub keys: Vec<Box<[u8]>>,
+    /// The operation; `Op::Move::dest_shard` is left 0 for the caller to fill in.
+    pub op: Op,
+    /// Milliseconds, 0 for forever.
+    pub timeout_ms: u64,
 }
 
 /// A positive count argument as getRangeLongFromObjectOrReply(1, LONG_MAX, msg).
@@ -210,49 +162,150 @@ fn positive(a: &[u8], msg: &'static str) -> Result<usize, &'static str> {
     }
 }
 
-/// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
-pub fn blmpop(ctx: MultiCtx) -> Reply {
-    let argv = &ctx.argv;
-    // Parsed in lmpopGenericCommand's order: numkeys, where, options, then the timeout.
-    let numkeys = match positive(&argv[2], "ERR numkeys should be greater than 0") {
-        Ok(n) => n,
-        Err(e) => return error_reply(&ctx, e),
-    };
-    let where_idx = numkeys.saturating_add(3);
-    if where_idx >= argv.len() {
-        return error_reply(&ctx, errors::SYNTAX);
-    }
-    let Some(end) = list_end(&argv[where_idx]) else {
-        return error_reply(&ctx, errors::SYNTAX);
-    };
-    let mut count = None;
-    let mut j = where_idx + 1;
-    while j < argv.len() {
-        if count.is_none() && is(&argv[j], "count") && j + 1 < argv.len() {
-            j += 1;
-            match positive(&argv[j], "ERR count should be greater than 0") {
-                Ok(c) => count = Some(c),
-                Err(e) => return error_reply(&ctx, e),
+/// Parses a blocking list command, checking arguments in Redis 7.0's order.
+pub fn parse<A: AsRef<[u8]>>(which: Which, argv: &[A]) -> Result<Parsed, &'static str> {
+    let arg = |i: usize| argv[i].as_ref();
+    let n = argv.len();
+    let key = |a: &[u8]| Box::<[u8]>::from(a);
+    Ok(match which {
+        Which::Blpop | Which::Brpop => Parsed {
+            timeout_ms: parse_timeout(arg(n - 1))?,
+            keys: (1..n - 1).map(|i| key(arg(i))).collect(),
+            op: Op::Pop {
+                end: if which == Which::Blpop {
+                    End::Head
+                } else {
+                    End::Tail
+                },
+            },
+        },
+        Which::Blmove | Which::Brpoplpush => {
+            let (from, to, t) = if which == Which::Blmove {
+                let (Some(from), Some(to)) = (list_end(arg(3)), list_end(arg(4))) else {
+                    return Err(errors::SYNTAX);
+                };
+                (from, to, arg(5))
+            } else {
+                (End::Tail, End::Head, arg(3))
+            };
+            Parsed {
+                timeout_ms: parse_timeout(t)?,
+                keys: vec![key(arg(1))],
+                op: Op::Move {
+                    from,
+                    to,
+                    dest: key(arg(2)),
+                    dest_shard: 0,
+                },
             }
-        } else {
-            return error_reply(&ctx, errors::SYNTAX);
         }
-        j += 1;
-    }
-    let timeout = match parse_timeout(&argv[1]) {
-        Ok(t) => t,
-        Err(e) => return error_reply(&ctx, e),
-    };
-    let keys = boxed(&argv[3..where_idx]);
-    let op = Op::MPop {
-        end,
-        count: count.unwrap_or(1),
-    };
+        Which::Blmpop => {
+            // lmpopGenericCommand's order: numkeys, where, options, then the timeout.
+            let numkeys = positive(arg(2), "ERR numkeys should be greater than 0")?;
+            let where_idx = numkeys.saturating_add(3);
+            if where_idx >= n {
+                return Err(errors::SYNTAX);
+            }
+            let end = list_end(arg(where_idx)).ok_or(errors::SYNTAX)?;
+            let mut count = None;
+            let mut j = where_idx + 1;
+            while j < n {
+                if count.is_none() && is(arg(j), "count") && j + 1 < n {
+                    j += 1;
+                    count = Some(positive(arg(j), "ERR count should be greater than 0")?);
+                } else {
+                    return Err(errors::SYNTAX);
+                }
+                j += 1;
+            }
+            Parsed {
+                timeout_ms: parse_timeout(arg(1))?,
+                keys: (3..where_idx).map(|i| key(arg(i))).collect(),
+                op: Op::MPop {
+                    end,
+                    count: count.unwrap_or(1),
+                },
+            }
+        }
+    })
+}
+
+/// The coordinator of one blocking command.
+fn coordinate(ctx: MultiCtx, which: Which) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
-        run(&ctx, keys, op, timeout, &mut out).await;
+        match parse(which, &ctx.argv) {
+            Ok(mut p) => {
+                if let Op::Move {
+                    dest, dest_shard, ..
+                } = &mut p.op
+                {
+                    *dest_shard = shard_of_key(dest, ctx.core.nshards);
+                }
+                run(&ctx, p.keys, p.op, p.timeout_ms, &mut out).await;
+            }
+            Err(e) => out.error(e),
+        }
         out
     })
+}
+
+/// BLPOP key [key ...] timeout
+pub fn blpop(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Blpop)
+}
+
+/// BRPOP key [key ...] timeout
+pub fn brpop(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Brpop)
+}
+
+/// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout
+pub fn blmove(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Blmove)
+}
+
+/// BRPOPLPUSH source destination timeout
+pub fn brpoplpush(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Brpoplpush)
+}
+
+/// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
+pub fn blmpop(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Blmpop)
+}
+
+/// The non-blocking form, for MULTI/EXEC and scripts run on one shard: every key
+/// (BLMOVE's destination too) must live on `ctx.shard`. Serves at once like the
+/// blocking command, else answers what Redis answers a client that may not block.
+pub fn run_nonblocking(which: Which, ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
+    let mut p = match parse(which, argv) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.out.error(e);
+            return;
+        }
+    };
+    if let Op::Move { dest_shard, .. } = &mut p.op {
+        *dest_shard = ctx.shard.id;
+    }
+    let ticket = std::sync::Arc::new(Ticket::default());
+    match attempt(ctx.shard, ctx.db, &p.keys, &p.op, &ticket, None) {
+        Attempt::WrongType => ctx.out.error(errors::WRONGTYPE),
+        Attempt::Done(served) => served.reply(ctx.out),
+        Attempt::Empty | Attempt::Registered | Attempt::Lost | Attempt::Handoff { .. } => {
+            match p.op {
+                Op::Move { .. } => ctx.out.null(),
+                _ => ctx.out.null_array(),
+            }
+        }
+    }
+}
+
+fn error_reply(ctx: &MultiCtx, e: &str) -> Reply {
+    let mut out = ctx.reply();
+    out.error(e);
+    Box::pin(async move { out })
 }
 
 /// CLIENT UNBLOCK client-id [TIMEOUT|ERROR]
@@ -294,4 +347,64 @@ pub fn client_unblock(ctx: MultiCtx) -> Reply {
         out.int(hit as i64);
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::reply::Proto;
+    use crate::server::shard::Shard;
+    use crate::storage::db::StrEncoding;
+    use crate::storage::list::ListValue;
+    use crate::storage::value::Object;
+
+    fn run_now(shard: &mut Shard, which: Which, line: &str) -> Vec<u8> {
+        let argv: Vec<&[u8]> = line.split(' ').map(|s| s.as_bytes()).collect();
+        let mut out = ReplyBuf::new(Proto::Resp2);
+        let mut ctx = ShardCtx {
+            shard,
+            db: 0,
+            now_ms: 0,
+            out: &mut out,
+        };
+        run_nonblocking(which, &mut ctx, &argv);
+        out.buf
+    }
+
+    #[test]
+    fn nonblocking_forms_never_wait() {
+        let mut shard = Shard::new(0, 16);
+        let d = &mut shard.dbs[0];
+        let p = d.create_object(b"k", Object::List(ListValue::new()), 0);
+        d.list_mut(p).push(End::Tail, b"a");
+        d.list_mut(p).push(End::Tail, b"b");
+        d.set_str(b"s", b"x", StrEncoding::Auto, None, false, 0);
+        let s = &mut shard;
+        assert_eq!(
+            run_now(s, Which::Blpop, "BLPOP none k 0"),
+            b"*2\r\n$1\r\nk\r\n$1\r\na\r\n"
+        );
+        assert_eq!(run_now(s, Which::Blpop, "BLPOP none 0"), b"*-1\r\n");
+        assert_eq!(
+            run_now(s, Which::Blpop, "BLPOP none x"),
+            b"-ERR timeout is not a float or out of range\r\n"
+        );
+        assert_eq!(
+            run_now(s, Which::Blpop, "BLPOP s 0")[..10],
+            b"-WRONGTYPE"[..]
+        );
+        assert_eq!(
+            run_now(s, Which::Blmove, "BLMOVE none d LEFT LEFT 0"),
+            b"$-1\r\n"
+        );
+        assert_eq!(
+            run_now(s, Which::Blmove, "BLMOVE k d LEFT LEFT 0"),
+            b"$1\r\nb\r\n"
+        );
+        assert_eq!(
+            run_now(s, Which::Blmpop, "BLMPOP 0 2 none d RIGHT COUNT 9"),
+            b"*2\r\n$1\r\nd\r\n*1\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(run_now(s, Which::Blmpop, "BLMPOP 0 1 d LEFT"), b"*-1\r\n");
+    }
 }

@@ -341,6 +341,12 @@ pub async fn handoff(
     if stored == Some(true) {
         return Served::Moved(elem);
     }
+    if stored.is_none() {
+        super::log::warning(&format!(
+            "BLMOVE hand-off from shard {src_shard} to shard {dest_shard} (core {}) failed",
+            core.id
+        ));
+    }
     core.run_on(src_shard, move |core| {
         let mut shard = core.shard.borrow_mut();
         let fill = shard.limits.list_max_listpack_size;
@@ -348,6 +354,21 @@ pub async fn handoff(
     })
     .await;
     Served::Error(errors::WRONGTYPE)
+}
+
+/// Returns Pending once (waking itself), so the task resumes after the current one.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The outcome of trying a blocking command's keys on one shard.
@@ -641,6 +662,9 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                         w.tx.clone(),
                     );
                     glommio::spawn_local(async move {
+                        // glommio runs a spawned task at once, inside this shard borrow:
+                        // let the serving command finish first.
+                        yield_once().await;
                         let served =
                             handoff(core2, db, here, src, from, dest_shard, dest, to, elem).await;
                         // Stored at its destination: nothing to undo if the client is gone.
@@ -815,6 +839,8 @@ impl Drop for Blocked {
         let core = self.core.clone();
         let ticket = self.ticket.clone();
         glommio::spawn_local(async move {
+            // glommio starts a spawned task at once: run after whatever drops us.
+            yield_once().await;
             for (s, db, keys) in regs {
                 let t = ticket.clone();
                 core.run_on(s, move |core| {
