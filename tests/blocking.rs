@@ -378,6 +378,20 @@ fn differential_vs_redis() {
             c.cmds("RENAME y other");
             assert_eq!(w.read(), arr(vec![bulk("other"), bulk("v")]));
             assert_eq!(c.cmds("EXISTS other"), Resp::Int(0));
+            // MOVE and COPY onto a waited key wake its waiter, as dbAdd does in Redis.
+            w.send_cmd(&["BLPOP", "mvk", "0"]);
+            wait_blocked(&mut c, 1);
+            let mut c1 = srv.raw();
+            c1.cmds("SELECT 1");
+            c1.cmds("RPUSH mvk m1 m2");
+            assert_eq!(c1.cmds("MOVE mvk 0"), Resp::Int(1));
+            assert_eq!(w.read(), arr(vec![bulk("mvk"), bulk("m1")]));
+            w.send_cmd(&["BRPOP", "cpk", "0"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c.cmds("COPY mvk cpk"), Resp::Int(1));
+            assert_eq!(w.read(), arr(vec![bulk("cpk"), bulk("m2")]));
+            assert_eq!(c.cmds("EXISTS cpk"), Resp::Int(0));
+            assert_eq!(c.cmds("LLEN mvk"), Resp::Int(1));
             // SWAPDB brings a list under a waited key: served, as Redis rescans.
             let mut w1 = srv.raw();
             w1.cmds("SELECT 1");

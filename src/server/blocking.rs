@@ -468,6 +468,10 @@ pub fn attempt(
     let Some(tx) = tx else {
         return Attempt::Empty;
     };
+    if ticket.is_claimed() {
+        // Served by a key of another shard meanwhile: no point waiting here.
+        return Attempt::Lost;
+    }
     let mut seen: Vec<&[u8]> = Vec::with_capacity(keys.len());
     for key in keys {
         // As blockForKeys: a key given twice is waited on once.
