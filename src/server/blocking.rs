@@ -68,6 +68,15 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The type of key this operation serves from (a key of another type leaves the waiter blocked).
+    pub fn kind(&self) -> Kind {
+        match self {
+            Op::Pop { .. } | Op::MPop { .. } | Op::Move { .. } => Kind::List,
+        }
+    }
+}
+
 /// What a served waiter gets.
 #[derive(Debug)]
 pub enum Served {
@@ -408,7 +417,7 @@ pub fn attempt(
     let fill = shard.limits.list_max_listpack_size;
     for key in keys {
         let d = &mut shard.dbs[db];
-        match d.find_kind(key, now, Access::Write, Kind::List) {
+        match d.find_kind(key, now, Access::Write, op.kind()) {
             Err(WrongType) => return Attempt::WrongType,
             Ok(None) => continue,
             Ok(Some(_)) => {}
@@ -561,18 +570,24 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
         return;
     };
     let mut n = q.len();
+    // Waiters for another type than the key's stay where they are (Redis skips them).
+    let mut skipped: Vec<Waiter> = Vec::new();
     while n > 0 {
         n -= 1;
-        // Only a non-empty list serves; another type leaves its waiters blocked, as Redis.
-        if !matches!(
-            d.find_kind(key, now, Access::Write, Kind::List),
-            Ok(Some(_))
-        ) {
+        // Only an existing key serves; another type than a waiter's leaves it blocked.
+        let Some(pos) = d.find(key, now, Access::Silent) else {
             break;
-        }
+        };
+        let kind = d.kind(pos);
         let Some(w) = q.pop_front() else {
             break;
         };
+        if w.op.kind() != kind {
+            if !w.ticket.is_claimed() {
+                skipped.push(w);
+            }
+            continue;
+        }
         if w.ticket.is_claimed() {
             // Served elsewhere or timed out: a stale registration.
             continue;
@@ -681,6 +696,9 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                 }
             }
         }
+    }
+    for w in skipped.into_iter().rev() {
+        q.push_front(w);
     }
     drop_if_empty(shard, db, key);
 }
