@@ -219,9 +219,10 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let ready = std::sync::Arc::new(AtomicUsize::new(0));
     let mut builder = LocalExecutorPoolBuilder::new(placement)
         .name("percore")
-        .io_memory(IO_MEMORY);
-    if pinned {
-        builder = builder.spin_before_park(Duration::from_micros(50));
+        .io_memory(IO_MEMORY)
+        .preempt_timer(Duration::from_micros(config.preempt_timer_us));
+    if pinned && config.spin_before_park_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
     }
     let handles = builder
         .on_all_shards(move || {
