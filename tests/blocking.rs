@@ -276,6 +276,12 @@ fn differential_vs_redis() {
             LRANGE l2 0 -1
             BLMOVE l2 l2 LEFT RIGHT 0
             LRANGE l2 0 -1
+            RPUSH rot only
+            EXPIRE rot 1000
+            BLMOVE rot rot LEFT RIGHT 0
+            BRPOPLPUSH rot rot 0
+            TTL rot
+            LRANGE rot 0 -1
             SET s x
             BLPOP s 0
             BLPOP nokey s 0

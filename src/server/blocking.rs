@@ -311,6 +311,33 @@ fn pop_elems(d: &mut Db, key: &[u8], end: End, count: usize, now: u64) -> Vec<Ve
     out
 }
 
+/// Moves one element from `src` (a non-empty list) to `dest` (a list or missing) on one
+/// shard, as lmoveGenericCommand: when they are the same key it is a rotation, so
+/// the key is never deleted and re-created (its TTL stays).
+fn move_one(
+    d: &mut Db,
+    src: &[u8],
+    dest: &[u8],
+    from: End,
+    to: End,
+    fill: i64,
+    now: u64,
+) -> Option<Vec<u8>> {
+    if src == dest {
+        let Ok(Some(pos)) = d.find_kind(src, now, Access::Write, Kind::List) else {
+            return None;
+        };
+        let l = d.list_mut(pos);
+        let elem = l.pop(from)?;
+        l.push(to, &elem);
+        return Some(elem);
+    }
+    let elem = pop_elems(d, src, from, 1, now).pop()?;
+    // Cannot fail: the caller checked the destination's type on this shard.
+    let _ = push_elems(d, dest, to, std::iter::once(&elem), fill, now);
+    Some(elem)
+}
+
 /// Runs on the shard that owns `dest`: pushes `elem` there (the push side of a BLMOVE).
 pub fn push_on_shard(core: &Rc<Core>, db: usize, dest: &[u8], to: End, elem: Vec<u8>) -> bool {
     let mut shard = core.shard.borrow_mut();
@@ -452,13 +479,11 @@ pub fn attempt(
                     if !ticket.claim() {
                         return Attempt::Lost;
                     }
-                    let mut elems = pop_elems(d, key, *from, 1, now);
-                    let Some(elem) = elems.pop() else {
-                        return Attempt::Done(Served::Nothing);
-                    };
-                    // Cannot fail: the destination was checked above, on this shard.
-                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), fill, now);
-                    return Attempt::Done(Served::Moved(elem));
+                    // The destination was checked above, on this shard.
+                    return Attempt::Done(match move_one(d, key, dest, *from, *to, fill, now) {
+                        Some(elem) => Served::Moved(elem),
+                        None => Served::Nothing,
+                    });
                 }
                 if !ticket.claim() {
                     return Attempt::Lost;
@@ -641,24 +666,20 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     if !w.ticket.claim() {
                         continue;
                     }
-                    let Some(elem) = pop_elems(d, key, *from, 1, now).pop() else {
+                    let Some(elem) = move_one(d, key, dest, *from, *to, fill, now) else {
                         let _ = w.tx.unbounded_send(Delivery {
                             served: Served::Nothing,
                             origin: None,
                         });
                         break;
                     };
-                    let _ = push_elems(d, dest, *to, std::iter::once(&elem), fill, now);
                     let sent = w.tx.unbounded_send(Delivery {
                         served: Served::Moved(elem),
                         origin: None,
                     });
-                    if let Err(e) = sent {
+                    if sent.is_err() {
                         // The client is gone: undo the move, nothing saw it.
-                        let _ = pop_elems(d, dest, *to, 1, now);
-                        if let Served::Moved(elem) = e.into_inner().served {
-                            push_back(d, key, *from, &[elem], fill, now);
-                        }
+                        let _ = move_one(d, dest, key, *to, *from, fill, now);
                     }
                 } else {
                     if !w.ticket.claim() {
