@@ -464,7 +464,10 @@ impl Db {
     /// Deletes the key at `pos` when its collection is empty, as Redis does
     /// after every removal; true when it was deleted.
     pub fn delete_if_empty(&mut self, pos: Pos) -> bool {
-        if self.object(pos).is_some_and(|o| o.is_empty() && o.kind() != Kind::String) {
+        if self
+            .object(pos)
+            .is_some_and(|o| o.is_empty() && o.kind() != Kind::String)
+        {
             self.remove_at(pos);
             true
         } else {

@@ -4,9 +4,9 @@ pub mod db;
 pub mod hash;
 pub mod list;
 pub mod set;
-pub mod zset;
 pub mod table;
 pub mod value;
+pub mod zset;
 
 /// Size limits and encoding thresholds from the config, copied into every shard
 /// (CONFIG SET updates every copy) so handlers read them without a hop.

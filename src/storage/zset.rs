@@ -508,6 +508,28 @@ impl ZSetValue {
         }
     }
 
+    /// A set holding `elems` (sorted, distinct), encoded as a *STORE result
+    /// is: listpack when it fits the limits (zsetConvertToListpackIfNeeded).
+    pub fn from_sorted(elems: &[(Vec<u8>, f64)], lim: ZLimits) -> Self {
+        let maxlen = elems.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+        if elems.len() <= lim.max_entries && maxlen <= lim.max_value {
+            let mut lp = Listpack::default();
+            for (m, s) in elems {
+                let s = if *s == 0.0 { 0.0 } else { *s };
+                lp.buf.extend_from_slice(&s.to_le_bytes());
+                push_varint(&mut lp.buf, m.len());
+                lp.buf.extend_from_slice(m);
+                lp.len += 1;
+            }
+            return ZSetValue { enc: Enc::Lp(lp) };
+        }
+        let mut big = Box::<Big>::default();
+        for (m, s) in elems {
+            big.insert_new(m, *s);
+        }
+        ZSetValue { enc: Enc::Sl(big) }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         match &self.enc {
