@@ -889,7 +889,9 @@ fn random_lex_sequence() {
     both(|d| {
         let mut rng = Rng(0x1e8_2026);
         let keys = ["a", "b"];
-        let letters = ["", "a", "aa", "ab", "b", "ba", "c", "ca", "cab", "d", "e", "\u{7f}", "z"];
+        let letters = [
+            "", "a", "aa", "ab", "b", "ba", "c", "ca", "cab", "d", "e", "\u{7f}", "z",
+        ];
         let item = |rng: &mut Rng| -> String {
             match rng.below(6) {
                 0 => "-".into(),
@@ -910,16 +912,42 @@ fn random_lex_sequence() {
                     v
                 }
                 3 => {
-                    let mut v = vec!["ZRANGEBYLEX".into(), k.into(), item(&mut rng), item(&mut rng)];
+                    let mut v = vec![
+                        "ZRANGEBYLEX".into(),
+                        k.into(),
+                        item(&mut rng),
+                        item(&mut rng),
+                    ];
                     if rng.below(2) == 0 {
-                        v.extend(["LIMIT".into(), rng.below(4).to_string(), format!("{}", rng.below(5) as i64 - 1)]);
+                        v.extend([
+                            "LIMIT".into(),
+                            rng.below(4).to_string(),
+                            format!("{}", rng.below(5) as i64 - 1),
+                        ]);
                     }
                     v
                 }
-                4 => vec!["ZREVRANGEBYLEX".into(), k.into(), item(&mut rng), item(&mut rng)],
+                4 => vec![
+                    "ZREVRANGEBYLEX".into(),
+                    k.into(),
+                    item(&mut rng),
+                    item(&mut rng),
+                ],
                 5 => vec!["ZLEXCOUNT".into(), k.into(), item(&mut rng), item(&mut rng)],
-                6 => vec!["ZREMRANGEBYLEX".into(), k.into(), item(&mut rng), item(&mut rng)],
-                7 => vec!["ZRANGESTORE".into(), "b".into(), "a".into(), item(&mut rng), item(&mut rng), "BYLEX".into()],
+                6 => vec![
+                    "ZREMRANGEBYLEX".into(),
+                    k.into(),
+                    item(&mut rng),
+                    item(&mut rng),
+                ],
+                7 => vec![
+                    "ZRANGESTORE".into(),
+                    "b".into(),
+                    "a".into(),
+                    item(&mut rng),
+                    item(&mut rng),
+                    "BYLEX".into(),
+                ],
                 _ => vec![
                     "CONFIG".into(),
                     "SET".into(),

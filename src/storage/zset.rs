@@ -16,6 +16,7 @@
 //! the skiplist keeps -0. Both quirks are reproduced.
 
 use std::cmp::Ordering;
+use std::ptr::NonNull;
 
 use super::table::{Keyed, Table};
 
@@ -171,17 +172,42 @@ impl Listpack {
 
 // ---------------------------------------------------------------- skiplist
 
-/// A member→score entry of the skiplist encoding's hash table.
-#[derive(Debug, Clone, PartialEq)]
+/// A member→score entry of the skiplist encoding's hash table. The member's
+/// bytes are not copied: `ptr`/`len` point at the heap buffer of the
+/// `Box<[u8]>` that the ordered tree holds for the same member (one copy per
+/// member, as Redis shares one sds between its dict and skiplist).
+#[derive(Debug)]
 struct MEntry {
-    member: Box<[u8]>,
+    ptr: NonNull<u8>,
+    len: usize,
     score: f64,
+}
+
+// SAFETY: an MEntry is private to its `Big` and only points at bytes owned by
+// that same `Big`'s tree; a `Big` moves between threads as a whole (ownership
+// of the bytes moves with it), and nothing is shared between two `Big`s.
+unsafe impl Send for MEntry {}
+
+impl MEntry {
+    fn new(member: &[u8], score: f64) -> MEntry {
+        MEntry {
+            ptr: NonNull::from(member).cast(),
+            len: member.len(),
+            score,
+        }
+    }
 }
 
 impl Keyed for MEntry {
     #[inline]
     fn key(&self) -> &[u8] {
-        &self.member
+        // SAFETY: `ptr`/`len` were taken from a live `Box<[u8]>` held by the
+        // tree of the `Big` owning this entry. A boxed slice's buffer never
+        // moves while the box is moved between chunks, and every path that
+        // drops a tree item (`Big::remove`, `ZSetValue::remove_range`) removes
+        // this map entry first or while the item is still held, so the bytes
+        // are alive and unaliased by any `&mut` whenever this runs.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -428,11 +454,9 @@ struct Big {
 
 impl Big {
     fn insert_new(&mut self, member: &[u8], score: f64) {
-        self.map.insert(MEntry {
-            member: member.into(),
-            score,
-        });
-        self.tree.insert(score, member.into());
+        let owned: Box<[u8]> = member.into();
+        self.map.insert(MEntry::new(&owned, score));
+        self.tree.insert(score, owned);
     }
 }
 
@@ -560,11 +584,7 @@ impl ZSetValue {
     pub fn heap_size(&self) -> usize {
         match &self.enc {
             Enc::Lp(lp) => lp.buf.capacity(),
-            Enc::Sl(b) => {
-                let mut map = b.map.slot_capacity() * 28;
-                b.map.for_each(|e| map += e.member.len());
-                b.tree.heap_size() + map
-            }
+            Enc::Sl(b) => b.tree.heap_size() + b.map.slot_capacity() * 28,
         }
     }
 
@@ -822,7 +842,7 @@ impl ZSetValue {
             }
             Enc::Sl(b) => {
                 let cur = u32::try_from(cursor).unwrap_or(u32::MAX);
-                b.map.scan(cur, count, |e| f(&e.member, e.score)) as u64
+                b.map.scan(cur, count, |e| f(e.key(), e.score)) as u64
             }
         }
     }
