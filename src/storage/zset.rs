@@ -16,7 +16,6 @@
 //! the skiplist keeps -0. Both quirks are reproduced.
 
 use std::cmp::Ordering;
-use std::ptr::NonNull;
 
 use super::table::{Keyed, Table};
 
@@ -172,14 +171,120 @@ impl Listpack {
 
 // ---------------------------------------------------------------- skiplist
 
-/// A member→score entry of the skiplist encoding's hash table. The member's
-/// bytes are not copied: `ptr`/`len` point at the heap buffer of the
-/// `Box<[u8]>` that the ordered tree holds for the same member (one copy per
-/// member, as Redis shares one sds between its dict and skiplist).
-#[derive(Debug)]
-struct MEntry {
-    ptr: NonNull<u8>,
+/// A member's bytes in 16 bytes: inline when at most 15 bytes long (the last
+/// byte is then `0x80 | len`), else a pointer and length of a heap buffer
+/// (the length's top byte, the last byte on little-endian, is then < 0x80).
+#[repr(C)]
+#[derive(Clone, Copy)]
+union Repr {
+    inline: [u8; 16],
+    heap: HeapRepr,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HeapRepr {
+    ptr: *mut u8,
     len: usize,
+}
+
+// The tag byte is the length's most significant byte only on little-endian targets.
+const _: () = assert!(cfg!(target_endian = "little"));
+const _: () = assert!(std::mem::size_of::<Repr>() == 16);
+
+const INLINE_MAX: usize = 15;
+
+impl Repr {
+    #[inline]
+    fn is_inline(&self) -> bool {
+        // SAFETY: every bit pattern is a valid [u8; 16]; both variants are 16 bytes.
+        unsafe { self.inline[15] & 0x80 != 0 }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        if self.is_inline() {
+            // SAFETY: inline variant (tag bit set): the length is in the low bits
+            // of the last byte and is at most 15, so the slice is in bounds.
+            unsafe { &self.inline[..(self.inline[15] & 0x7f) as usize] }
+        } else {
+            // SAFETY: heap variant: `ptr`/`len` come from `Box::into_raw` of a
+            // live boxed slice (see `Member::new`) that outlives every reader.
+            unsafe { std::slice::from_raw_parts(self.heap.ptr, self.heap.len) }
+        }
+    }
+}
+
+/// An owned member (see `Repr`): the tree's copy.
+struct Member(Repr);
+
+// SAFETY: a Member owns its heap buffer exclusively (like a Box<[u8]>) and has
+// no interior mutability, so moving or sharing it across threads is sound.
+unsafe impl Send for Member {}
+// SAFETY: as above; `&Member` only gives read access to the bytes.
+unsafe impl Sync for Member {}
+
+impl Member {
+    fn new(b: &[u8]) -> Member {
+        if b.len() <= INLINE_MAX {
+            let mut inline = [0u8; 16];
+            inline[..b.len()].copy_from_slice(b);
+            inline[15] = 0x80 | b.len() as u8;
+            Member(Repr { inline })
+        } else {
+            let len = b.len();
+            // Lengths are bounded by proto-max-bulk-len, far below 2^56.
+            assert!(len < 1 << 56, "member too long");
+            let ptr = Box::into_raw(Box::<[u8]>::from(b)) as *mut u8;
+            Member(Repr {
+                heap: HeapRepr { ptr, len },
+            })
+        }
+    }
+
+    /// A non-owning copy for the map (valid while this member lives).
+    fn share(&self) -> MemberRef {
+        MemberRef(self.0)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if !self.0.is_inline() {
+            // SAFETY: heap variant: the pointer and length came from
+            // `Box::into_raw` in `Member::new` and are freed exactly once, here.
+            unsafe {
+                let h = self.0.heap;
+                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                    h.ptr, h.len,
+                )));
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Member {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+/// The map's view of a member: a bitwise copy of the tree's `Member`, so short
+/// members are stored inline twice (free) and long ones once, shared.
+#[derive(Clone, Copy)]
+struct MemberRef(Repr);
+
+/// A member→score entry of the skiplist encoding's hash table.
+struct MEntry {
+    member: MemberRef,
     score: f64,
 }
 
@@ -188,30 +293,30 @@ struct MEntry {
 // of the bytes moves with it), and nothing is shared between two `Big`s.
 unsafe impl Send for MEntry {}
 
-impl MEntry {
-    fn new(member: &[u8], score: f64) -> MEntry {
-        MEntry {
-            ptr: NonNull::from(member).cast(),
-            len: member.len(),
-            score,
-        }
+impl std::fmt::Debug for MEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}={}",
+            String::from_utf8_lossy(self.key()),
+            self.score
+        )
     }
 }
 
 impl Keyed for MEntry {
     #[inline]
     fn key(&self) -> &[u8] {
-        // SAFETY: `ptr`/`len` were taken from a live `Box<[u8]>` held by the
-        // tree of the `Big` owning this entry. A boxed slice's buffer never
-        // moves while the box is moved between chunks, and every path that
-        // drops a tree item (`Big::remove`, `ZSetValue::remove_range`) removes
-        // this map entry first or while the item is still held, so the bytes
-        // are alive and unaliased by any `&mut` whenever this runs.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // An inline copy is self-contained. A heap one points at the buffer of
+        // the tree's `Member` for the same element: that buffer never moves
+        // while the Member moves between chunks, and every path that drops a
+        // tree item (`remove`, `remove_range`) removes this entry first or
+        // while the item is still held, so the bytes are alive here.
+        self.member.0.bytes()
     }
 }
 
-type Item = (f64, Box<[u8]>);
+type Item = (f64, Member);
 
 /// The order-statistic two-level B+tree (see the module docs).
 #[derive(Debug, Default)]
@@ -297,7 +402,7 @@ impl Tree {
             .map(|i| (ci, i))
     }
 
-    fn insert(&mut self, score: f64, member: Box<[u8]>) {
+    fn insert(&mut self, score: f64, member: Member) {
         self.len += 1;
         if self.chunks.is_empty() {
             self.chunks.push(vec![(score, member)]);
@@ -440,7 +545,12 @@ impl Tree {
             + self
                 .chunks
                 .iter()
-                .map(|c| c.capacity() * 24 + c.iter().map(|(_, m)| m.len()).sum::<usize>())
+                .map(|c| {
+                    c.capacity() * 24
+                        + c.iter()
+                            .map(|(_, m)| if m.len() > INLINE_MAX { m.len() } else { 0 })
+                            .sum::<usize>()
+                })
                 .sum::<usize>()
     }
 }
@@ -454,8 +564,11 @@ struct Big {
 
 impl Big {
     fn insert_new(&mut self, member: &[u8], score: f64) {
-        let owned: Box<[u8]> = member.into();
-        self.map.insert(MEntry::new(&owned, score));
+        let owned = Member::new(member);
+        self.map.insert(MEntry {
+            member: owned.share(),
+            score,
+        });
         self.tree.insert(score, owned);
     }
 }
@@ -802,7 +915,7 @@ impl ZSetValue {
                     .into_iter()
                     .map(|(s, m)| {
                         b.map.remove(&m);
-                        (m.into_vec(), s)
+                        (m.to_vec(), s)
                     })
                     .collect()
             }
@@ -873,7 +986,13 @@ mod tests {
             let mut z = ZSetValue::new_for(lim(max), 1);
             let mut model: Vec<(f64, Vec<u8>)> = Vec::new();
             for step in 0..20000 {
-                let m = format!("m{}", rnd() % 700).into_bytes();
+                let k = rnd() % 700;
+                // Short members are stored inline, long ones on the heap.
+                let m = if k % 3 == 0 {
+                    format!("member-with-a-long-name-{k}").into_bytes()
+                } else {
+                    format!("m{k}").into_bytes()
+                };
                 let s = (rnd() % 50) as f64;
                 match rnd() % 5 {
                     0..=2 => {
