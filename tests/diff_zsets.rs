@@ -1005,3 +1005,50 @@ fn sets_as_inputs() {
         );
     });
 }
+
+/// Huge counts and indexes, binary and empty members, scores at the edges of f64.
+#[test]
+fn huge_counts_and_odd_members() {
+    both(|d| {
+        script(
+            d,
+            r#"
+            ZADD z 1 a 2 b 3 c "" "" 4 "bin\x00ary" 5 "\xff\xfe" -1 "with space"
+            ZRANGE z 0 -1 WITHSCORES
+            ZRANGE z -9223372036854775808 9223372036854775807
+            ZRANGE z 0 9223372036854775808
+            ZRANGE z -inf +inf BYSCORE LIMIT 0 9223372036854775807
+            ZRANGE z -inf +inf BYSCORE LIMIT 9223372036854775807 1
+            ZRANGE z +inf -inf BYSCORE REV LIMIT 9223372036854775807 -9223372036854775808
+            ZRANGEBYLEX z - + LIMIT 0 -9223372036854775808
+            ZREMRANGEBYRANK z 9223372036854775807 -9223372036854775808
+            ZRANDMEMBER z 9223372036854775807
+            ZRANDMEMBER z 4611686018427387903 WITHSCORES
+            ZRANDMEMBER z 4611686018427387904 WITHSCORES
+            ZSCORE z ""
+            ZSCORE z "bin\x00ary"
+            ZRANK z "\xff\xfe"
+            ZADD e 1.7976931348623157e308 max -1.7976931348623157e308 min 5e-324 tiny 2.2250738585072014e-308 norm
+            ZRANGE e 0 -1 WITHSCORES
+            ZINCRBY e 1e308 max
+            ZINCRBY e 1.7976931348623157e308 max
+            ZSCORE e max
+            ZADD e 123456789.123456789 x 1e16 y 1e17 w 12345678901234567890 v 0.000012345 u
+            ZRANGE e 0 -1 WITHSCORES
+            ZPOPMIN z 9223372036854775807
+            EXISTS z
+            ZADD p 1 a 2 b
+            ZMPOP 1 p MAX COUNT 9223372036854775807
+            ZADD p 1 a 2 b
+            ZPOPMAX p 9223372036854775808
+            ZINTERCARD 1 p LIMIT 9223372036854775807
+            ZUNION 1 p WEIGHTS 1e308 WITHSCORES
+            ZUNION 2 p p WEIGHTS 1e308 1e308 WITHSCORES
+            ZUNION 2 p p WEIGHTS 1e308 -inf WITHSCORES
+            ZUNION 9223372036854775807 p
+            ZUNION 1 p WITHSCORES LIMIT 1
+            ZINTER 2 p p AGGREGATE MIN AGGREGATE MAX WITHSCORES
+            "#,
+        );
+    });
+}

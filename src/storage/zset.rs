@@ -16,6 +16,7 @@
 //! the skiplist keeps -0. Both quirks are reproduced.
 
 use std::cmp::Ordering;
+use std::num::NonZeroU64;
 
 use super::table::{Keyed, Table};
 
@@ -191,6 +192,7 @@ struct HeapRepr {
 // The tag byte is the length's most significant byte only on little-endian targets.
 const _: () = assert!(cfg!(target_endian = "little"));
 const _: () = assert!(std::mem::size_of::<Repr>() == 16);
+const _: () = assert!(std::mem::size_of::<Option<MEntry>>() == 24);
 
 const INLINE_MAX: usize = 15;
 
@@ -285,7 +287,30 @@ struct MemberRef(Repr);
 /// A member→score entry of the skiplist encoding's hash table.
 struct MEntry {
     member: MemberRef,
-    score: f64,
+    /// The score's bits XOR a NaN pattern: never zero (scores are never NaN),
+    /// which gives `Option<MEntry>` (a table slot) a niche: 24 bytes, not 32.
+    sx: NonZeroU64,
+}
+
+/// A NaN bit pattern; no stored score has it.
+const SCORE_KEY: u64 = 0x7ff8_5eed_0000_0001;
+
+impl MEntry {
+    fn new(member: MemberRef, score: f64) -> MEntry {
+        MEntry {
+            member,
+            sx: NonZeroU64::new(score.to_bits() ^ SCORE_KEY).unwrap_or(NonZeroU64::MIN),
+        }
+    }
+
+    #[inline]
+    fn score(&self) -> f64 {
+        f64::from_bits(self.sx.get() ^ SCORE_KEY)
+    }
+
+    fn set_score(&mut self, score: f64) {
+        *self = MEntry::new(self.member, score);
+    }
 }
 
 // SAFETY: an MEntry is private to its `Big` and only points at bytes owned by
@@ -299,7 +324,7 @@ impl std::fmt::Debug for MEntry {
             f,
             "{:?}={}",
             String::from_utf8_lossy(self.key()),
-            self.score
+            self.score()
         )
     }
 }
@@ -414,9 +439,15 @@ impl Tree {
         let i = c
             .binary_search_by(|(s, m)| cmp_key(*s, m, score, &member))
             .unwrap_or_else(|i| i);
+        if c.len() == c.capacity() {
+            // Grow by a quarter, not by doubling: chunks are many and long-lived,
+            // so slack capacity is most of their memory otherwise.
+            c.reserve_exact((c.len() / 4).max(4));
+        }
         c.insert(i, (score, member));
         if c.len() > CHUNK_MAX {
             let tail = c.split_off(c.len() / 2);
+            c.shrink_to(c.len() + c.len() / 4);
             self.chunks.insert(ci + 1, tail);
             self.rebuild_fen();
         } else {
@@ -565,10 +596,7 @@ struct Big {
 impl Big {
     fn insert_new(&mut self, member: &[u8], score: f64) {
         let owned = Member::new(member);
-        self.map.insert(MEntry {
-            member: owned.share(),
-            score,
-        });
+        self.map.insert(MEntry::new(owned.share(), score));
         self.tree.insert(score, owned);
     }
 }
@@ -705,7 +733,7 @@ impl ZSetValue {
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         match &self.enc {
             Enc::Lp(lp) => lp.find(member).map(|e| e.score),
-            Enc::Sl(b) => b.map.get(member).map(|e| e.score),
+            Enc::Sl(b) => b.map.get(member).map(|e| e.score()),
         }
     }
 
@@ -764,11 +792,11 @@ impl ZSetValue {
             }
             Enc::Sl(b) => {
                 if let Some(e) = b.map.get_mut(member) {
-                    let old = e.score;
+                    let old = e.score();
                     if old == score {
                         return SetOutcome::Unchanged;
                     }
-                    e.score = score;
+                    e.set_score(score);
                     let (ci, i) = b.tree.locate(old, member).expect("map and tree agree");
                     let c = &mut b.tree.chunks[ci];
                     // Fast path: the new score keeps the element between its neighbours.
@@ -812,7 +840,10 @@ impl ZSetValue {
             },
             Enc::Sl(b) => match b.map.remove(member) {
                 Some(e) => {
-                    let (ci, i) = b.tree.locate(e.score, member).expect("map and tree agree");
+                    let (ci, i) = b
+                        .tree
+                        .locate(e.score(), member)
+                        .expect("map and tree agree");
                     b.tree.remove_at(ci, i);
                     true
                 }
@@ -826,7 +857,7 @@ impl ZSetValue {
         match &self.enc {
             Enc::Lp(lp) => lp.iter().position(|e| e.member == member),
             Enc::Sl(b) => {
-                let s = b.map.get(member)?.score;
+                let s = b.map.get(member)?.score();
                 b.tree.rank_of(s, member)
             }
         }
@@ -955,7 +986,7 @@ impl ZSetValue {
             }
             Enc::Sl(b) => {
                 let cur = u32::try_from(cursor).unwrap_or(u32::MAX);
-                b.map.scan(cur, count, |e| f(e.key(), e.score)) as u64
+                b.map.scan(cur, count, |e| f(e.key(), e.score())) as u64
             }
         }
     }
