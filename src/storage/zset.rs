@@ -1003,6 +1003,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn members_inline_and_on_the_heap() {
+        for len in [0usize, 1, 14, 15, 16, 17, 100] {
+            let b: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x80).collect();
+            let m = Member::new(&b);
+            assert_eq!(&*m, &b[..]);
+            assert_eq!(m.share().0.bytes(), &b[..]);
+        }
+        let mut z = ZSetValue::new_skiplist();
+        let l = lim(0);
+        for len in [0usize, 15, 16, 40] {
+            z.set(&vec![b'x'; len], len as f64, l);
+        }
+        let c = z.clone();
+        assert_eq!(c, z);
+        assert_eq!(z.score(&[b'x'; 16]), Some(16.0));
+        assert!(z.remove(&[b'x'; 16]));
+        assert_eq!(z.rank(&[b'x'; 40]), Some(2));
+        let mut n = 0;
+        z.scan(0, 100, |_, _| n += 1);
+        assert_eq!(n, 3);
+    }
+
     /// Checks both encodings against a sorted Vec model under random operations.
     #[test]
     fn encodings_agree_with_a_model() {
