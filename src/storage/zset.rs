@@ -4,13 +4,21 @@
 //!   `[score: f64 LE][member length: varint][member]`, kept sorted. Every
 //!   operation is a linear walk, as Redis's listpack is; the thresholds keep it short.
 //! * `skiplist` (the name OBJECT ENCODING reports for large sets): an
-//!   order-statistic structure plus a member→score hash table. The ordered
-//!   part is a two-level B+tree: sorted leaf chunks of at most [`CHUNK_MAX`]
-//!   `(score, member)` pairs, found by binary search over the chunks' last
-//!   keys, with a Fenwick tree over the chunk sizes for O(log n) rank and
-//!   select. Compared with a pointer skiplist it needs no per-node level
-//!   arrays or backward links (a leaf entry is 24 bytes), and range walks
-//!   read contiguous memory.
+//!   order-statistic structure plus a member→score hash table, as Redis pairs
+//!   its skiplist with a dict. The ordered part is a two-level B+tree: sorted
+//!   leaf chunks of at most [`CHUNK_MAX`] `(score, member)` pairs (24 bytes
+//!   each), found by binary search over the chunks' last keys, with a Fenwick
+//!   tree over the chunk sizes for O(log n) rank and select. A chunk split or
+//!   merge (one per ~64 writes) also shifts the chunk array and rebuilds the
+//!   Fenwick tree, a linear but tiny pass (16 bytes per 64+ members).
+//!   Members of up to 15 bytes are stored inline in their 16-byte slot (no
+//!   allocation); longer ones live on the heap once, and the hash table's
+//!   entry points at the tree's copy (as Redis shares one sds).
+//!
+//! Why not a pointer skiplist: per member it needs a node allocation with a
+//! level array and a backward link plus the dict entry; this layout measured
+//! 84.6 B/member used_memory (89.6 B RSS) for 1M `m:<i>` members against
+//! Redis 7.0's 109.9 (112.6 RSS), and range walks read contiguous memory.
 //!
 //! Scores stored in a listpack go through Redis's d2string, which turns -0 into 0;
 //! the skiplist keeps -0. Both quirks are reproduced.
