@@ -96,6 +96,47 @@ fn push_varint(out: &mut Vec<u8>, mut v: usize) {
     out.push(v as u8);
 }
 
+/// Score tags of a listpack entry: a first byte up to `SCORE_SMALL_MAX` is a
+/// small integer (zigzag), `SCORE_INT` announces a zigzag varint integer,
+/// `SCORE_F64` eight bytes of f64. Integral scores, the common case, take 1-3 bytes.
+const SCORE_SMALL_MAX: u8 = 0xfd;
+const SCORE_INT: u8 = 0xfe;
+const SCORE_F64: u8 = 0xff;
+
+/// Appends one listpack entry. -0 is stored as 0, as Redis's d2string does.
+fn push_entry(out: &mut Vec<u8>, member: &[u8], score: f64) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: integers exact in an f64
+    if score.fract() == 0.0 && score.abs() <= EXACT {
+        let i = score as i64;
+        let z = ((i << 1) ^ (i >> 63)) as u64;
+        if z <= SCORE_SMALL_MAX as u64 {
+            out.push(z as u8);
+        } else {
+            out.push(SCORE_INT);
+            push_varint(out, z as usize);
+        }
+    } else {
+        out.push(SCORE_F64);
+        out.extend_from_slice(&score.to_le_bytes());
+    }
+    push_varint(out, member.len());
+    out.extend_from_slice(member);
+}
+
+/// Decodes an entry's score; returns it and the bytes it took.
+#[inline]
+fn read_score(b: &[u8]) -> Option<(f64, usize)> {
+    let unzig = |z: u64| ((z >> 1) as i64 ^ -((z & 1) as i64)) as f64;
+    match *b.first()? {
+        SCORE_F64 => Some((f64::from_le_bytes(b.get(1..9)?.try_into().ok()?), 9)),
+        SCORE_INT => {
+            let (z, n) = read_varint(&b[1..]);
+            Some((unzig(z as u64), 1 + n))
+        }
+        small => Some((unzig(small as u64), 1)),
+    }
+}
+
 /// The compact encoding: sorted entries in one buffer.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Listpack {
@@ -125,9 +166,9 @@ impl<'a> Iterator for LpIter<'a> {
             return None;
         }
         let start = self.at;
-        let score = f64::from_le_bytes(self.buf[start..start + 8].try_into().ok()?);
-        let (len, n) = read_varint(&self.buf[start + 8..]);
-        let mstart = start + 8 + n;
+        let (score, sn) = read_score(&self.buf[start..])?;
+        let (len, n) = read_varint(&self.buf[start + sn..]);
+        let mstart = start + sn + n;
         let end = mstart + len;
         self.at = end;
         Some(LpEntry {
@@ -159,10 +200,10 @@ impl Listpack {
             .iter()
             .find(|e| cmp_key(e.score, e.member, score, member) == Ordering::Greater)
             .map_or(self.buf.len(), |e| e.start);
-        let mut enc = Vec::with_capacity(8 + 2 + member.len());
-        enc.extend_from_slice(&score.to_le_bytes());
-        push_varint(&mut enc, member.len());
-        enc.extend_from_slice(member);
+        let mut enc = Vec::with_capacity(10 + 2 + member.len());
+        push_entry(&mut enc, member, score);
+        // Exact growth, as a listpack reallocs per insert: small sets are many.
+        self.buf.reserve_exact(enc.len());
         self.buf.splice(at..at, enc);
         self.len += 1;
     }
@@ -170,6 +211,9 @@ impl Listpack {
     fn remove_range_bytes(&mut self, start: usize, end: usize, n: usize) {
         self.buf.drain(start..end);
         self.len -= n;
+        if self.buf.capacity() > self.buf.len() + 64 {
+            self.buf.shrink_to_fit();
+        }
     }
 
     /// Byte offset of the entry at `rank` (or the end).
@@ -688,12 +732,10 @@ impl ZSetValue {
         if elems.len() <= lim.max_entries && maxlen <= lim.max_value {
             let mut lp = Listpack::default();
             for (m, s) in elems {
-                let s = if *s == 0.0 { 0.0 } else { *s };
-                lp.buf.extend_from_slice(&s.to_le_bytes());
-                push_varint(&mut lp.buf, m.len());
-                lp.buf.extend_from_slice(m);
+                push_entry(&mut lp.buf, m, *s);
                 lp.len += 1;
             }
+            lp.buf.shrink_to_fit();
             return ZSetValue { enc: Enc::Lp(lp) };
         }
         let mut big = Box::<Big>::default();
@@ -768,12 +810,10 @@ impl ZSetValue {
         }
         let mut lp = Listpack::default();
         self.for_each(|m, s| {
-            let s = if s == 0.0 { 0.0 } else { s };
-            lp.buf.extend_from_slice(&s.to_le_bytes());
-            push_varint(&mut lp.buf, m.len());
-            lp.buf.extend_from_slice(m);
+            push_entry(&mut lp.buf, m, s);
             lp.len += 1;
         });
+        lp.buf.shrink_to_fit();
         self.enc = Enc::Lp(lp);
     }
 
@@ -1055,7 +1095,18 @@ mod tests {
                 } else {
                     format!("m{k}").into_bytes()
                 };
-                let s = (rnd() % 50) as f64;
+                let s = match rnd() % 5 {
+                    0 => -((rnd() % 400) as f64),
+                    1 => (rnd() % 50) as f64 + 0.25,
+                    2 => [
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        1e300,
+                        -1e17,
+                        9007199254740993.0,
+                    ][(rnd() % 5) as usize],
+                    _ => (rnd() % 50) as f64,
+                };
                 match rnd() % 5 {
                     0..=2 => {
                         z.set(&m, s, lim(max));
