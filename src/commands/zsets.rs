@@ -1283,12 +1283,9 @@ fn read_input(db: &mut Db, key: &[u8], now: u64, access: Access) -> Result<Input
     }
 }
 
-/// The members of a set input. On this branch the set type is still a
-/// placeholder (always empty); once the set family is merged this body
-/// becomes `s.members()` (checked against redis-server with the `set` branch
-/// merged: the `sets_as_inputs` test then runs and passes).
-fn set_members(_s: &crate::storage::set::SetValue) -> Vec<Vec<u8>> {
-    Vec::new()
+/// The members of a set input (sets count as zsets with score 1).
+fn set_members(s: &crate::storage::set::SetValue) -> Vec<Vec<u8>> {
+    s.members()
 }
 
 fn aggregate(target: &mut f64, val: f64, aggr: Aggr) {
