@@ -78,6 +78,10 @@ pub fn run_shard_cmd(
 pub fn record(core: &Core, cmd: &Command, start: Instant, reply: &[u8]) {
     let usec = start.elapsed().as_micros() as u64;
     let failed = reply.first() == Some(&b'-');
+    // Redis's server.dirty, approximated as one change per successful write command.
+    if !failed && cmd.flags().contains(crate::commands::spec::CmdFlags::WRITE) {
+        crate::persistence::add_dirty(core.id, 1);
+    }
     {
         let mut st = core.stats.borrow_mut();
         st.commands_processed += 1;

@@ -4,6 +4,7 @@ use super::table::{self, Pos, Table};
 use super::value::{
     Expiry, Kind, NewPayload, Object, OwnedValue, Payload, Record, StrRef, EMBSTR_MAX,
 };
+use crate::persistence::snapshot::DbSnap;
 use crate::util::num;
 
 /// How a lookup treats the key it finds.
@@ -124,6 +125,11 @@ pub struct Db {
     /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl),
     /// a running average over active-expiry samples as Redis keeps it.
     pub avg_ttl: u64,
+    /// The snapshot in progress over this database, if any.
+    snap: Option<Box<DbSnap>>,
+    /// The snapshot bit new and serialized records carry; a record with the
+    /// other value is still to be serialized by the snapshot in progress.
+    fresh_bit: bool,
 }
 
 /// The slab index a payload points at, if any.
@@ -243,6 +249,7 @@ impl Db {
 
     /// The slab object at `pos`, mutably, if the value lives out of line.
     pub fn object_mut(&mut self, pos: Pos) -> Option<&mut Object> {
+        self.cow(pos);
         match self.table.at(pos).payload() {
             Payload::Slab(i) => Some(self.slab.get_mut(i)),
             _ => None,
@@ -267,6 +274,7 @@ impl Db {
 
     /// Removes the key at `pos` and returns its value and absolute expiry.
     pub fn take_at(&mut self, pos: Pos) -> (OwnedValue, Option<u64>) {
+        self.cow(pos);
         let rec = self.table.remove_at(pos);
         let expiry = rec.expiry();
         if let Some(e) = expiry {
@@ -317,7 +325,8 @@ impl Db {
                 Record::new(key, NewPayload::Slab(kind, idx), expiry, lru)
             }
         };
-        self.table.insert_new_hashed(table::hash(key), rec);
+        let p = self.table.insert_new_hashed(table::hash(key), rec);
+        self.mark_fresh(p);
     }
 
     /// Stores a string, replacing any existing key. `keep_ttl` keeps an existing
@@ -335,6 +344,7 @@ impl Db {
         let existing = self.table.find_hashed(h, key);
         let mut expire_at = expire_at;
         if let Some(p) = existing {
+            self.cow(p);
             if keep_ttl {
                 expire_at = self.table.at(p).expire_at();
             }
@@ -355,12 +365,14 @@ impl Db {
                     lru_clock(now_ms),
                 );
                 *self.table.at_mut(p) = rec;
+                self.mark_fresh(p);
                 return;
             }
             if expire_at.is_none() && old_exp.is_none() {
                 self.release_payload(old_payload);
                 let payload = self.new_str_payload(value, enc);
                 *self.table.at_mut(p) = Record::new(key, payload, None, lru_clock(now_ms));
+                self.mark_fresh(p);
                 return;
             }
             self.remove_at(p);
@@ -368,7 +380,8 @@ impl Db {
         let payload = self.new_str_payload(value, enc);
         let expiry = expire_at.map(|at| self.index_volatile(key, at));
         let rec = Record::new(key, payload, expiry, lru_clock(now_ms));
-        self.table.insert_new_hashed(h, rec);
+        let p = self.table.insert_new_hashed(h, rec);
+        self.mark_fresh(p);
     }
 
     fn release_payload(&mut self, slab_idx: Option<u32>) {
@@ -395,6 +408,7 @@ impl Db {
 
     /// Stores an integer value at an existing string key, in place when possible (INCR).
     pub fn set_int_at(&mut self, pos: Pos, v: i64) {
+        self.cow(pos);
         if self.table.at_mut(pos).set_int_in_place(v) {
             return;
         }
@@ -405,10 +419,12 @@ impl Db {
         let key = rec.key().to_vec();
         self.release_payload(old_payload);
         *self.table.at_mut(pos) = Record::new(&key, NewPayload::Int(v), expiry, lru);
+        self.mark_fresh(pos);
     }
 
     /// Makes the string at `pos` a growable raw string and returns it (APPEND, SETRANGE).
     pub fn raw_str_at(&mut self, pos: Pos) -> &mut Vec<u8> {
+        self.cow(pos);
         let rec = self.table.at(pos);
         if let Payload::Slab(i) = rec.payload() {
             if let Object::RawStr(v) = self.slab.get_mut(i) {
@@ -422,6 +438,7 @@ impl Db {
         let idx = self.slab.insert(Object::RawStr(bytes));
         *self.table.at_mut(pos) =
             Record::new(&key, NewPayload::Slab(Kind::String, idx), expiry, lru);
+        self.mark_fresh(pos);
         match self.slab.get_mut(idx) {
             Object::RawStr(v) => v,
             _ => unreachable!("just inserted a raw string"),
@@ -458,7 +475,9 @@ impl Db {
         let kind = obj.kind();
         let idx = self.slab.insert(obj);
         let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
-        self.table.insert_new_hashed(table::hash(key), rec)
+        let p = self.table.insert_new_hashed(table::hash(key), rec);
+        self.mark_fresh(p);
+        p
     }
 
     /// Deletes the key at `pos` when its collection is empty, as Redis does
@@ -482,6 +501,7 @@ impl Db {
 
     /// Sets or clears the expiry of the key at `pos`.
     pub fn set_expire_at(&mut self, pos: Pos, at: Option<u64>) {
+        self.cow(pos);
         let rec = self.table.at(pos);
         match (rec.expiry(), at) {
             (Some(mut e), Some(at)) => {
@@ -492,6 +512,7 @@ impl Db {
             (Some(e), None) => {
                 let rec = self.table.at(pos).with_expiry(None);
                 *self.table.at_mut(pos) = rec;
+                self.mark_fresh(pos);
                 self.unindex_volatile(e.volatile_idx);
             }
             (None, Some(at)) => {
@@ -499,6 +520,7 @@ impl Db {
                 let e = self.index_volatile(&key, at);
                 let rec = self.table.at(pos).with_expiry(Some(e));
                 *self.table.at_mut(pos) = rec;
+                self.mark_fresh(pos);
             }
         }
     }
@@ -603,11 +625,110 @@ impl Db {
 
     /// Removes every key.
     pub fn clear(&mut self) {
+        // A snapshot in progress still needs the old contents: serialize them first.
+        while !self.snapshot_step(usize::MAX) {}
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
         self.avg_ttl = 0;
     }
+}
+
+/// Snapshot hooks: see `persistence::snapshot` for the design.
+impl Db {
+    /// Gives a new record (or a rebuilt one) the bit of records that need no serializing.
+    #[inline]
+    fn mark_fresh(&mut self, pos: Pos) {
+        let f = self.fresh_bit;
+        self.table.at_mut(pos).set_snap_bit(f);
+    }
+
+    /// Before the record at `pos` changes or goes: serializes it if the
+    /// snapshot in progress has not yet (copy-on-write at the key level).
+    #[inline]
+    fn cow(&mut self, pos: Pos) {
+        if self.snap.is_some() {
+            self.cow_slow(pos);
+        }
+    }
+
+    #[cold]
+    fn cow_slow(&mut self, pos: Pos) {
+        let fresh = self.fresh_bit;
+        let Some(snap) = self.snap.as_mut() else {
+            return;
+        };
+        let rec = self.table.at_mut(pos);
+        if rec.snap_bit() != fresh {
+            let before = snap.buf.len();
+            serialize(&mut snap.buf, rec, &self.slab, snap.opts);
+            snap.cow_bytes += (snap.buf.len() - before) as u64;
+            snap.keys += 1;
+            rec.set_snap_bit(fresh);
+            snap.maybe_flush();
+        }
+    }
+
+    /// Starts a snapshot of this database: every record present now is
+    /// pending until the walker or a write hook serializes it.
+    pub fn snapshot_begin(&mut self, snap: DbSnap) {
+        // Finish a previous one first (cannot happen: one snapshot at a time).
+        while !self.snapshot_step(usize::MAX) {}
+        self.fresh_bit = !self.fresh_bit;
+        self.snap = Some(Box::new(snap));
+    }
+
+    /// True while a snapshot of this database is in progress.
+    pub fn snapshot_active(&self) -> bool {
+        self.snap.is_some()
+    }
+
+    /// Serializes up to `count` more records; true when the snapshot of this
+    /// database is complete (its last bytes are then handed to the writer).
+    pub fn snapshot_step(&mut self, count: usize) -> bool {
+        let fresh = self.fresh_bit;
+        let Some(snap) = self.snap.as_mut() else {
+            return true;
+        };
+        let slab = &self.slab;
+        let opts = snap.opts;
+        let next = {
+            let snap = &mut **snap;
+            self.table.scan_mut(snap.cursor, count, |rec| {
+                if rec.snap_bit() != fresh {
+                    serialize(&mut snap.buf, rec, slab, opts);
+                    snap.keys += 1;
+                    rec.set_snap_bit(fresh);
+                }
+            })
+        };
+        snap.maybe_flush();
+        if next == 0 {
+            if let Some(mut s) = self.snap.take() {
+                s.finish();
+            }
+            true
+        } else {
+            snap.cursor = next;
+            false
+        }
+    }
+}
+
+/// Appends one record in RDB form.
+fn serialize(
+    out: &mut Vec<u8>,
+    rec: &Record,
+    slab: &Slab,
+    opts: crate::persistence::rdb::SaveOpts,
+) {
+    use crate::persistence::rdb::{save_key, ValueRef};
+    let value = match rec.payload() {
+        Payload::Inline(b) => ValueRef::Bytes(b),
+        Payload::Int(i) => ValueRef::Int(i),
+        Payload::Slab(i) => ValueRef::Object(slab.get(i)),
+    };
+    save_key(out, rec.key(), value, rec.expire_at(), opts);
 }
 
 #[cfg(test)]
