@@ -1,0 +1,677 @@
+//! RDB persistence: round trips through restarts (1 and 4 shards), compatibility
+//! both ways with Debian's redis-server 7.0 and redis-check-rdb, corrupt and
+//! truncated files, save points, SHUTDOWN/SIGTERM saves, DEBUG RELOAD, and a
+//! BGSAVE taken while clients write that must equal the dataset at its cut.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Raw, Resp};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory kept across restarts of the servers using it.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("percore-rdb-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        Dir(d)
+    }
+
+    fn dump(&self) -> PathBuf {
+        self.0.join("dump.rdb")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server process (percore or redis-server) in a given directory.
+struct Proc {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn raw(&self) -> Raw {
+        Raw::connect(self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit; its exit status.
+    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SHUTDOWN with `args` and wait for the exit.
+    fn shutdown(&mut self, args: &[&str]) {
+        let mut c = self.raw();
+        let mut cmd = vec!["SHUTDOWN"];
+        cmd.extend_from_slice(args);
+        c.send_cmd(&cmd);
+        assert!(
+            self.wait_exit(Duration::from_secs(60)).is_some(),
+            "server did not exit after SHUTDOWN {args:?}"
+        );
+    }
+}
+
+fn spawn_percore(dir: &Path, shards: usize, extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+        .args(["--pin-cores", "no", "--enable-debug-command", "yes"])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start percore");
+    (child, port)
+}
+
+fn wait_ready(p: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("server exited early ({st}): {}", p.log());
+        }
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p.port)) {
+            use std::io::{Read, Write};
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 64];
+            if c.write_all(b"PING\r\n").is_ok() && matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                // redis-server answers -LOADING while it loads.
+                if buf.starts_with(b"+PONG") {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start: {}", p.log());
+}
+
+fn percore(dir: &Path, shards: usize, extra: &[&str]) -> Proc {
+    let (child, port) = spawn_percore(dir, shards, extra);
+    let mut p = Proc {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    wait_ready(&mut p);
+    p
+}
+
+fn redis(dir: &Path, extra: &[&str]) -> Proc {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--appendonly", "no", "--enable-debug-command", "yes"])
+        .args(["--dir", dir.to_str().expect("utf-8 dir")])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let mut p = Proc {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    wait_ready(&mut p);
+    p
+}
+
+fn check_rdb(path: &Path) {
+    let out = Command::new("redis-check-rdb")
+        .arg(path)
+        .output()
+        .expect("run redis-check-rdb");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("RDB looks OK"),
+        "redis-check-rdb rejects {}: {text}",
+        path.display()
+    );
+}
+
+/// (db, key) -> (value, OBJECT ENCODING, PEXPIRETIME).
+type Contents = BTreeMap<(usize, Vec<u8>), (Vec<u8>, String, i64)>;
+
+fn contents(p: &Proc, dbs: usize) -> Contents {
+    let mut c = p.raw();
+    let mut out = Contents::new();
+    for db in 0..dbs {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]).text(), "OK");
+        let Resp::Array(Some(keys)) = c.cmds("KEYS *") else {
+            panic!("KEYS")
+        };
+        for k in keys {
+            let Resp::Bulk(Some(k)) = k else { panic!("key") };
+            let v = match c.cmd(&[&b"GET"[..], &k]) {
+                Resp::Bulk(Some(v)) => v,
+                other => panic!("GET {k:?}: {other:?}"),
+            };
+            let enc = c.cmd(&[&b"OBJECT"[..], b"ENCODING", &k]).text();
+            let exp = c.cmd(&[&b"PEXPIRETIME"[..], &k]).int();
+            out.insert((db, k), (v, enc, exp));
+        }
+    }
+    out
+}
+
+fn lcg(x: &mut u64) -> u64 {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *x >> 33
+}
+
+/// Writes strings of every encoding and RDB string form, keys with TTLs, several dbs.
+fn fill(p: &Proc) {
+    let mut c = p.raw();
+    let mut seed = 42u64;
+    let random: Vec<u8> = (0..1000).map(|_| lcg(&mut seed) as u8).collect();
+    let far = 4_000_000_000_000i64; // year 2096, in ms
+    for db in [0usize, 1, 5, 15] {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]).text(), "OK");
+        let vals: Vec<(String, Vec<u8>)> = vec![
+            ("i0".into(), b"0".to_vec()),
+            ("ineg".into(), b"-1".to_vec()),
+            ("i127".into(), b"127".to_vec()),
+            ("i128".into(), b"128".to_vec()),
+            ("i16".into(), b"-32768".to_vec()),
+            ("i32".into(), b"40000".to_vec()),
+            ("imax32".into(), b"2147483647".to_vec()),
+            ("ibig".into(), b"2147483648".to_vec()),
+            ("imin".into(), b"-9223372036854775808".to_vec()),
+            ("imax".into(), b"9223372036854775807".to_vec()),
+            ("lead0".into(), b"007".to_vec()),
+            ("plus".into(), b"+5".to_vec()),
+            ("float".into(), b"3.14".to_vec()),
+            ("empty".into(), b"".to_vec()),
+            ("hello".into(), b"hello".to_vec()),
+            ("emb44".into(), vec![b'e'; 44]),
+            ("raw45".into(), vec![b'r'; 45]),
+            ("s20".into(), b"abcdefghijabcdefghij".to_vec()),
+            ("s21".into(), vec![b'a'; 21]),
+            ("lzf".into(), b"0123456789".repeat(100)),
+            ("random".into(), random.clone()),
+            ("bin\0\u{ff}key".into(), b"\0\x01\x02\xff".to_vec()),
+            ("k".repeat(300), b"long key".to_vec()),
+            (format!("db{db}"), db.to_string().into_bytes()),
+        ];
+        for (k, v) in &vals {
+            assert_eq!(c.cmd(&[b"SET", k.as_bytes(), &v[..]]).text(), "OK");
+        }
+        // raw by APPEND, short.
+        assert_eq!(c.cmds("APPEND appended ab").int(), 2);
+        for (i, k) in ["ttl1", "ttl2", "ttl3"].iter().enumerate() {
+            let at = (far + i as i64 * 1000).to_string();
+            assert_eq!(c.cmd(&["SET", k, "v", "PXAT", &at]).text(), "OK");
+        }
+        for i in 0..300 {
+            let k = format!("bulk:{i}");
+            let v = if i % 3 == 0 {
+                i.to_string()
+            } else {
+                format!("value-{i}-{}", "z".repeat(i % 60))
+            };
+            c.send_cmd(&["SET", &k, &v]);
+        }
+        for _ in 0..300 {
+            assert_eq!(c.read().text(), "OK");
+        }
+    }
+}
+
+/// The contents as redis-server would hold them: encodings are the same
+/// rules, so compare everything.
+fn assert_same(a: &Contents, b: &Contents, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: key counts differ");
+    for (k, va) in a {
+        match b.get(k) {
+            Some(vb) => assert_eq!(va, vb, "{what}: key {:?} differs", k),
+            None => panic!("{what}: key {k:?} missing"),
+        }
+    }
+}
+
+fn round_trip(shards: usize) {
+    let dir = Dir::new("rt");
+    let mut p = percore(&dir.0, shards, &[]);
+    fill(&p);
+    let before = contents(&p, 16);
+    // A key that expires between the save and the restart is not loaded.
+    assert_eq!(p.raw().cmds("SET gone x PX 1000").text(), "OK");
+    p.shutdown(&[]); // default save points: saves on shutdown
+    assert!(p.log().contains("DB saved on disk"), "{}", p.log());
+    check_rdb(&dir.dump());
+    std::thread::sleep(Duration::from_millis(1100));
+    for s in [shards, 1, 3] {
+        let mut q = percore(&dir.0, s, &["--save", ""]);
+        let after = contents(&q, 16);
+        assert_same(&before, &after, &format!("percore {shards} -> {s} shards"));
+        let info = q.raw().cmds("INFO persistence").text();
+        assert!(info.contains("rdb_last_load_keys_expired:1"), "{info}");
+        q.shutdown(&[]);
+    }
+    // redis-server 7.0 loads percore's dump with the same contents.
+    let rdir = Dir::new("rt-redis");
+    std::fs::copy(dir.dump(), rdir.dump()).expect("copy dump");
+    let r = redis(&rdir.0, &["--save", ""]);
+    assert_same(&before, &contents(&r, 16), "redis-server loading percore's dump");
+}
+
+#[test]
+fn round_trip_one_shard() {
+    round_trip(1);
+}
+
+#[test]
+fn round_trip_four_shards() {
+    round_trip(4);
+}
+
+/// A dump written by redis-server 7.0 loads into percore with identical contents, and back.
+#[test]
+fn redis_dump_loads_into_percore() {
+    let rdir = Dir::new("from-redis");
+    let r = redis(&rdir.0, &["--save", ""]);
+    fill(&r);
+    let want = contents(&r, 16);
+    assert_eq!(r.raw().cmds("SAVE").text(), "OK");
+    for compression in ["yes", "no"] {
+        assert_eq!(
+            r.raw()
+                .cmd(&["CONFIG", "SET", "rdbcompression", compression])
+                .text(),
+            "OK"
+        );
+        assert_eq!(r.raw().cmds("SAVE").text(), "OK");
+        for shards in [1, 4] {
+            let dir = Dir::new("from-redis-p");
+            std::fs::copy(rdir.dump(), dir.dump()).expect("copy");
+            let mut p = percore(&dir.0, shards, &["--save", ""]);
+            assert_same(&want, &contents(&p, 16), "percore loading redis's dump");
+            // And percore's own dump of it, with and without compression.
+            assert_eq!(
+                p.raw()
+                    .cmd(&["CONFIG", "SET", "rdbcompression", compression])
+                    .text(),
+                "OK"
+            );
+            assert_eq!(p.raw().cmds("SAVE").text(), "OK");
+            check_rdb(&dir.dump());
+            p.shutdown(&["NOSAVE"]);
+            let r2dir = Dir::new("back-to-redis");
+            std::fs::copy(dir.dump(), r2dir.dump()).expect("copy");
+            let r2 = redis(&r2dir.0, &["--save", ""]);
+            assert_same(&want, &contents(&r2, 16), "redis loading percore's dump");
+        }
+    }
+}
+
+/// rdbchecksum no: the trailer is zero, redis-check-rdb and both servers accept it.
+#[test]
+fn no_checksum_and_no_compression() {
+    let dir = Dir::new("nock");
+    let mut p = percore(
+        &dir.0,
+        2,
+        &["--rdbchecksum", "no", "--rdbcompression", "no"],
+    );
+    fill(&p);
+    let want = contents(&p, 16);
+    assert_eq!(p.raw().cmds("SAVE").text(), "OK");
+    let data = std::fs::read(dir.dump()).expect("dump");
+    assert_eq!(&data[data.len() - 8..], &[0u8; 8]);
+    check_rdb(&dir.dump());
+    p.shutdown(&["NOSAVE"]);
+    let q = percore(&dir.0, 1, &[]);
+    assert_same(&want, &contents(&q, 16), "reload without checksum");
+}
+
+/// Corrupt and truncated files: percore refuses to start with a message
+/// naming the file and the offset, never panics, never half-loads.
+#[test]
+fn corrupt_and_truncated_files_are_refused() {
+    let dir = Dir::new("good");
+    let mut p = percore(&dir.0, 1, &[]);
+    fill(&p);
+    assert_eq!(p.raw().cmds("SAVE").text(), "OK");
+    p.shutdown(&["NOSAVE"]);
+    let good = std::fs::read(dir.dump()).expect("dump");
+    let n = good.len();
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("empty".into(), vec![]),
+        ("magic".into(), b"REDIX0010".iter().chain(&good[9..]).copied().collect()),
+        ("version".into(), b"REDIS0099".iter().chain(&good[9..]).copied().collect()),
+    ];
+    for cut in [5, 9, 30, n / 3, n / 2, n - 9, n - 1] {
+        cases.push((format!("truncated at {cut}"), good[..cut].to_vec()));
+    }
+    let mut seed = 7u64;
+    for _ in 0..5 {
+        let mut g = good.clone();
+        let i = 9 + (lcg(&mut seed) as usize) % (n - 9);
+        g[i] ^= 1 + (lcg(&mut seed) as u8 % 255);
+        cases.push((format!("byte {i} flipped"), g));
+    }
+    // A huge length in a key header.
+    let mut g = good[..90].to_vec();
+    g.extend_from_slice(&[0, 0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    cases.push(("huge length".into(), g));
+    // An unknown value type.
+    // The first type byte follows RESIZEDB and its two (one-byte) lengths.
+    let mut g = good.clone();
+    let pos = g.iter().position(|&b| b == 0xFB).expect("RESIZEDB") + 3;
+    if pos < g.len() {
+        g[pos] = 42;
+        cases.push(("unknown type".into(), g));
+    }
+    for (what, bytes) in cases {
+        let d = Dir::new("bad");
+        std::fs::write(d.dump(), &bytes).expect("write");
+        let (child, port) = spawn_percore(&d.0, 2, &[]);
+        let mut proc_ = Proc {
+            child,
+            port,
+            dir: d.0.clone(),
+        };
+        let st = proc_
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{what}: percore started on a bad dump"));
+        let log = proc_.log();
+        assert!(!st.success(), "{what}: exit status {st}");
+        assert!(!log.contains("panicked"), "{what}: {log}");
+        assert!(
+            log.contains("dump.rdb") && log.contains("offset"),
+            "{what}: message should name file and offset: {log}"
+        );
+    }
+}
+
+/// SHUTDOWN SAVE / NOSAVE, SIGTERM, `save ""`, LASTSAVE, save points.
+#[test]
+fn shutdown_signal_and_save_points() {
+    // save "" + SHUTDOWN: no dump. SHUTDOWN SAVE: dump.
+    let dir = Dir::new("sd");
+    let mut p = percore(&dir.0, 2, &["--save", ""]);
+    assert_eq!(p.raw().cmds("SET a 1").text(), "OK");
+    p.shutdown(&[]);
+    assert!(!dir.dump().exists());
+    let mut p = percore(&dir.0, 2, &["--save", ""]);
+    assert_eq!(p.raw().cmds("SET a 1").text(), "OK");
+    p.shutdown(&["SAVE"]);
+    assert!(dir.dump().exists());
+    // NOSAVE with save points: the dump keeps its old contents.
+    let mut p = percore(&dir.0, 2, &[]);
+    assert_eq!(p.raw().cmds("GET a").text(), "1");
+    assert_eq!(p.raw().cmds("SET a 2").text(), "OK");
+    p.shutdown(&["NOSAVE"]);
+    // SIGTERM with save points saves.
+    let mut p = percore(&dir.0, 2, &[]);
+    assert_eq!(p.raw().cmds("GET a").text(), "1");
+    assert_eq!(p.raw().cmds("SET a 3").text(), "OK");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(p.child.id() as i32, 15) };
+    assert!(p.wait_exit(Duration::from_secs(30)).is_some());
+    let mut p = percore(&dir.0, 2, &["--save", "1 1"]);
+    assert_eq!(p.raw().cmds("GET a").text(), "3");
+    // A save point: 1 change in 1 second.
+    let t0 = p.raw().cmds("LASTSAVE").int();
+    assert_eq!(p.raw().cmds("SET b 1").text(), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = p.raw().cmds("INFO persistence").text();
+        if p.raw().cmds("LASTSAVE").int() > t0 && info.contains("rdb_changes_since_last_save:0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no save point fired: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p.shutdown(&["NOSAVE"]);
+    let p = percore(&dir.0, 1, &["--save", ""]);
+    assert_eq!(p.raw().cmds("GET b").text(), "1");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Replies of the persistence commands match redis-server's.
+#[test]
+fn command_replies_match_redis() {
+    let rdir = Dir::new("cr");
+    let r = redis(&rdir.0, &["--save", ""]);
+    for shards in [1, 4] {
+        let dir = Dir::new("cp");
+        let p = percore(&dir.0, shards, &["--save", ""]);
+        let (mut a, mut b) = (r.raw(), p.raw());
+        for line in [
+            "BGSAVE foo",
+            "BGSAVE SCHEDULE x",
+            "SAVE x",
+            "LASTSAVE x",
+            "DEBUG RELOAD bogus",
+            "SET k v",
+            "SAVE",
+            "DEBUG RELOAD",
+            "GET k",
+            "DEBUG RELOAD NOSAVE",
+            "GET k",
+            "DEBUG RELOAD NOSAVE NOFLUSH MERGE",
+            "DBSIZE",
+        ] {
+            assert_eq!(a.cmds(line), b.cmds(line), "{line} ({shards} shards)");
+        }
+        assert!(matches!(b.cmds("LASTSAVE"), Resp::Int(_)));
+        let started = b.cmds("BGSAVE");
+        assert_eq!(started.text(), "Background saving started");
+        wait_bgsave(&p);
+        assert_eq!(b.cmds("BGSAVE SCHEDULE").text(), "Background saving started");
+        wait_bgsave(&p);
+        let info = b.cmds("INFO persistence").text();
+        for f in [
+            "rdb_changes_since_last_save:0",
+            "rdb_bgsave_in_progress:0",
+            "rdb_last_bgsave_status:ok",
+            "rdb_saves:",
+            "rdb_last_cow_size:",
+        ] {
+            assert!(info.contains(f), "{f} in {info}");
+        }
+    }
+}
+
+fn wait_bgsave(p: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = p.raw().cmds("INFO persistence").text();
+        if info.contains("rdb_bgsave_in_progress:0") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "BGSAVE did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One writer's operation: SET key value=i, or DEL key.
+#[derive(Clone, Copy)]
+enum Op {
+    Set(usize),
+    Del,
+}
+
+/// BGSAVE while clients write: for each writer (one hash tag, so one shard
+/// and one cut), the dump must equal the writer's keys after some prefix of
+/// its acknowledged operations: values are operation numbers, so the
+/// largest value m in the dump fixes the prefix up to the next SET after m.
+fn bgsave_point_in_time(shards: usize) {
+    const WRITERS: usize = 4;
+    const POOL: usize = 2000;
+    const BATCH: usize = 32;
+    const PAD: usize = 40_000;
+    let dir = Dir::new("pit");
+    let mut p = percore(&dir.0, shards, &["--save", ""]);
+    // Padding so the walker takes a while on each shard.
+    {
+        let mut c = p.raw();
+        for w in 0..WRITERS {
+            for chunk in (0..PAD).collect::<Vec<_>>().chunks(500) {
+                let mut args = vec!["MSET".to_string()];
+                for i in chunk {
+                    args.push(format!("{{w{w}}}:pad:{i}"));
+                    args.push(format!("padding-value-{i}"));
+                }
+                c.send_cmd(&args);
+            }
+            for _ in (0..PAD).step_by(500) {
+                assert_eq!(c.read().text(), "OK");
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let stop = stop.clone();
+        let port = p.port;
+        handles.push(std::thread::spawn(move || {
+            let mut c = Raw::connect(port);
+            let mut ops: Vec<(usize, Op)> = Vec::new();
+            let mut seed = 1000 + w as u64;
+            let mut i = 0usize;
+            // Pipelined batches: many writes land while the walker runs.
+            while !stop.load(Ordering::Relaxed) {
+                let mut batch = Vec::new();
+                for _ in 0..BATCH {
+                    i += 1;
+                    let k = lcg(&mut seed) as usize % POOL;
+                    let key = format!("{{w{w}}}:k{k}");
+                    if lcg(&mut seed) % 5 == 0 {
+                        c.send_cmd(&["DEL", &key]);
+                        batch.push((k, Op::Del));
+                    } else {
+                        c.send_cmd(&["SET", &key, &i.to_string()]);
+                        batch.push((k, Op::Set(i)));
+                    }
+                }
+                for (_, op) in &batch {
+                    let r = c.read();
+                    if let Op::Set(_) = op {
+                        assert_eq!(r.text(), "OK");
+                    }
+                }
+                ops.extend(batch);
+            }
+            ops
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(p.raw().cmds("BGSAVE").text(), "Background saving started");
+    wait_bgsave(&p);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let all_ops: Vec<Vec<(usize, Op)>> = handles.into_iter().map(|h| h.join().expect("writer")).collect();
+    let info = p.raw().cmds("INFO persistence").text();
+    assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
+    let cow: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("rdb_last_cow_size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rdb_last_cow_size");
+    eprintln!("{shards} shard(s): rdb_last_cow_size={cow}");
+    p.shutdown(&["NOSAVE"]);
+    check_rdb(&dir.dump());
+    // Read the dump back (percore loads it; the round-trip tests cover loading).
+    let q = percore(&dir.0, 1, &["--save", ""]);
+    let mut c = q.raw();
+    assert!(c.cmds("DBSIZE").int() as usize >= WRITERS * PAD);
+    for (w, ops) in all_ops.iter().enumerate() {
+        let mut dump: Vec<Option<usize>> = vec![None; POOL];
+        for (k, slot) in dump.iter_mut().enumerate() {
+            if let Resp::Bulk(Some(v)) = c.cmd(&["GET", &format!("{{w{w}}}:k{k}")]) {
+                *slot = Some(String::from_utf8(v).expect("utf8").parse().expect("number"));
+            }
+        }
+        // Candidate prefixes: every cut between the largest value m in the
+        // dump and the next SET after it.
+        let m = dump.iter().flatten().copied().max().unwrap_or(0);
+        let mut state: Vec<Option<usize>> = vec![None; POOL];
+        let mut matched = state == dump && m == 0;
+        for &(k, op) in ops {
+            match op {
+                Op::Set(i) => {
+                    if i > m {
+                        break;
+                    }
+                    state[k] = Some(i);
+                }
+                Op::Del => state[k] = None,
+            }
+            if state == dump {
+                matched = true;
+            }
+        }
+        assert!(
+            matched,
+            "writer {w}: the dump ({dump:?}) is no prefix of the acknowledged writes (max value {m}, {} ops)",
+            ops.len()
+        );
+        assert!(ops.len() > 10, "writer {w} barely wrote");
+        // No padding key lost.
+        for i in (0..PAD).step_by(997) {
+            assert_eq!(
+                c.cmd(&["GET", &format!("{{w{w}}}:pad:{i}")]).text(),
+                format!("padding-value-{i}")
+            );
+        }
+    }
+}
+
+#[test]
+fn bgsave_is_point_in_time_one_shard() {
+    bgsave_point_in_time(1);
+}
+
+#[test]
+fn bgsave_is_point_in_time_four_shards() {
+    bgsave_point_in_time(4);
+}
