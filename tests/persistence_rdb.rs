@@ -161,8 +161,8 @@ fn check_rdb(path: &Path) {
         .arg(path)
         .output()
         .expect("run redis-check-rdb");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && text.contains("RDB looks OK"),
         "redis-check-rdb rejects {}: {text}",
@@ -182,7 +182,9 @@ fn contents(p: &Proc, dbs: usize) -> Contents {
             panic!("KEYS")
         };
         for k in keys {
-            let Resp::Bulk(Some(k)) = k else { panic!("key") };
+            let Resp::Bulk(Some(k)) = k else {
+                panic!("key")
+            };
             let v = match c.cmd(&[&b"GET"[..], &k]) {
                 Resp::Bulk(Some(v)) => v,
                 other => panic!("GET {k:?}: {other:?}"),
@@ -295,7 +297,11 @@ fn round_trip(shards: usize) {
     let rdir = Dir::new("rt-redis");
     std::fs::copy(dir.dump(), rdir.dump()).expect("copy dump");
     let r = redis(&rdir.0, &["--save", ""]);
-    assert_same(&before, &contents(&r, 16), "redis-server loading percore's dump");
+    assert_same(
+        &before,
+        &contents(&r, 16),
+        "redis-server loading percore's dump",
+    );
 }
 
 #[test]
@@ -380,8 +386,14 @@ fn corrupt_and_truncated_files_are_refused() {
     let n = good.len();
     let mut cases: Vec<(String, Vec<u8>)> = vec![
         ("empty".into(), vec![]),
-        ("magic".into(), b"REDIX0010".iter().chain(&good[9..]).copied().collect()),
-        ("version".into(), b"REDIS0099".iter().chain(&good[9..]).copied().collect()),
+        (
+            "magic".into(),
+            b"REDIX0010".iter().chain(&good[9..]).copied().collect(),
+        ),
+        (
+            "version".into(),
+            b"REDIS0099".iter().chain(&good[9..]).copied().collect(),
+        ),
     ];
     for cut in [5, 9, 30, n / 3, n / 2, n - 9, n - 1] {
         cases.push((format!("truncated at {cut}"), good[..cut].to_vec()));
@@ -506,7 +518,10 @@ fn command_replies_match_redis() {
         let started = b.cmds("BGSAVE");
         assert_eq!(started.text(), "Background saving started");
         wait_bgsave(&p);
-        assert_eq!(b.cmds("BGSAVE SCHEDULE").text(), "Background saving started");
+        assert_eq!(
+            b.cmds("BGSAVE SCHEDULE").text(),
+            "Background saving started"
+        );
         wait_bgsave(&p);
         let info = b.cmds("INFO persistence").text();
         for f in [
@@ -585,7 +600,7 @@ fn bgsave_point_in_time(shards: usize) {
                     i += 1;
                     let k = lcg(&mut seed) as usize % POOL;
                     let key = format!("{{w{w}}}:k{k}");
-                    if lcg(&mut seed) % 5 == 0 {
+                    if lcg(&mut seed).is_multiple_of(5) {
                         c.send_cmd(&["DEL", &key]);
                         batch.push((k, Op::Del));
                     } else {
@@ -609,7 +624,10 @@ fn bgsave_point_in_time(shards: usize) {
     wait_bgsave(&p);
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
-    let all_ops: Vec<Vec<(usize, Op)>> = handles.into_iter().map(|h| h.join().expect("writer")).collect();
+    let all_ops: Vec<Vec<(usize, Op)>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("writer"))
+        .collect();
     let info = p.raw().cmds("INFO persistence").text();
     assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
     let cow: u64 = info

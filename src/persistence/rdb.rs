@@ -708,8 +708,13 @@ fn intset_members(is: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
-fn pairs(v: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    if v.len() % 2 != 0 {
+/// Field/value pairs.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// A decoder of a compact-encoding blob into its entries.
+type BlobDecoder = fn(&[u8]) -> Result<Vec<Vec<u8>>, String>;
+
+fn pairs(v: Vec<Vec<u8>>) -> Result<Pairs, String> {
+    if !v.len().is_multiple_of(2) {
         return Err("odd number of entries in a pair encoding".into());
     }
     let mut out = Vec::with_capacity(v.len() / 2);
@@ -720,7 +725,7 @@ fn pairs(v: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
     Ok(out)
 }
 
-fn scored(v: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(Vec<u8>, f64)>, String> {
+fn scored(v: Pairs) -> Result<Vec<(Vec<u8>, f64)>, String> {
     v.into_iter()
         .map(|(m, s)| match num::parse_f64(&s) {
             Some(d) => Ok((m, d)),
@@ -731,7 +736,7 @@ fn scored(v: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(Vec<u8>, f64)>, String> {
 
 /// Reads a value of type `t`: the one place each value type's decoder lives.
 fn load_value(rd: &mut Rd<'_>, t: u8, at: usize) -> R<LoadedValue> {
-    let blob = |rd: &mut Rd<'_>, f: fn(&[u8]) -> Result<Vec<Vec<u8>>, String>| -> R<Vec<Vec<u8>>> {
+    let blob = |rd: &mut Rd<'_>, f: BlobDecoder| -> R<Vec<Vec<u8>>> {
         let bat = rd.pos;
         let b = rd.string()?;
         f(&b).map_err(|msg| LoadError { offset: bat, msg })
