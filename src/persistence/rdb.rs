@@ -263,6 +263,257 @@ fn save_object(out: &mut Vec<u8>, obj: &Object, opts: SaveOpts) -> u8 {
 }
 
 // ---------------------------------------------------------------------------
+// Collection encoders. Each family's arm in `save_object` calls one of these
+// with its elements; they produce what Redis 7.0 writes for the same encoding.
+// ---------------------------------------------------------------------------
+
+/// Bytes of a listpack entry's back-length field for an entry of `l` bytes (lpEncodeBacklen).
+fn backlen_size(l: usize) -> usize {
+    if l <= 127 {
+        1
+    } else if l < 16383 {
+        2
+    } else if l < 2097151 {
+        3
+    } else if l < 268435455 {
+        4
+    } else {
+        5
+    }
+}
+
+/// A canonical decimal integer, as listpacks and intsets store them (string2ll + round trip).
+fn canonical_int(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let v = num::parse_i64(s)?;
+    let mut buf = [0u8; 24];
+    (num::format_i64(v, &mut buf) == s).then_some(v)
+}
+
+/// Builds listpacks entry by entry.
+#[derive(Debug)]
+pub struct ListpackWriter {
+    buf: Vec<u8>,
+    count: usize,
+}
+
+impl Default for ListpackWriter {
+    fn default() -> Self {
+        ListpackWriter::new()
+    }
+}
+
+impl ListpackWriter {
+    /// An empty listpack.
+    pub fn new() -> Self {
+        ListpackWriter {
+            buf: vec![0; 6],
+            count: 0,
+        }
+    }
+
+    /// Bytes so far (header included, end marker not).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no entry was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends an entry: integer encodings for canonical integers, as lpAppend.
+    pub fn push(&mut self, e: &[u8]) {
+        let start = self.buf.len();
+        let b = &mut self.buf;
+        if let Some(v) = canonical_int(e) {
+            if (0..=127).contains(&v) {
+                b.push(v as u8);
+            } else if (-4096..=4095).contains(&v) {
+                let u = if v < 0 { (1 << 13) + v } else { v } as u16;
+                b.push(0xC0 | (u >> 8) as u8);
+                b.push(u as u8);
+            } else if (i16::MIN as i64..=i16::MAX as i64).contains(&v) {
+                b.push(0xF1);
+                b.extend_from_slice(&(v as i16).to_le_bytes());
+            } else if (-(1 << 23)..(1 << 23)).contains(&v) {
+                b.push(0xF2);
+                b.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+            } else if (i32::MIN as i64..=i32::MAX as i64).contains(&v) {
+                b.push(0xF3);
+                b.extend_from_slice(&(v as i32).to_le_bytes());
+            } else {
+                b.push(0xF4);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        } else if e.len() < 64 {
+            b.push(0x80 | e.len() as u8);
+            b.extend_from_slice(e);
+        } else if e.len() < 4096 {
+            b.push(0xE0 | (e.len() >> 8) as u8);
+            b.push(e.len() as u8);
+            b.extend_from_slice(e);
+        } else {
+            b.push(0xF0);
+            b.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            b.extend_from_slice(e);
+        }
+        let l = b.len() - start;
+        match backlen_size(l) {
+            1 => b.push(l as u8),
+            n => {
+                // Most significant group first; every byte but the first has bit 7 set.
+                for k in (0..n).rev() {
+                    let g = ((l >> (7 * k)) & 127) as u8;
+                    b.push(if k == n - 1 { g } else { g | 128 });
+                }
+            }
+        }
+        self.count += 1;
+    }
+
+    /// The finished listpack blob.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.push(0xFF);
+        let total = self.buf.len() as u32;
+        self.buf[..4].copy_from_slice(&total.to_le_bytes());
+        let n = self.count.min(0xFFFF) as u16;
+        self.buf[4..6].copy_from_slice(&n.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Bytes per quicklist node before a new one starts (list-max-listpack-size -2).
+const QUICKLIST_NODE_BYTES: usize = 8 * 1024;
+
+/// A list as Redis 7.0 writes it (RDB_TYPE_LIST_QUICKLIST_2, packed listpack
+/// nodes; an element larger than a node gets a plain node of its own).
+pub fn save_list<'a>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = &'a [u8]>,
+    opts: SaveOpts,
+) -> u8 {
+    let mut nodes: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut lp = ListpackWriter::new();
+    for it in items {
+        if it.len() >= QUICKLIST_NODE_BYTES {
+            if !lp.is_empty() {
+                nodes.push((2, std::mem::take(&mut lp).finish()));
+            }
+            nodes.push((1, it.to_vec()));
+            continue;
+        }
+        if !lp.is_empty() && lp.len() + it.len() + 11 > QUICKLIST_NODE_BYTES {
+            nodes.push((2, std::mem::take(&mut lp).finish()));
+        }
+        lp.push(it);
+    }
+    if !lp.is_empty() {
+        nodes.push((2, lp.finish()));
+    }
+    save_len(out, nodes.len() as u64);
+    for (container, blob) in nodes {
+        save_len(out, container);
+        save_string(out, &blob, opts);
+    }
+    ty::LIST_QUICKLIST_2
+}
+
+/// A set: an intset when `intset` (every member a canonical integer), else a plain member list.
+pub fn save_set<'a>(
+    out: &mut Vec<u8>,
+    members: impl Iterator<Item = &'a [u8]>,
+    intset: bool,
+    opts: SaveOpts,
+) -> u8 {
+    let members: Vec<&[u8]> = members.collect();
+    let ints: Option<Vec<i64>> = if intset {
+        members.iter().map(|m| canonical_int(m)).collect()
+    } else {
+        None
+    };
+    if let Some(mut v) = ints {
+        v.sort_unstable();
+        let fits = |lo: i64, hi: i64| v.iter().all(|&x| (lo..=hi).contains(&x));
+        let width: usize = if fits(i16::MIN as i64, i16::MAX as i64) {
+            2
+        } else if fits(i32::MIN as i64, i32::MAX as i64) {
+            4
+        } else {
+            8
+        };
+        let mut blob = Vec::with_capacity(8 + v.len() * width);
+        blob.extend_from_slice(&(width as u32).to_le_bytes());
+        blob.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        for x in v {
+            blob.extend_from_slice(&x.to_le_bytes()[..width]);
+        }
+        save_string(out, &blob, opts);
+        return ty::SET_INTSET;
+    }
+    save_len(out, members.len() as u64);
+    for m in members {
+        save_string(out, m, opts);
+    }
+    ty::SET
+}
+
+/// A hash: one listpack of field, value, ... when `compact`, else field/value pairs.
+pub fn save_hash<'a>(
+    out: &mut Vec<u8>,
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    compact: bool,
+    opts: SaveOpts,
+) -> u8 {
+    if compact {
+        let mut lp = ListpackWriter::new();
+        for (f, v) in pairs {
+            lp.push(f);
+            lp.push(v);
+        }
+        save_string(out, &lp.finish(), opts);
+        return ty::HASH_LISTPACK;
+    }
+    let pairs: Vec<(&[u8], &[u8])> = pairs.collect();
+    save_len(out, pairs.len() as u64);
+    for (f, v) in pairs {
+        save_string(out, f, opts);
+        save_string(out, v, opts);
+    }
+    ty::HASH
+}
+
+/// A sorted set in score order: one listpack of member, score, ... when
+/// `compact`, else RDB_TYPE_ZSET_2 with binary scores, written from the
+/// highest score down as Redis does (so its loader appends cheaply).
+pub fn save_zset<'a>(
+    out: &mut Vec<u8>,
+    members: impl DoubleEndedIterator<Item = (&'a [u8], f64)>,
+    compact: bool,
+    opts: SaveOpts,
+) -> u8 {
+    if compact {
+        let mut lp = ListpackWriter::new();
+        let mut buf = [0u8; 64];
+        for (m, s) in members {
+            lp.push(m);
+            lp.push(num::d2string(s, &mut buf));
+        }
+        save_string(out, &lp.finish(), opts);
+        return ty::ZSET_LISTPACK;
+    }
+    let members: Vec<(&[u8], f64)> = members.rev().collect();
+    save_len(out, members.len() as u64);
+    for (m, s) in members {
+        save_string(out, m, opts);
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    ty::ZSET_2
+}
+
+// ---------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------
 
@@ -548,13 +799,7 @@ fn listpack_entries(lp: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 _ => return Err(format!("invalid listpack entry encoding 0x{b:02x}")),
             }
         };
-        let back = match enc_len {
-            0..=127 => 1,
-            128..=16383 => 2,
-            16384..=2097151 => 3,
-            2097152..=268435455 => 4,
-            _ => 5,
-        };
+        let back = backlen_size(enc_len);
         need(i, enc_len + back)?;
         i += enc_len + back;
         out.push(entry);
@@ -1017,6 +1262,88 @@ mod tests {
             let mut g = f.clone();
             g[i] ^= 0x5a;
             assert!(load(&g, true, |_| Ok(())).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn collection_encoders_round_trip() {
+        let opts = SaveOpts { compression: true };
+        let long = vec![b'q'; 10_000];
+        let items: Vec<Vec<u8>> = vec![
+            b"a".to_vec(),
+            b"5".to_vec(),
+            b"-2".to_vec(),
+            b"300".to_vec(),
+            b"-5000".to_vec(),
+            b"70000".to_vec(),
+            b"-9000000".to_vec(),
+            b"3000000000".to_vec(),
+            i64::MIN.to_string().into_bytes(),
+            b"007".to_vec(),
+            vec![b'x'; 100],
+            vec![b'y'; 5000],
+            long.clone(),
+            b"".to_vec(),
+        ];
+        let many: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("elem-{i}").into_bytes())
+            .collect();
+        for list in [&items, &many] {
+            let mut out = Vec::new();
+            let t = save_list(&mut out, list.iter().map(|v| &v[..]), opts);
+            let mut rd = Rd { b: &out, pos: 0 };
+            assert_eq!(
+                load_value(&mut rd, t, 0).unwrap(),
+                LoadedValue::List(list.clone())
+            );
+            assert_eq!(rd.pos, out.len());
+        }
+        let ints: Vec<Vec<u8>> = [5i64, -3, 70000, 1 << 40]
+            .iter()
+            .map(|v| v.to_string().into_bytes())
+            .collect();
+        let mut out = Vec::new();
+        assert_eq!(
+            save_set(&mut out, ints.iter().map(|v| &v[..]), true, opts),
+            ty::SET_INTSET
+        );
+        let mut rd = Rd { b: &out, pos: 0 };
+        let LoadedValue::Set(mut got) = load_value(&mut rd, ty::SET_INTSET, 0).unwrap() else {
+            panic!()
+        };
+        got.sort();
+        let mut want = ints.clone();
+        want.sort();
+        assert_eq!(got, want);
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = items.iter().map(|v| (v.clone(), v.clone())).collect();
+        for compact in [true, false] {
+            let mut out = Vec::new();
+            let t = save_hash(
+                &mut out,
+                pairs.iter().map(|(a, b)| (&a[..], &b[..])),
+                compact,
+                opts,
+            );
+            let mut rd = Rd { b: &out, pos: 0 };
+            assert_eq!(
+                load_value(&mut rd, t, 0).unwrap(),
+                LoadedValue::Hash(pairs.clone())
+            );
+            let z: Vec<(Vec<u8>, f64)> = vec![
+                (b"a".to_vec(), -1.5),
+                (b"b".to_vec(), 0.0),
+                (b"c".to_vec(), 3.0),
+                (b"d".to_vec(), 1e300),
+                (b"e".to_vec(), f64::INFINITY),
+            ];
+            let mut out = Vec::new();
+            let t = save_zset(&mut out, z.iter().map(|(m, s)| (&m[..], *s)), compact, opts);
+            let mut rd = Rd { b: &out, pos: 0 };
+            let LoadedValue::ZSet(mut got) = load_value(&mut rd, t, 0).unwrap() else {
+                panic!()
+            };
+            got.sort_by(|a, b| a.1.total_cmp(&b.1));
+            assert_eq!(got, z);
         }
     }
 
