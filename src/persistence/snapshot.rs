@@ -37,6 +37,8 @@ use crate::server::core::Core;
 
 /// Keys serialized per walker slice before yielding.
 const SLICE: usize = 256;
+/// Longest the walker runs before letting the executor poll for I/O.
+const WALK_BUDGET: std::time::Duration = std::time::Duration::from_micros(200);
 /// Bytes buffered per (shard, db) before they go to the writer.
 const CHUNK: usize = 64 * 1024;
 
@@ -70,6 +72,8 @@ pub struct DbSnap {
     pub cow_bytes: u64,
     /// Keys serialized so far.
     pub keys: u64,
+    /// When the cut was taken.
+    started: Instant,
 }
 
 impl DbSnap {
@@ -83,6 +87,7 @@ impl DbSnap {
             cursor: 0,
             cow_bytes: 0,
             keys: 0,
+            started: Instant::now(),
         }
     }
 
@@ -107,6 +112,13 @@ impl DbSnap {
         let st = super::state();
         st.cow_bytes.fetch_add(self.cow_bytes, Ordering::Relaxed);
         st.keys_processed.fetch_add(self.keys, Ordering::Relaxed);
+        crate::server::log::verbose(&format!(
+            "Snapshot of DB {}: {} keys serialized in {:.3} s, {} bytes of them by writes ahead of the walker",
+            self.db,
+            self.keys,
+            self.started.elapsed().as_secs_f64(),
+            self.cow_bytes
+        ));
     }
 }
 
@@ -220,6 +232,7 @@ fn spawn_walker(core: Rc<Core>) {
     });
     let c2 = core.clone();
     let task = async move {
+        let mut slice_started = Instant::now();
         loop {
             let done = {
                 let mut shard = c2.shard.borrow_mut();
@@ -234,7 +247,16 @@ fn spawn_walker(core: Rc<Core>) {
             if done {
                 return;
             }
-            glommio::executor().yield_task_queue_now().await;
+            if slice_started.elapsed() >= WALK_BUDGET {
+                // Yielding the task queue is not enough: while this task is
+                // runnable the executor may not poll for network events, so
+                // connections would wait for the preempt timer. A timer wait
+                // makes the executor go through its reactor.
+                glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+                slice_started = Instant::now();
+            } else {
+                glommio::executor().yield_task_queue_now().await;
+            }
         }
     };
     match glommio::spawn_local_into(task, tq) {

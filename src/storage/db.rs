@@ -805,6 +805,80 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_is_point_in_time() {
+        use crate::persistence::rdb::{self, LoadedValue, SaveOpts};
+        use crate::persistence::snapshot::{DbSnap, WriterMsg};
+        let mut db = Db::new();
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            db.set_str(k.as_bytes(), b"old", StrEncoding::Auto, None, false, 0);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        assert!(!db.snapshot_step(100));
+        // Overwrite, delete, expire, append and create keys while the walker is part-way.
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            match i % 4 {
+                0 => db.set_str(k.as_bytes(), b"new", StrEncoding::Auto, None, false, 0),
+                1 => {
+                    db.delete(k.as_bytes(), 0);
+                }
+                2 => {
+                    let p = db.find(k.as_bytes(), 0, Access::Write).unwrap();
+                    db.raw_str_at(p).extend_from_slice(b"!");
+                }
+                _ => {
+                    let p = db.find(k.as_bytes(), 0, Access::Write).unwrap();
+                    db.set_expire_at(p, Some(5));
+                }
+            }
+            db.set_str(
+                format!("n{i}").as_bytes(),
+                b"x",
+                StrEncoding::Auto,
+                None,
+                false,
+                0,
+            );
+        }
+        while !db.snapshot_step(100) {}
+        let mut bytes = Vec::new();
+        for m in rx.try_iter() {
+            if let WriterMsg::Chunk { bytes: b, .. } = m {
+                bytes.extend(b);
+            }
+        }
+        let mut file = b"REDIS0010".to_vec();
+        file.extend(bytes);
+        file.push(rdb::op::EOF);
+        file.extend_from_slice(&[0; 8]);
+        let mut n = 0;
+        rdb::load(&file, false, |k| {
+            assert!(k.key.starts_with(b"k"), "{:?}", k.key);
+            assert_eq!(k.value, LoadedValue::Str(b"old".to_vec()));
+            assert_eq!(k.expire_ms, None);
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 2000);
+        // A second snapshot sees the new contents.
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        while !db.snapshot_step(7) {}
+        let total: usize = rx
+            .try_iter()
+            .map(|m| match m {
+                WriterMsg::Chunk { bytes, .. } => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(total > 0);
+        assert_eq!(db.len(), 1500 + 2000);
+    }
+
+    #[test]
     fn set_keeps_or_replaces_ttl() {
         let mut db = Db::new();
         db.set_str(b"k", b"1", StrEncoding::Auto, Some(500), false, 0);
