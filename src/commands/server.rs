@@ -583,6 +583,7 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
             out.error("ERR No shutdown in progress.");
             return out;
         }
+        log::warning("User requested shutdown...");
         let save_points = !ctx.core.config.borrow().save.is_empty();
         if (save || (save_points && !nosave))
             && !crate::persistence::snapshot::save_before_exit(&ctx.core).await
@@ -591,7 +592,6 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
             out.error("ERR Errors trying to SHUTDOWN. Check logs.");
             return out;
         }
-        log::warning("User requested shutdown...");
         SHUTDOWN.store(true, Ordering::SeqCst);
         ctx.client.close_after_reply.set(true);
         out

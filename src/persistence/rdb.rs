@@ -662,8 +662,13 @@ impl<'a> Rd<'a> {
                 let clen = self.len()?;
                 let len = self.len()?;
                 let z = self.take_len(clen, at)?;
-                if len > 1 << 32 {
-                    return self.err(at, format!("LZF string of {len} bytes is too long"));
+                // A back reference (at most 3 bytes) expands to at most 264
+                // bytes: a larger claim is corrupt, and must not be allocated.
+                if len > clen.saturating_mul(90).saturating_add(64) {
+                    return self.err(
+                        at,
+                        format!("LZF string claims {len} bytes from {clen} compressed bytes"),
+                    );
                 }
                 return match lzf::decompress(z, len as usize) {
                     Ok(s) => Ok(s),

@@ -535,11 +535,24 @@ pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Res
             super::load_into_shard(&data, &mut shard, nshards, crate::server::core::now_ms())
         })
         .await;
+    let (mut loaded, mut expired) = (0, 0);
     for r in results {
-        if let Err(e) = r {
-            crate::server::log::warning(&e);
-            return Err("Error trying to load the RDB dump, check server logs.".into());
+        match r {
+            Ok((l, e)) => {
+                loaded += l;
+                expired += e;
+            }
+            Err(e) => {
+                crate::server::log::warning(&e);
+                return Err("Error trying to load the RDB dump, check server logs.".into());
+            }
         }
     }
+    let st = super::state();
+    st.load_keys_loaded.store(loaded, Ordering::SeqCst);
+    st.load_keys_expired.store(expired, Ordering::SeqCst);
+    crate::server::log::notice(&format!(
+        "Done loading RDB, keys loaded: {loaded}, keys expired: {expired}."
+    ));
     Ok(())
 }
