@@ -1353,6 +1353,67 @@ mod tests {
     }
 
     #[test]
+    fn random_corruption_never_panics() {
+        let opts = SaveOpts { compression: true };
+        let mut f = Vec::new();
+        save_header(&mut f, 1, 2);
+        save_db_header(&mut f, 0, 6, 1);
+        save_key(&mut f, b"s", ValueRef::Bytes(&b"abc".repeat(20)), Some(9), opts);
+        let items: Vec<Vec<u8>> = (0..50).map(|i| format!("{}", i * 1000 - 7).into_bytes()).collect();
+        for (t, body) in [
+            {
+                let mut b = Vec::new();
+                (save_list(&mut b, items.iter().map(|v| &v[..]), opts), b)
+            },
+            {
+                let mut b = Vec::new();
+                (save_set(&mut b, items.iter().map(|v| &v[..]), true, opts), b)
+            },
+            {
+                let mut b = Vec::new();
+                let t = save_hash(&mut b, items.iter().map(|v| (&v[..], &v[..])), true, opts);
+                (t, b)
+            },
+            {
+                let mut b = Vec::new();
+                let t = save_zset(&mut b, items.iter().map(|v| (&v[..], 1.5)), true, opts);
+                (t, b)
+            },
+        ] {
+            f.push(t);
+            save_string(&mut f, b"k", opts);
+            f.extend_from_slice(&body);
+        }
+        f.push(op::EOF);
+        let crc = super::super::crc64::crc64(0, &f);
+        f.extend_from_slice(&crc.to_le_bytes());
+        assert!(load(&f, true, |_| Ok(())).is_ok());
+        let mut x = 0x1234_5678u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut g = f.clone();
+            for _ in 0..1 + rnd() % 4 {
+                let i = 9 + (rnd() as usize) % (g.len() - 9);
+                match rnd() % 3 {
+                    0 => g[i] = rnd() as u8,
+                    1 => g.truncate(i),
+                    _ => g.insert(i, rnd() as u8),
+                }
+                if g.len() <= 10 {
+                    break;
+                }
+            }
+            // Without the checksum, so that the decoders see the damage.
+            let _ = load(&g, false, |_| Ok(()));
+        }
+    }
+
+    #[test]
     fn compact_encodings() {
         // listpack: "a", 5, -2, "hello", 300 (13-bit int)
         let mut lp = vec![0u8; 6];
