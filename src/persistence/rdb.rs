@@ -1358,8 +1358,16 @@ mod tests {
         let mut f = Vec::new();
         save_header(&mut f, 1, 2);
         save_db_header(&mut f, 0, 6, 1);
-        save_key(&mut f, b"s", ValueRef::Bytes(&b"abc".repeat(20)), Some(9), opts);
-        let items: Vec<Vec<u8>> = (0..50).map(|i| format!("{}", i * 1000 - 7).into_bytes()).collect();
+        save_key(
+            &mut f,
+            b"s",
+            ValueRef::Bytes(&b"abc".repeat(20)),
+            Some(9),
+            opts,
+        );
+        let items: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("{}", i * 1000 - 7).into_bytes())
+            .collect();
         for (t, body) in [
             {
                 let mut b = Vec::new();
@@ -1367,7 +1375,10 @@ mod tests {
             },
             {
                 let mut b = Vec::new();
-                (save_set(&mut b, items.iter().map(|v| &v[..]), true, opts), b)
+                (
+                    save_set(&mut b, items.iter().map(|v| &v[..]), true, opts),
+                    b,
+                )
             },
             {
                 let mut b = Vec::new();

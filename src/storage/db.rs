@@ -130,6 +130,18 @@ pub struct Db {
     /// The snapshot bit new and serialized records carry; a record with the
     /// other value is still to be serialized by the snapshot in progress.
     fresh_bit: bool,
+    /// Contents emptied (FLUSHDB/FLUSHALL) during a snapshot, still to be
+    /// serialized by its walker: (table, slab, snapshot, fresh bit).
+    detached: Option<Box<Detached>>,
+}
+
+/// Contents detached from a database by a flush while its snapshot runs.
+#[derive(Debug)]
+struct Detached {
+    table: Table<Record>,
+    slab: Slab,
+    snap: Box<DbSnap>,
+    fresh_bit: bool,
 }
 
 /// The slab index a payload points at, if any.
@@ -625,8 +637,19 @@ impl Db {
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        // A snapshot in progress still needs the old contents: serialize them first.
-        while !self.snapshot_step(usize::MAX) {}
+        // A snapshot in progress still needs the old contents: hand them to
+        // its walker instead of serializing them all now.
+        if let Some(snap) = self.snap.take() {
+            while self.detached.is_some() {
+                self.snapshot_step(usize::MAX);
+            }
+            self.detached = Some(Box::new(Detached {
+                table: std::mem::take(&mut self.table),
+                slab: std::mem::take(&mut self.slab),
+                snap,
+                fresh_bit: self.fresh_bit,
+            }));
+        }
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
@@ -674,35 +697,43 @@ impl Db {
     pub fn snapshot_begin(&mut self, snap: DbSnap) {
         // Finish a previous one first (cannot happen: one snapshot at a time).
         while !self.snapshot_step(usize::MAX) {}
+        while self.detached.is_some() {
+            self.snapshot_step(usize::MAX);
+        }
         self.fresh_bit = !self.fresh_bit;
         self.snap = Some(Box::new(snap));
     }
 
     /// True while a snapshot of this database is in progress.
     pub fn snapshot_active(&self) -> bool {
-        self.snap.is_some()
+        self.snap.is_some() || self.detached.is_some()
     }
 
     /// Serializes up to `count` more records; true when the snapshot of this
     /// database is complete (its last bytes are then handed to the writer).
     pub fn snapshot_step(&mut self, count: usize) -> bool {
+        if let Some(d) = self.detached.as_mut() {
+            let Detached {
+                table,
+                slab,
+                snap,
+                fresh_bit,
+            } = &mut **d;
+            let next = walk(table, slab, snap, *fresh_bit, count);
+            if next == 0 {
+                if let Some(mut d) = self.detached.take() {
+                    d.snap.finish();
+                }
+            } else {
+                snap.cursor = next;
+            }
+            return false;
+        }
         let fresh = self.fresh_bit;
         let Some(snap) = self.snap.as_mut() else {
             return true;
         };
-        let slab = &self.slab;
-        let opts = snap.opts;
-        let next = {
-            let snap = &mut **snap;
-            self.table.scan_mut(snap.cursor, count, |rec| {
-                if rec.snap_bit() != fresh {
-                    serialize(&mut snap.buf, rec, slab, opts);
-                    snap.keys += 1;
-                    rec.set_snap_bit(fresh);
-                }
-            })
-        };
-        snap.maybe_flush();
+        let next = walk(&mut self.table, &self.slab, snap, fresh, count);
         if next == 0 {
             if let Some(mut s) = self.snap.take() {
                 s.finish();
@@ -713,6 +744,26 @@ impl Db {
             false
         }
     }
+}
+
+/// Serializes up to `count` pending records from the snapshot's cursor; the next cursor (0: done).
+fn walk(
+    table: &mut Table<Record>,
+    slab: &Slab,
+    snap: &mut DbSnap,
+    fresh: bool,
+    count: usize,
+) -> u32 {
+    let opts = snap.opts;
+    let next = table.scan_mut(snap.cursor, count, |rec| {
+        if rec.snap_bit() != fresh {
+            serialize(&mut snap.buf, rec, slab, opts);
+            snap.keys += 1;
+            rec.set_snap_bit(fresh);
+        }
+    });
+    snap.maybe_flush();
+    next
 }
 
 /// Appends one record in RDB form.
@@ -876,6 +927,32 @@ mod tests {
             .sum();
         assert!(total > 0);
         assert_eq!(db.len(), 1500 + 2000);
+        // FLUSHDB during a snapshot: the old contents are still written, the new ones not.
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        assert!(!db.snapshot_step(10));
+        db.clear();
+        db.set_str(b"after", b"x", StrEncoding::Auto, None, false, 0);
+        assert!(db.snapshot_active());
+        while !db.snapshot_step(100) {}
+        assert!(!db.snapshot_active());
+        let mut file = b"REDIS0010".to_vec();
+        for m in rx.try_iter() {
+            if let WriterMsg::Chunk { bytes, .. } = m {
+                file.extend(bytes);
+            }
+        }
+        file.push(rdb::op::EOF);
+        file.extend_from_slice(&[0; 8]);
+        let mut n = 0;
+        rdb::load(&file, false, |k| {
+            assert_ne!(k.key, b"after");
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 3500);
+        assert_eq!(db.len(), 1);
     }
 
     #[test]
