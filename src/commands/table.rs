@@ -85,6 +85,22 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("flushall", Exec::Multi(keys::flushall)),
     ("swapdb", Exec::Multi(keys::swapdb)),
     // hashes (commands/hashes.rs)
+    ("hset", Exec::Shard(hashes::hset)),
+    ("hsetnx", Exec::Shard(hashes::hsetnx)),
+    ("hmset", Exec::Shard(hashes::hmset)),
+    ("hget", Exec::Shard(hashes::hget)),
+    ("hmget", Exec::Shard(hashes::hmget)),
+    ("hgetall", Exec::Shard(hashes::hgetall)),
+    ("hdel", Exec::Shard(hashes::hdel)),
+    ("hexists", Exec::Shard(hashes::hexists)),
+    ("hlen", Exec::Shard(hashes::hlen)),
+    ("hstrlen", Exec::Shard(hashes::hstrlen)),
+    ("hkeys", Exec::Shard(hashes::hkeys)),
+    ("hvals", Exec::Shard(hashes::hvals)),
+    ("hincrby", Exec::Shard(hashes::hincrby)),
+    ("hincrbyfloat", Exec::Shard(hashes::hincrbyfloat)),
+    ("hrandfield", Exec::Shard(hashes::hrandfield)),
+    ("hscan", Exec::Shard(hashes::hscan)),
     // -- end of hashes
     //
     // lists (and blocking) (commands/lists.rs)

@@ -295,6 +295,11 @@ impl<E> Table<E> {
         }
     }
 
+    /// Every entry, in tag order (what `for_each` visits, borrowed from the table).
+    pub fn iter(&self) -> impl Iterator<Item = &E> + '_ {
+        self.parts.iter().flat_map(|p| p.slots.iter().flatten())
+    }
+
     /// Removes and returns every entry (used to move a table's contents elsewhere).
     pub fn drain_all(&mut self) -> Vec<E> {
         let mut out = Vec::with_capacity(self.len);
