@@ -185,14 +185,46 @@ fn contents(p: &Proc, dbs: usize) -> Contents {
             let Resp::Bulk(Some(k)) = k else {
                 panic!("key")
             };
-            let v = match c.cmd(&[&b"GET"[..], &k]) {
-                Resp::Bulk(Some(v)) => v,
-                other => panic!("GET {k:?}: {other:?}"),
-            };
+            let v = value_of(&mut c, &k);
             let enc = c.cmd(&[&b"OBJECT"[..], b"ENCODING", &k]).text();
             let exp = c.cmd(&[&b"PEXPIRETIME"[..], &k]).int();
             out.insert((db, k), (v, enc, exp));
         }
+    }
+    out
+}
+
+/// A key's value as comparable bytes, whatever its type.
+fn value_of(c: &mut Raw, k: &[u8]) -> Vec<u8> {
+    let t = c.cmd(&[&b"TYPE"[..], k]).text();
+    let flat = |r: Resp| -> Vec<Vec<u8>> {
+        let Resp::Array(Some(v)) = r else {
+            panic!("{r:?}")
+        };
+        v.into_iter()
+            .map(|x| match x {
+                Resp::Bulk(Some(b)) => b,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut out = t.clone().into_bytes();
+    out.push(b':');
+    match t.as_str() {
+        "string" => match c.cmd(&[&b"GET"[..], k]) {
+            Resp::Bulk(Some(v)) => out.extend(v),
+            other => panic!("GET {k:?}: {other:?}"),
+        },
+        "hash" => {
+            let f = flat(c.cmd(&[&b"HGETALL"[..], k]));
+            let mut pairs: Vec<Vec<u8>> = f
+                .chunks(2)
+                .map(|p| [&p[0][..], b"=", &p[1][..]].concat())
+                .collect();
+            pairs.sort();
+            out.extend(pairs.join(&b"\n"[..]));
+        }
+        other => panic!("type {other} of {k:?} not compared yet"),
     }
     out
 }
@@ -241,6 +273,26 @@ fn fill(p: &Proc) {
         for (k, v) in &vals {
             assert_eq!(c.cmd(&[b"SET", k.as_bytes(), &v[..]]).text(), "OK");
         }
+        // Hashes: listpack, hashtable by size and by value length, with a TTL.
+        let mut h = vec!["HSET".to_string(), "hash:small".into()];
+        for i in 0..10 {
+            h.push(format!("f{i}"));
+            h.push(if i % 2 == 0 {
+                i.to_string()
+            } else {
+                format!("v{i}")
+            });
+        }
+        c.cmd(&h);
+        let mut h = vec!["HSET".to_string(), "hash:big".into()];
+        for i in 0..600 {
+            h.push(format!("field:{i}"));
+            h.push(format!("{}", i * 7));
+        }
+        c.cmd(&h);
+        c.cmd(&["HSET", "hash:longval", "f", &"L".repeat(100), "g", "1"]);
+        c.cmd(&["HSET", "hash:ttl", "a", "1"]);
+        c.cmd(&["PEXPIREAT", "hash:ttl", &far.to_string()]);
         // raw by APPEND, short.
         assert_eq!(c.cmds("APPEND appended ab").int(), 2);
         for (i, k) in ["ttl1", "ttl2", "ttl3"].iter().enumerate() {

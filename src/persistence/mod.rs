@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 use crate::server::exec::shard_of_key;
 use crate::storage::db::StrEncoding;
+use crate::storage::hash::{HashLimits, HashValue};
+use crate::storage::value::{Object, OwnedValue};
 use rdb::{LoadError, LoadedKey, LoadedValue};
 
 /// Server-wide save state (Redis's server.lastsave, rdb_child_pid, ...), read by INFO.
@@ -131,10 +133,9 @@ pub fn read_and_check(
 /// The error for a value this build cannot store yet (each family removes its type here when it lands).
 fn unsupported(v: &LoadedValue, offset: usize) -> Option<LoadError> {
     let t = match v {
-        LoadedValue::Str(_) => return None,
+        LoadedValue::Str(_) | LoadedValue::Hash(_) => return None,
         LoadedValue::List(_) => "list",
         LoadedValue::Set(_) => "set",
-        LoadedValue::Hash(_) => "hash",
         LoadedValue::ZSet(_) => "zset",
     };
     Some(LoadError {
@@ -172,6 +173,7 @@ pub fn load_into_shard(
             expired += 1;
             return Ok(());
         }
+        let hash_limits = HashLimits::of(&shard.limits);
         let Some(db) = shard.dbs.get_mut(k.db) else {
             return Err(LoadError {
                 offset: k.offset,
@@ -181,6 +183,22 @@ pub fn load_into_shard(
         match k.value {
             LoadedValue::Str(v) => {
                 db.set_str(&k.key, &v, StrEncoding::Auto, k.expire_ms, false, now_ms);
+            }
+            // Encodings follow the thresholds as Redis's loader applies them.
+            LoadedValue::Hash(pairs) => {
+                if pairs.is_empty() {
+                    return Ok(());
+                }
+                let mut h = HashValue::new();
+                for (f, v) in &pairs {
+                    h.set(f, v, hash_limits);
+                }
+                db.insert_owned(
+                    &k.key,
+                    OwnedValue::Object(Object::Hash(h)),
+                    k.expire_ms,
+                    now_ms,
+                );
             }
             other => {
                 return Err(unsupported(&other, k.offset).unwrap_or(LoadError {

@@ -239,14 +239,15 @@ fn save_object(out: &mut Vec<u8>, obj: &Object, opts: SaveOpts) -> u8 {
             save_string(out, v, opts);
             ty::STRING
         }
-        // The collection types cannot hold elements yet (their families are
-        // being written); an empty collection never stays in a database, and
-        // Redis's loader skips an empty one. Each family replaces its arm with
-        // its encoding when it lands.
-        Object::Hash(_) => {
-            save_len(out, 0);
-            ty::HASH
-        }
+        // Types whose families have not landed cannot hold elements yet; an
+        // empty collection never stays in a database, and Redis's loader
+        // skips an empty one. Each family replaces its arm when it lands.
+        Object::Hash(h) => save_hash(
+            out,
+            h.pairs().into_iter(),
+            h.encoding_name() == "listpack",
+            opts,
+        ),
         Object::List(_) => {
             save_len(out, 0);
             ty::LIST_QUICKLIST_2
