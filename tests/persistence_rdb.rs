@@ -613,7 +613,7 @@ enum Op {
 /// largest value m in the dump fixes the prefix up to the next SET after m.
 fn bgsave_point_in_time(shards: usize) {
     const WRITERS: usize = 4;
-    const POOL: usize = 2000;
+    const POOL: usize = 4000;
     const BATCH: usize = 32;
     const PAD: usize = 40_000;
     let dir = Dir::new("pit");
@@ -650,21 +650,24 @@ fn bgsave_point_in_time(shards: usize) {
                 let mut batch = Vec::new();
                 for _ in 0..BATCH {
                     i += 1;
+                    // Slots below POOL/2 are string keys, the others fields of one hash.
                     let k = lcg(&mut seed) as usize % POOL;
                     let key = format!("{{w{w}}}:k{k}");
-                    if lcg(&mut seed).is_multiple_of(5) {
-                        c.send_cmd(&["DEL", &key]);
-                        batch.push((k, Op::Del));
-                    } else {
-                        c.send_cmd(&["SET", &key, &i.to_string()]);
-                        batch.push((k, Op::Set(i)));
+                    let hash = format!("{{w{w}}}:hash");
+                    let field = format!("f{k}");
+                    let del = lcg(&mut seed).is_multiple_of(5);
+                    let v = i.to_string();
+                    match (k < POOL / 2, del) {
+                        (true, true) => c.send_cmd(&["DEL", &key]),
+                        (true, false) => c.send_cmd(&["SET", &key, &v]),
+                        (false, true) => c.send_cmd(&["HDEL", &hash, &field]),
+                        (false, false) => c.send_cmd(&["HSET", &hash, &field, &v]),
                     }
+                    batch.push((k, if del { Op::Del } else { Op::Set(i) }));
                 }
-                for (_, op) in &batch {
+                for _ in &batch {
                     let r = c.read();
-                    if let Op::Set(_) = op {
-                        assert_eq!(r.text(), "OK");
-                    }
+                    assert!(!matches!(r, Resp::Error(_)), "{r:?}");
                 }
                 ops.extend(batch);
             }
@@ -697,7 +700,12 @@ fn bgsave_point_in_time(shards: usize) {
     for (w, ops) in all_ops.iter().enumerate() {
         let mut dump: Vec<Option<usize>> = vec![None; POOL];
         for (k, slot) in dump.iter_mut().enumerate() {
-            if let Resp::Bulk(Some(v)) = c.cmd(&["GET", &format!("{{w{w}}}:k{k}")]) {
+            let r = if k < POOL / 2 {
+                c.cmd(&["GET", &format!("{{w{w}}}:k{k}")])
+            } else {
+                c.cmd(&["HGET", &format!("{{w{w}}}:hash"), &format!("f{k}")])
+            };
+            if let Resp::Bulk(Some(v)) = r {
                 *slot = Some(String::from_utf8(v).expect("utf8").parse().expect("number"));
             }
         }
