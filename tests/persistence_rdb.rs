@@ -728,11 +728,20 @@ fn bgsave_point_in_time(shards: usize) {
                 matched = true;
             }
         }
-        assert!(
-            matched,
-            "writer {w}: the dump ({dump:?}) is no prefix of the acknowledged writes (max value {m}, {} ops)",
-            ops.len()
-        );
+        if !matched {
+            let off: Vec<String> = dump
+                .iter()
+                .zip(&state)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .take(10)
+                .map(|(k, (a, b))| format!("slot {k}: dump {a:?}, state at {m} {b:?}"))
+                .collect();
+            panic!(
+                "writer {w}: the dump is no prefix of the acknowledged writes (max value {m}, {} ops); first differences: {off:?}",
+                ops.len()
+            );
+        }
         assert!(ops.len() > 10, "writer {w} barely wrote");
         // No padding key lost.
         for i in (0..PAD).step_by(997) {
