@@ -612,10 +612,10 @@ enum Op {
 /// its acknowledged operations: values are operation numbers, so the
 /// largest value m in the dump fixes the prefix up to the next SET after m.
 fn bgsave_point_in_time(shards: usize) {
-    const WRITERS: usize = 4;
+    const WRITERS: usize = 16;
     const POOL: usize = 4000;
     const BATCH: usize = 32;
-    const PAD: usize = 40_000;
+    const PAD: usize = 10_000;
     let dir = Dir::new("pit");
     let mut p = percore(&dir.0, shards, &["--save", ""]);
     // Padding so the walker takes a while on each shard.
