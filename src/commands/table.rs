@@ -104,9 +104,58 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     // -- end of hashes
     //
     // lists (and blocking) (commands/lists.rs)
+    ("lpush", Exec::Shard(lists::lpush)),
+    ("rpush", Exec::Shard(lists::rpush)),
+    ("lpushx", Exec::Shard(lists::lpushx)),
+    ("rpushx", Exec::Shard(lists::rpushx)),
+    ("lpop", Exec::Shard(lists::lpop)),
+    ("rpop", Exec::Shard(lists::rpop)),
+    ("llen", Exec::Shard(lists::llen)),
+    ("lindex", Exec::Shard(lists::lindex)),
+    ("lrange", Exec::Shard(lists::lrange)),
+    ("lset", Exec::Shard(lists::lset)),
+    ("linsert", Exec::Shard(lists::linsert)),
+    ("lrem", Exec::Shard(lists::lrem)),
+    ("ltrim", Exec::Shard(lists::ltrim)),
+    ("lpos", Exec::Shard(lists::lpos)),
+    ("lmove", Exec::Keys(lists::lmove, lists::lmove_multi)),
+    (
+        "rpoplpush",
+        Exec::Keys(lists::rpoplpush, lists::rpoplpush_multi),
+    ),
+    ("lmpop", Exec::Keys(lists::lmpop, lists::lmpop_multi)),
     // -- end of lists (and blocking)
     //
     // sets (commands/sets.rs)
+    ("sadd", Exec::Shard(sets::sadd)),
+    ("srem", Exec::Shard(sets::srem)),
+    ("smembers", Exec::Shard(sets::smembers)),
+    ("sismember", Exec::Shard(sets::sismember)),
+    ("smismember", Exec::Shard(sets::smismember)),
+    ("scard", Exec::Shard(sets::scard)),
+    ("spop", Exec::Shard(sets::spop)),
+    ("srandmember", Exec::Shard(sets::srandmember)),
+    ("smove", Exec::Keys(sets::smove, sets::smove_multi)),
+    ("sinter", Exec::Keys(sets::sinter, sets::sinter_multi)),
+    (
+        "sintercard",
+        Exec::Keys(sets::sintercard, sets::sintercard_multi),
+    ),
+    (
+        "sinterstore",
+        Exec::Keys(sets::sinterstore, sets::sinterstore_multi),
+    ),
+    ("sunion", Exec::Keys(sets::sunion, sets::sunion_multi)),
+    (
+        "sunionstore",
+        Exec::Keys(sets::sunionstore, sets::sunionstore_multi),
+    ),
+    ("sdiff", Exec::Keys(sets::sdiff, sets::sdiff_multi)),
+    (
+        "sdiffstore",
+        Exec::Keys(sets::sdiffstore, sets::sdiffstore_multi),
+    ),
+    ("sscan", Exec::Shard(sets::sscan)),
     // -- end of sets
     //
     // sorted sets (commands/zsets.rs)
