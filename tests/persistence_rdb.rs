@@ -140,6 +140,8 @@ fn redis(dir: &Path, extra: &[&str]) -> Proc {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--appendonly", "no", "--enable-debug-command", "yes"])
+        // Deep validation of every listpack/intset percore writes.
+        .args(["--sanitize-dump-payload", "yes"])
         .args(["--dir", dir.to_str().expect("utf-8 dir")])
         .args(extra)
         .current_dir(dir)
@@ -224,6 +226,12 @@ fn value_of(c: &mut Raw, k: &[u8]) -> Vec<u8> {
             pairs.sort();
             out.extend(pairs.join(&b"\n"[..]));
         }
+        "list" => out.extend(flat(c.cmd(&[&b"LRANGE"[..], k, b"0", b"-1"])).join(&b"\n"[..])),
+        "set" => {
+            let mut m = flat(c.cmd(&[&b"SMEMBERS"[..], k]));
+            m.sort();
+            out.extend(m.join(&b"\n"[..]));
+        }
         other => panic!("type {other} of {k:?} not compared yet"),
     }
     out
@@ -293,6 +301,36 @@ fn fill(p: &Proc) {
         c.cmd(&["HSET", "hash:longval", "f", &"L".repeat(100), "g", "1"]);
         c.cmd(&["HSET", "hash:ttl", "a", "1"]);
         c.cmd(&["PEXPIREAT", "hash:ttl", &far.to_string()]);
+        // Lists: one node, several nodes, a big element; sets: intset, hashtable, big intset.
+        c.cmd(&[
+            "RPUSH",
+            "list:small",
+            "a",
+            "1",
+            "-2",
+            "300",
+            "70000",
+            "hello",
+        ]);
+        let mut l = vec!["RPUSH".to_string(), "list:big".into()];
+        for i in 0..3000 {
+            l.push(if i % 2 == 0 {
+                i.to_string()
+            } else {
+                format!("element-{i}")
+            });
+        }
+        c.cmd(&l);
+        c.cmd(&["LPUSH", "list:huge-elem", &"H".repeat(20_000), "x"]);
+        c.cmd(&["SADD", "set:int", "1", "-5", "70000", "3000000000"]);
+        c.cmd(&["SADD", "set:str", "a", "b", "1", "hello world"]);
+        let mut st = vec!["SADD".to_string(), "set:bigint".into()];
+        for i in 0..600 {
+            st.push((i * 3).to_string());
+        }
+        c.cmd(&st);
+        c.cmd(&["SADD", "set:ttl", "x"]);
+        c.cmd(&["PEXPIREAT", "set:ttl", &far.to_string()]);
         // raw by APPEND, short.
         assert_eq!(c.cmds("APPEND appended ab").int(), 2);
         for (i, k) in ["ttl1", "ttl2", "ttl3"].iter().enumerate() {
@@ -960,7 +998,7 @@ fn collection_encodings_match_redis() {
     let d2 = Dir::new("coll-ours");
     std::fs::write(d2.dump(), &f).expect("write");
     check_rdb(&d2.dump());
-    let r2 = redis(&d2.0, &["--save", "", "--sanitize-dump-payload", "yes"]);
+    let r2 = redis(&d2.0, &["--save", ""]);
     let mut c2 = r2.raw();
     for k in keys {
         for args in [

@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 use crate::server::exec::shard_of_key;
 use crate::storage::db::StrEncoding;
 use crate::storage::hash::{HashLimits, HashValue};
+use crate::storage::list::{End, ListValue};
+use crate::storage::set::SetValue;
 use crate::storage::value::{Object, OwnedValue};
 use rdb::{LoadError, LoadedKey, LoadedValue};
 
@@ -133,9 +135,9 @@ pub fn read_and_check(
 /// The error for a value this build cannot store yet (each family removes its type here when it lands).
 fn unsupported(v: &LoadedValue, offset: usize) -> Option<LoadError> {
     let t = match v {
-        LoadedValue::Str(_) | LoadedValue::Hash(_) => return None,
-        LoadedValue::List(_) => "list",
-        LoadedValue::Set(_) => "set",
+        LoadedValue::Str(_) | LoadedValue::Hash(_) | LoadedValue::List(_) | LoadedValue::Set(_) => {
+            return None
+        }
         LoadedValue::ZSet(_) => "zset",
     };
     Some(LoadError {
@@ -173,7 +175,8 @@ pub fn load_into_shard(
             expired += 1;
             return Ok(());
         }
-        let hash_limits = HashLimits::of(&shard.limits);
+        let limits = shard.limits;
+        let hash_limits = HashLimits::of(&limits);
         let Some(db) = shard.dbs.get_mut(k.db) else {
             return Err(LoadError {
                 offset: k.offset,
@@ -196,6 +199,42 @@ pub fn load_into_shard(
                 db.insert_owned(
                     &k.key,
                     OwnedValue::Object(Object::Hash(h)),
+                    k.expire_ms,
+                    now_ms,
+                );
+            }
+            LoadedValue::List(items) => {
+                if items.is_empty() {
+                    return Ok(());
+                }
+                let mut l = ListValue::with_fill(limits.list_max_listpack_size);
+                for it in &items {
+                    l.push(End::Tail, it);
+                }
+                db.insert_owned(
+                    &k.key,
+                    OwnedValue::Object(Object::List(l)),
+                    k.expire_ms,
+                    now_ms,
+                );
+            }
+            LoadedValue::Set(members) => {
+                if members.is_empty() {
+                    return Ok(());
+                }
+                // As rdbLoadObject: an intset unless too long, converted on the first non-integer.
+                let max = limits.set_max_intset_entries;
+                let mut set = if members.len() > max {
+                    SetValue::new_hashtable()
+                } else {
+                    SetValue::new_intset()
+                };
+                for m in &members {
+                    set.add(m, max);
+                }
+                db.insert_owned(
+                    &k.key,
+                    OwnedValue::Object(Object::Set(set)),
                     k.expire_ms,
                     now_ms,
                 );

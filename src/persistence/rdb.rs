@@ -248,13 +248,19 @@ fn save_object(out: &mut Vec<u8>, obj: &Object, opts: SaveOpts) -> u8 {
             h.encoding_name() == "listpack",
             opts,
         ),
-        Object::List(_) => {
-            save_len(out, 0);
+        // The list's nodes are listpacks in Redis's format: written as they are, as Redis does.
+        Object::List(l) => {
+            let nodes: Vec<&[u8]> = l.listpacks().collect();
+            save_len(out, nodes.len() as u64);
+            for lp in nodes {
+                save_len(out, 2); // QUICKLIST_NODE_CONTAINER_PACKED
+                save_string(out, lp, opts);
+            }
             ty::LIST_QUICKLIST_2
         }
-        Object::Set(_) => {
-            save_len(out, 0);
-            ty::SET
+        Object::Set(set) => {
+            let members = set.members();
+            save_set(out, members.iter().map(|m| &m[..]), set.is_intset(), opts)
         }
         Object::ZSet(_) => {
             save_len(out, 0);
