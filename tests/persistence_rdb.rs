@@ -16,6 +16,14 @@ use common::{free_port, Raw, Resp};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// The tests here run one at a time: several multi-shard servers starting at
+/// once on a loaded machine sometimes never finish starting (seen with main's
+/// binary too), and each test starts several servers.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A scratch directory kept across restarts of the servers using it.
 struct Dir(PathBuf);
 
@@ -396,17 +404,20 @@ fn round_trip(shards: usize) {
 
 #[test]
 fn round_trip_one_shard() {
+    let _serial = serial();
     round_trip(1);
 }
 
 #[test]
 fn round_trip_four_shards() {
+    let _serial = serial();
     round_trip(4);
 }
 
 /// A dump written by redis-server 7.0 loads into percore with identical contents, and back.
 #[test]
 fn redis_dump_loads_into_percore() {
+    let _serial = serial();
     let rdir = Dir::new("from-redis");
     let r = redis(&rdir.0, &["--save", ""]);
     fill(&r);
@@ -446,6 +457,7 @@ fn redis_dump_loads_into_percore() {
 /// rdbchecksum no: the trailer is zero, redis-check-rdb and both servers accept it.
 #[test]
 fn no_checksum_and_no_compression() {
+    let _serial = serial();
     let dir = Dir::new("nock");
     let mut p = percore(
         &dir.0,
@@ -467,6 +479,7 @@ fn no_checksum_and_no_compression() {
 /// naming the file and the offset, never panics, never half-loads.
 #[test]
 fn corrupt_and_truncated_files_are_refused() {
+    let _serial = serial();
     let dir = Dir::new("good");
     let mut p = percore(&dir.0, 1, &[]);
     fill(&p);
@@ -532,6 +545,7 @@ fn corrupt_and_truncated_files_are_refused() {
 /// SHUTDOWN SAVE / NOSAVE, SIGTERM, `save ""`, LASTSAVE, save points.
 #[test]
 fn shutdown_signal_and_save_points() {
+    let _serial = serial();
     // save "" + SHUTDOWN: no dump. SHUTDOWN SAVE: dump.
     let dir = Dir::new("sd");
     let mut p = percore(&dir.0, 2, &["--save", ""]);
@@ -581,6 +595,7 @@ extern "C" {
 /// Replies of the persistence commands match redis-server's.
 #[test]
 fn command_replies_match_redis() {
+    let _serial = serial();
     let rdir = Dir::new("cr");
     let r = redis(&rdir.0, &["--save", ""]);
     for shards in [1, 4] {
@@ -793,11 +808,13 @@ fn bgsave_point_in_time(shards: usize) {
 
 #[test]
 fn bgsave_is_point_in_time_one_shard() {
+    let _serial = serial();
     bgsave_point_in_time(1);
 }
 
 #[test]
 fn bgsave_is_point_in_time_four_shards() {
+    let _serial = serial();
     bgsave_point_in_time(4);
 }
 
@@ -808,6 +825,7 @@ fn bgsave_is_point_in_time_four_shards() {
 /// encoders passes redis-check-rdb and loads into redis-server identically.
 #[test]
 fn collection_encodings_match_redis() {
+    let _serial = serial();
     use percore::persistence::rdb::{self, LoadedValue, SaveOpts};
     let rdir = Dir::new("coll");
     let r = redis(&rdir.0, &["--save", ""]);
