@@ -73,6 +73,14 @@ pub fn state() -> &'static State {
     })
 }
 
+/// Set while the final save before exiting runs (and after it succeeds):
+/// write commands are refused so that no write is acknowledged after the
+/// dump's cut and then lost at exit. Lifted again when the save fails.
+pub static WRITE_FENCE: AtomicBool = AtomicBool::new(false);
+
+/// The reply to a write refused by `WRITE_FENCE`.
+pub const FENCE_ERROR: &str = "ERR the server is shutting down: writes are refused after the final save";
+
 /// Changes per core since start (Redis's server.dirty, split so each core counts its own).
 pub static DIRTY: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
 

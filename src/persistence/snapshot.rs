@@ -489,9 +489,11 @@ pub async fn save_before_exit(core: &Rc<Core>) -> bool {
     while !try_begin() {
         glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
     }
+    super::WRITE_FENCE.store(true, Ordering::SeqCst);
     match save_held(core, Mode::Blocking).await {
         Ok(()) => true,
         Err(_) => {
+            super::WRITE_FENCE.store(false, Ordering::SeqCst);
             crate::server::log::warning("Error trying to save the DB, can't exit.");
             false
         }
