@@ -618,7 +618,10 @@ fn shutdown_signal_and_save_points() {
         std::thread::sleep(Duration::from_millis(300));
         p.shutdown(&[]);
         stop.store(true, Ordering::Relaxed);
-        let acked: Vec<u64> = writers.into_iter().map(|h| h.join().expect("writer")).collect();
+        let acked: Vec<u64> = writers
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect();
         let q = percore(&d.0, shards, &["--save", ""]);
         let mut c = q.raw();
         for (w, a) in acked.iter().enumerate() {
@@ -626,7 +629,10 @@ fn shutdown_signal_and_save_points() {
                 Resp::Bulk(Some(v)) => String::from_utf8(v).unwrap().parse().unwrap(),
                 _ => 0,
             };
-            assert!(v >= *a, "{shards} shard(s), writer {w}: acknowledged {a}, dump has {v}");
+            assert!(
+                v >= *a,
+                "{shards} shard(s), writer {w}: acknowledged {a}, dump has {v}"
+            );
         }
     }
 }

@@ -30,6 +30,10 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("client|no-evict", Exec::ConnBarrier(conn::client_no_evict)),
     ("client|reply", Exec::ConnBarrier(conn::client_reply)),
     ("client|help", Exec::Conn(conn::client_help)),
+    (
+        "client|unblock",
+        Exec::Multi(super::blocking::client_unblock),
+    ),
     // strings
     ("get", Exec::Shard(strings::get)),
     ("set", Exec::Shard(strings::set)),
@@ -124,6 +128,11 @@ pub static COMMANDS: &[(&str, Exec)] = &[
         Exec::Keys(lists::rpoplpush, lists::rpoplpush_multi),
     ),
     ("lmpop", Exec::Keys(lists::lmpop, lists::lmpop_multi)),
+    ("blpop", Exec::Multi(super::blocking::blpop)),
+    ("brpop", Exec::Multi(super::blocking::brpop)),
+    ("blmove", Exec::Multi(super::blocking::blmove)),
+    ("brpoplpush", Exec::Multi(super::blocking::brpoplpush)),
+    ("blmpop", Exec::Multi(super::blocking::blmpop)),
     // -- end of lists (and blocking)
     //
     // sets (commands/sets.rs)

@@ -79,7 +79,8 @@ pub fn state() -> &'static State {
 pub static WRITE_FENCE: AtomicBool = AtomicBool::new(false);
 
 /// The reply to a write refused by `WRITE_FENCE`.
-pub const FENCE_ERROR: &str = "ERR the server is shutting down: writes are refused after the final save";
+pub const FENCE_ERROR: &str =
+    "ERR the server is shutting down: writes are refused after the final save";
 
 /// Changes per core since start (Redis's server.dirty, split so each core counts its own).
 pub static DIRTY: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];

@@ -1,5 +1,6 @@
 //! The server: executors, listeners, connections and the shard mesh.
 
+pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod core;

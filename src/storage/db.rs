@@ -133,6 +133,15 @@ pub struct Db {
     /// Contents emptied (FLUSHDB/FLUSHALL) during a snapshot, still to be
     /// serialized by its walker: (table, slab, snapshot, fresh bit).
     detached: Option<Box<Detached>>,
+    /// Keys created since the blocking framework last looked (recorded only while
+    /// `track_created`): Redis's signalKeyAsReady from dbAdd, since a blocked client
+    /// only ever waits on a missing key.
+    pub created: Vec<Box<[u8]>>,
+    /// Set by `server::blocking` while clients are blocked on keys of this shard.
+    pub track_created: bool,
+    /// A process-unique id: SWAPDB moves databases between indexes, and the
+    /// blocking framework notices by the id (Redis then rescans the waited keys).
+    pub uid: u64,
 }
 
 /// Contents detached from a database by a flush while its snapshot runs.
@@ -166,7 +175,11 @@ fn as_int(v: &[u8]) -> Option<i64> {
 impl Db {
     /// An empty database.
     pub fn new() -> Self {
-        Db::default()
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Db {
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Db::default()
+        }
     }
 
     /// Number of keys (including ones expired but not yet collected, as DBSIZE).
@@ -339,6 +352,15 @@ impl Db {
         };
         let p = self.table.insert_new_hashed(table::hash(key), rec);
         self.mark_fresh(p);
+        self.note_created(key);
+    }
+
+    /// Records a key creation for the blocking framework (see `created`).
+    #[inline]
+    fn note_created(&mut self, key: &[u8]) {
+        if self.track_created {
+            self.created.push(key.into());
+        }
     }
 
     /// Stores a string, replacing any existing key. `keep_ttl` keeps an existing
@@ -489,6 +511,7 @@ impl Db {
         let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
         let p = self.table.insert_new_hashed(table::hash(key), rec);
         self.mark_fresh(p);
+        self.note_created(key);
         p
     }
 
