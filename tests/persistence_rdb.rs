@@ -573,7 +573,7 @@ fn shutdown_signal_and_save_points() {
     // A save point: 1 change in 1 second.
     let t0 = p.raw().cmds("LASTSAVE").int();
     assert_eq!(p.raw().cmds("SET b 1").text(), "OK");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let info = p.raw().cmds("INFO persistence").text();
         if p.raw().cmds("LASTSAVE").int() > t0 && info.contains("rdb_changes_since_last_save:0") {
