@@ -168,6 +168,53 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     // -- end of sets
     //
     // sorted sets (commands/zsets.rs)
+    ("zadd", Exec::Shard(zsets::zadd)),
+    ("zincrby", Exec::Shard(zsets::zincrby)),
+    ("zrem", Exec::Shard(zsets::zrem)),
+    ("zcard", Exec::Shard(zsets::zcard)),
+    ("zscore", Exec::Shard(zsets::zscore)),
+    ("zmscore", Exec::Shard(zsets::zmscore)),
+    ("zcount", Exec::Shard(zsets::zcount)),
+    ("zlexcount", Exec::Shard(zsets::zlexcount)),
+    ("zrank", Exec::Shard(zsets::zrank)),
+    ("zrevrank", Exec::Shard(zsets::zrevrank)),
+    ("zrange", Exec::Shard(zsets::zrange)),
+    ("zrevrange", Exec::Shard(zsets::zrevrange)),
+    ("zrangebyscore", Exec::Shard(zsets::zrangebyscore)),
+    ("zrevrangebyscore", Exec::Shard(zsets::zrevrangebyscore)),
+    ("zrangebylex", Exec::Shard(zsets::zrangebylex)),
+    ("zrevrangebylex", Exec::Shard(zsets::zrevrangebylex)),
+    (
+        "zrangestore",
+        Exec::Keys(zsets::zrangestore, zsets::zrangestore_multi),
+    ),
+    ("zremrangebyrank", Exec::Shard(zsets::zremrangebyrank)),
+    ("zremrangebyscore", Exec::Shard(zsets::zremrangebyscore)),
+    ("zremrangebylex", Exec::Shard(zsets::zremrangebylex)),
+    ("zpopmin", Exec::Shard(zsets::zpopmin)),
+    ("zpopmax", Exec::Shard(zsets::zpopmax)),
+    ("zmpop", Exec::Keys(zsets::zmpop, zsets::zmpop_multi)),
+    ("zrandmember", Exec::Shard(zsets::zrandmember)),
+    ("zscan", Exec::Shard(zsets::zscan)),
+    ("zunion", Exec::Keys(zsets::zunion, zsets::zunion_multi)),
+    ("zinter", Exec::Keys(zsets::zinter, zsets::zinter_multi)),
+    ("zdiff", Exec::Keys(zsets::zdiff, zsets::zdiff_multi)),
+    (
+        "zunionstore",
+        Exec::Keys(zsets::zunionstore, zsets::zunionstore_multi),
+    ),
+    (
+        "zinterstore",
+        Exec::Keys(zsets::zinterstore, zsets::zinterstore_multi),
+    ),
+    (
+        "zdiffstore",
+        Exec::Keys(zsets::zdiffstore, zsets::zdiffstore_multi),
+    ),
+    (
+        "zintercard",
+        Exec::Keys(zsets::zintercard, zsets::zintercard_multi),
+    ),
     // -- end of sorted sets
     //
     // server
