@@ -240,6 +240,10 @@ fn value_of(c: &mut Raw, k: &[u8]) -> Vec<u8> {
             m.sort();
             out.extend(m.join(&b"\n"[..]));
         }
+        "zset" => {
+            let f = flat(c.cmd(&[&b"ZRANGE"[..], k, b"0", b"-1", b"WITHSCORES"]));
+            out.extend(f.join(&b"\n"[..]));
+        }
         other => panic!("type {other} of {k:?} not compared yet"),
     }
     out
@@ -337,6 +341,30 @@ fn fill(p: &Proc) {
             st.push((i * 3).to_string());
         }
         c.cmd(&st);
+        // Sorted sets: listpack, skiplist by size and by member length, odd scores.
+        c.cmd(&[
+            "ZADD",
+            "zset:small",
+            "1",
+            "a",
+            "-2.5",
+            "b",
+            "3e100",
+            "c",
+            "inf",
+            "d",
+            "-inf",
+            "e",
+            "0",
+            "f",
+        ]);
+        let mut z = vec!["ZADD".to_string(), "zset:big".into()];
+        for i in 0..300 {
+            z.push(format!("{}", i as f64 / 7.0));
+            z.push(format!("m{i}"));
+        }
+        c.cmd(&z);
+        c.cmd(&["ZADD", "zset:longmember", "1", &"M".repeat(100)]);
         c.cmd(&["SADD", "set:ttl", "x"]);
         c.cmd(&["PEXPIREAT", "set:ttl", &far.to_string()]);
         // raw by APPEND, short.

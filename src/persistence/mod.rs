@@ -14,6 +14,7 @@ use crate::storage::hash::{HashLimits, HashValue};
 use crate::storage::list::{End, ListValue};
 use crate::storage::set::SetValue;
 use crate::storage::value::{Object, OwnedValue};
+use crate::storage::zset::{ZLimits, ZSetValue};
 use rdb::{LoadError, LoadedKey, LoadedValue};
 
 /// Server-wide save state (Redis's server.lastsave, rdb_child_pid, ...), read by INFO.
@@ -130,7 +131,7 @@ pub fn read_and_check(
                 ),
             });
         }
-        match unsupported(&k.value, k.offset) {
+        match invalid_value(&k.value, k.offset) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -141,17 +142,25 @@ pub fn read_and_check(
     }
 }
 
-/// The error for a value this build cannot store yet (each family removes its type here when it lands).
-fn unsupported(v: &LoadedValue, offset: usize) -> Option<LoadError> {
+/// The error for a value percore refuses to store (each type's checks live here).
+fn invalid_value(v: &LoadedValue, offset: usize) -> Option<LoadError> {
     let t = match v {
-        LoadedValue::Str(_) | LoadedValue::Hash(_) | LoadedValue::List(_) | LoadedValue::Set(_) => {
-            return None
+        LoadedValue::ZSet(z) => {
+            let mut names: Vec<&[u8]> = z.iter().map(|(m, _)| &m[..]).collect();
+            names.sort_unstable();
+            if z.iter().any(|(_, s)| s.is_nan()) {
+                "sorted set with a NaN score"
+            } else if names.windows(2).any(|w| w[0] == w[1]) {
+                "duplicate sorted set members"
+            } else {
+                return None;
+            }
         }
-        LoadedValue::ZSet(_) => "zset",
+        _ => return None,
     };
     Some(LoadError {
         offset,
-        msg: format!("values of type {t} are not supported by this build yet"),
+        msg: format!("invalid value: {t}"),
     })
 }
 
@@ -167,7 +176,7 @@ pub fn describe(path: &std::path::Path, e: &LoadError) -> String {
 
 /// Inserts into `shard` the keys of an already validated file that route to
 /// it (of `nshards`). Expired keys are skipped, as a Redis master does.
-/// Returns (loaded, expired). A value type this build cannot store yet is an error.
+/// Returns (loaded, expired).
 pub fn load_into_shard(
     data: &[u8],
     shard: &mut crate::server::shard::Shard,
@@ -227,6 +236,20 @@ pub fn load_into_shard(
                     now_ms,
                 );
             }
+            LoadedValue::ZSet(mut members) => {
+                if members.is_empty() {
+                    return Ok(());
+                }
+                // Duplicates and NaNs were refused by `read_and_check`.
+                members.sort_by(|a, b| crate::storage::zset::cmp_key(a.1, &a.0, b.1, &b.0));
+                let z = ZSetValue::from_sorted(&members, ZLimits::from(&limits));
+                db.insert_owned(
+                    &k.key,
+                    OwnedValue::Object(Object::ZSet(z)),
+                    k.expire_ms,
+                    now_ms,
+                );
+            }
             LoadedValue::Set(members) => {
                 if members.is_empty() {
                     return Ok(());
@@ -247,12 +270,6 @@ pub fn load_into_shard(
                     k.expire_ms,
                     now_ms,
                 );
-            }
-            other => {
-                return Err(unsupported(&other, k.offset).unwrap_or(LoadError {
-                    offset: k.offset,
-                    msg: "unsupported value".into(),
-                }));
             }
         }
         loaded += 1;

@@ -239,9 +239,6 @@ fn save_object(out: &mut Vec<u8>, obj: &Object, opts: SaveOpts) -> u8 {
             save_string(out, v, opts);
             ty::STRING
         }
-        // Types whose families have not landed cannot hold elements yet; an
-        // empty collection never stays in a database, and Redis's loader
-        // skips an empty one. Each family replaces its arm when it lands.
         Object::Hash(h) => save_hash(
             out,
             h.pairs().into_iter(),
@@ -262,9 +259,18 @@ fn save_object(out: &mut Vec<u8>, obj: &Object, opts: SaveOpts) -> u8 {
             let members = set.members();
             save_set(out, members.iter().map(|m| &m[..]), set.is_intset(), opts)
         }
-        Object::ZSet(_) => {
-            save_len(out, 0);
-            ty::ZSET_2
+        Object::ZSet(z) => {
+            let members = if z.is_empty() {
+                Vec::new()
+            } else {
+                z.range(0, z.len() - 1, false)
+            };
+            save_zset(
+                out,
+                members.iter().map(|(m, s)| (&m[..], *s)),
+                z.is_listpack(),
+                opts,
+            )
         }
     }
 }
