@@ -78,6 +78,10 @@ pub struct Config {
     pub pidfile: String,
     /// `save`: snapshot points as (seconds, changes) pairs, default `3600 1 300 100 60 10000`.
     pub save: Vec<(i64, i32)>,
+    /// `rdbcompression`: LZF-compress RDB strings (default yes).
+    pub rdbcompression: bool,
+    /// `rdbchecksum`: write and verify the RDB CRC-64 (default yes).
+    pub rdbchecksum: bool,
     /// Absolute path of the configuration file named on the command line, if any.
     pub config_file: Option<String>,
 }
@@ -121,6 +125,8 @@ impl Default for Config {
             daemonize: false,
             pidfile: String::new(),
             save: vec![(3600, 1), (300, 100), (60, 10000)],
+            rdbcompression: true,
+            rdbchecksum: true,
             config_file: None,
         }
     }
@@ -732,6 +738,8 @@ static PARAMS: &[Param] = &[
             parts.join(" ").into_bytes()
         },
     },
+    bool_param!("rdbcompression", 0, rdbcompression),
+    bool_param!("rdbchecksum", IMMUTABLE, rdbchecksum),
     aliased_int_param!(
         "hash-max-listpack-entries",
         "hash-max-ziplist-entries",

@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod persistence;
 pub mod protocol;
 pub mod server;
 pub mod storage;

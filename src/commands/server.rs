@@ -234,7 +234,7 @@ pub fn info(ctx: MultiCtx) -> Reply {
         }
         if want("persistence") {
             section("Persistence", &mut s);
-            s.push_str("loading:0\r\nasync_loading:0\r\naof_enabled:0\r\n");
+            persistence_info(&mut s);
         }
         if want("stats") {
             section("Stats", &mut s);
@@ -344,6 +344,41 @@ pub fn info(ctx: MultiCtx) -> Reply {
     })
 }
 
+/// The INFO persistence fields, named as Redis 7.0's.
+fn persistence_info(s: &mut String) {
+    let st = crate::persistence::state();
+    let running = st.in_progress.load(Ordering::SeqCst);
+    let bg = running && st.background.load(Ordering::SeqCst);
+    let now = crate::persistence::snapshot::now_secs();
+    let cur_secs = if bg {
+        now.saturating_sub(st.started_secs.load(Ordering::Relaxed)) as i64
+    } else {
+        -1
+    };
+    let (processed, total, cow) = if running {
+        (
+            st.keys_processed.load(Ordering::Relaxed),
+            st.keys_total.load(Ordering::Relaxed),
+            st.cow_bytes.load(Ordering::Relaxed),
+        )
+    } else {
+        (0, 0, 0)
+    };
+    let _ = write!(
+        s,
+        "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:{cow}\r\ncurrent_cow_size:{cow}\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:{processed}\r\ncurrent_save_keys_total:{total}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{cur_secs}\r\nrdb_saves:{}\r\nrdb_last_cow_size:{}\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        crate::persistence::changes_since_last_save(),
+        bg as u8,
+        st.lastsave.load(Ordering::SeqCst),
+        if st.last_bgsave_ok.load(Ordering::SeqCst) { "ok" } else { "err" },
+        st.last_bgsave_secs.load(Ordering::Relaxed),
+        st.saves.load(Ordering::Relaxed),
+        st.last_cow.load(Ordering::Relaxed),
+        st.load_keys_expired.load(Ordering::Relaxed),
+        st.load_keys_loaded.load(Ordering::Relaxed),
+    );
+}
+
 /// CONFIG GET parameter [parameter ...]
 pub fn config_get(ctx: &mut ConnCtx<'_>, argv: &[&[u8]]) {
     let pairs = ctx.core.config.borrow().get(&argv[2..]);
@@ -426,6 +461,19 @@ pub fn config_help(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
 
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "RELOAD [option ...]",
+    "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+    "    * MERGE: conflicting keys will be loaded from RDB.",
+    "    * NOFLUSH: the existing database will not be removed before load, but",
+    "      conflicting keys will generate an exception and kill the server.",
+    "    * NOSAVE: the database will be loaded from an existing RDB file.",
+    "    Examples:",
+    "    * DEBUG RELOAD: verify that the server is able to persist, flush and reload",
+    "      the database.",
+    "    * DEBUG RELOAD NOSAVE: replace the current database with the contents of an",
+    "      existing RDB file.",
+    "    * DEBUG RELOAD NOSAVE NOFLUSH MERGE: add the contents of an existing RDB",
+    "      file to the database.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -471,6 +519,26 @@ pub fn debug(ctx: MultiCtx) -> Reply {
             // Redis stops the whole server: stop every core at once.
             ctx.core.run_on_all(move |_| std::thread::sleep(dur)).await;
             out.ok();
+        } else if is(&argv[1], "reload") {
+            let (mut save, mut flush) = (true, true);
+            for a in &argv[2..] {
+                if is(a, "merge") {
+                    // Loaded keys overwrite existing ones either way.
+                } else if is(a, "noflush") {
+                    flush = false;
+                } else if is(a, "nosave") {
+                    save = false;
+                } else {
+                    out.error(
+                        "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.",
+                    );
+                    return out;
+                }
+            }
+            match crate::persistence::snapshot::debug_reload(&ctx.core, save, flush).await {
+                Ok(()) => out.ok(),
+                Err(e) => out.error(&format!("ERR {e}")),
+            }
         } else if argv.len() == 3 && is(&argv[1], "set-active-expire") {
             let on = crate::commands::arg_i64(&argv[2]).unwrap_or(0) != 0;
             crate::server::ACTIVE_EXPIRE.store(on, Ordering::Relaxed);
@@ -487,11 +555,12 @@ pub fn debug(ctx: MultiCtx) -> Reply {
 
 /// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]
 ///
-/// There is nothing to save yet, so SAVE is refused rather than ignored.
+/// Saves first when save points are configured (or SAVE), unless NOSAVE, as Redis.
 pub fn shutdown(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
         let (mut nosave, mut save, mut abort, mut other) = (false, false, false, false);
+        let mut force = false;
         for a in &ctx.argv[1..] {
             if is(a, "nosave") {
                 nosave = true;
@@ -499,6 +568,7 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
                 save = true;
             } else if is(a, "now") || is(a, "force") {
                 other = true;
+                force |= is(a, "force");
             } else if is(a, "abort") {
                 abort = true;
             } else {
@@ -514,12 +584,15 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
             out.error("ERR No shutdown in progress.");
             return out;
         }
-        if save {
-            log::warning("SHUTDOWN SAVE refused: percore has no persistence yet");
+        log::warning("User requested shutdown...");
+        let save_points = !ctx.core.config.borrow().save.is_empty();
+        if (save || (save_points && !nosave))
+            && !crate::persistence::snapshot::save_before_exit(&ctx.core).await
+            && !force
+        {
             out.error("ERR Errors trying to SHUTDOWN. Check logs.");
             return out;
         }
-        log::warning("User requested shutdown...");
         SHUTDOWN.store(true, Ordering::SeqCst);
         ctx.client.close_after_reply.set(true);
         out

@@ -7,7 +7,9 @@
 
 // Families whose rows are still being filled in may be unused for a while.
 #[allow(unused_imports)]
-use super::{connection as conn, hashes, keys, lists, server, sets, strings, zsets, Exec};
+use super::{
+    connection as conn, hashes, keys, lists, persistence, server, sets, strings, zsets, Exec,
+};
 
 /// Every implemented command and subcommand (`parent|sub`), with its handler.
 pub static COMMANDS: &[(&str, Exec)] = &[
@@ -234,4 +236,7 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("time", Exec::Conn(server::time)),
     ("debug", Exec::Multi(server::debug)),
     ("shutdown", Exec::Multi(server::shutdown)),
+    ("save", Exec::Multi(persistence::save)),
+    ("bgsave", Exec::Multi(persistence::bgsave)),
+    ("lastsave", Exec::Conn(persistence::lastsave)),
 ];

@@ -43,6 +43,9 @@ async fn run(core: Rc<Core>, stop: oneshot::Sender<()>) {
             let _ = stop.send(());
             return;
         }
+        if core.id == 0 {
+            persistence_cron(&core);
+        }
         close_idle_clients(&core);
         // instantaneous_ops_per_sec: average of the last 16 per-tick rates, as Redis.
         let processed = core.stats.borrow().commands_processed;
@@ -61,6 +64,42 @@ async fn run(core: Rc<Core>, stop: oneshot::Sender<()>) {
         }
         let budget = period * SLOW_TIME_PCT as u32 / 100;
         db_cursor = active_expire(&core, db_cursor, budget).await;
+    }
+}
+
+/// Core 0's share of serverCron for persistence: SIGTERM's save-then-exit
+/// and the `save <seconds> <changes>` points.
+fn persistence_cron(core: &Rc<Core>) {
+    use crate::persistence::{changes_since_last_save, snapshot, state};
+    if super::SIGNAL_SHUTDOWN.swap(false, Ordering::SeqCst) {
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            let save = !core.config.borrow().save.is_empty();
+            if save && !snapshot::save_before_exit(&core).await {
+                super::log::warning("SIGTERM received but errors trying to shut down the server, check the logs for more information");
+                return;
+            }
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        })
+        .detach();
+        return;
+    }
+    let st = state();
+    if st.in_progress.load(Ordering::SeqCst) {
+        return;
+    }
+    let now = snapshot::now_secs();
+    let changes = changes_since_last_save();
+    let lastsave = st.lastsave.load(Ordering::SeqCst);
+    let retry_ok = st.last_bgsave_ok.load(Ordering::SeqCst)
+        || now.saturating_sub(st.last_fail_secs.load(Ordering::Relaxed)) > 5;
+    let points = core.config.borrow().save.clone();
+    for (secs, n) in points {
+        if changes >= n.max(0) as u64 && now.saturating_sub(lastsave) as i64 > secs && retry_ok {
+            super::log::notice(&format!("{n} changes in {secs} seconds. Saving..."));
+            let _ = snapshot::start_background(core);
+            break;
+        }
     }
 }
 

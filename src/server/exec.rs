@@ -61,6 +61,14 @@ pub fn run_shard_cmd(
         Exec::Shard(f) | Exec::Keys(f, _) => f,
         _ => unreachable!("only shard commands are routed to shards"),
     };
+    // The final save before exiting has taken (or is taking) its cut: a
+    // write now would be acknowledged and then lost, so it is refused.
+    if crate::persistence::WRITE_FENCE.load(std::sync::atomic::Ordering::Relaxed)
+        && cmd.flags().contains(crate::commands::spec::CmdFlags::WRITE)
+    {
+        out.error(crate::persistence::FENCE_ERROR);
+        return;
+    }
     let start = Instant::now();
     let before = out.len();
     let mut ctx = ShardCtx {
@@ -80,6 +88,10 @@ pub fn run_shard_cmd(
 pub fn record(core: &Core, cmd: &Command, start: Instant, reply: &[u8]) {
     let usec = start.elapsed().as_micros() as u64;
     let failed = reply.first() == Some(&b'-');
+    // Redis's server.dirty, approximated as one change per successful write command.
+    if !failed && cmd.flags().contains(crate::commands::spec::CmdFlags::WRITE) {
+        crate::persistence::add_dirty(core.id, 1);
+    }
     {
         let mut st = core.stats.borrow_mut();
         st.commands_processed += 1;

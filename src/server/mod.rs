@@ -25,6 +25,8 @@ use core::{Core, Msg};
 pub static CONNECTED: AtomicUsize = AtomicUsize::new(0);
 /// Set by SIGTERM/SIGINT or SHUTDOWN: every core stops at its next cron tick.
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Set by SIGTERM/SIGINT: core 0 saves (when save points are configured), then sets `SHUTDOWN`.
+pub static SIGNAL_SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// DEBUG SET-ACTIVE-EXPIRE: whether the cron expires keys in the background.
 pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
 static PEAK_MEMORY: AtomicUsize = AtomicUsize::new(0);
@@ -183,9 +185,39 @@ fn install_signal_thread() {
                 "SIGTERM"
             };
             log::warning(&format!("Received {name} scheduling shutdown..."));
-            SHUTDOWN.store(true, Ordering::SeqCst);
+            SIGNAL_SHUTDOWN.store(true, Ordering::SeqCst);
         })
         .expect("spawn the signal thread");
+}
+
+/// Stores this core's keys of the (validated) dump file.
+fn load_shard(core: &Core, data: &[u8], load_started: Instant) {
+    let st = crate::persistence::state();
+    let mut shard = core.shard.borrow_mut();
+    match crate::persistence::load_into_shard(data, &mut shard, core.nshards, core::now_ms()) {
+        Ok((loaded, expired)) => {
+            st.load_keys_loaded.fetch_add(loaded, Ordering::SeqCst);
+            st.load_keys_expired.fetch_add(expired, Ordering::SeqCst);
+            static DONE: AtomicUsize = AtomicUsize::new(0);
+            if DONE.fetch_add(1, Ordering::SeqCst) + 1 == core.nshards {
+                log::notice(&format!(
+                    "Done loading RDB, keys loaded: {}, keys expired: {}.",
+                    st.load_keys_loaded.load(Ordering::SeqCst),
+                    st.load_keys_expired.load(Ordering::SeqCst)
+                ));
+                log::notice(&format!(
+                    "DB loaded from disk: {:.3} seconds",
+                    load_started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        Err(e) => {
+            // Validated before start-up: only a type this build cannot store gets here.
+            log::warning(&format!("Error loading the RDB file: {e}"));
+            listener::LISTEN_FAILED.store(true, Ordering::SeqCst);
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Runs the server until shutdown.
@@ -196,6 +228,14 @@ pub fn run(mut config: Config) -> Result<(), String> {
     config.maxclients = raise_nofile(config.maxclients);
     let _address_locks = listener::check_addresses(&config)?;
     install_signal_thread();
+    // Load the dump, validated whole (structure, checksum) before any key is
+    // stored: a bad file stops the start-up instead of half-loading.
+    let rdb_path = std::path::Path::new(&config.dir).join(&config.dbfilename);
+    let load_started = Instant::now();
+    let rdb_data =
+        crate::persistence::read_and_check(&rdb_path, config.databases, config.rdbchecksum)
+            .inspect_err(|e| log::warning(e))?
+            .map(std::sync::Arc::new);
 
     let ncpus = glommio::CpuSet::online().map(|c| c.len()).unwrap_or(1);
     let pinned = config.pin_cores && shards <= ncpus;
@@ -230,6 +270,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
             let config = config.clone();
             let mesh = mesh.clone();
             let ready = ready.clone();
+            let rdb_data = rdb_data.clone();
             async move {
                 let (senders, receivers) = if shards > 1 {
                     // Glommio 0.9 wakes a task waiting for its channel peer to
@@ -256,6 +297,9 @@ pub fn run(mut config: Config) -> Result<(), String> {
                 let id = senders.as_ref().map(|s| s.peer_id()).unwrap_or(0);
                 crate::util::alloc::register_thread();
                 let core = Rc::new(Core::new(id, shards, config, senders, started, ncommands));
+                if let Some(data) = rdb_data {
+                    load_shard(&core, &data, load_started);
+                }
                 if let Some(mut receivers) = receivers {
                     for (_, rx) in receivers.streams() {
                         let core = core.clone();

@@ -4,6 +4,7 @@ use super::table::{self, Pos, Table};
 use super::value::{
     Expiry, Kind, NewPayload, Object, OwnedValue, Payload, Record, StrRef, EMBSTR_MAX,
 };
+use crate::persistence::snapshot::DbSnap;
 use crate::util::num;
 
 /// How a lookup treats the key it finds.
@@ -124,6 +125,14 @@ pub struct Db {
     /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl),
     /// a running average over active-expiry samples as Redis keeps it.
     pub avg_ttl: u64,
+    /// The snapshot in progress over this database, if any.
+    snap: Option<Box<DbSnap>>,
+    /// The snapshot bit new and serialized records carry; a record with the
+    /// other value is still to be serialized by the snapshot in progress.
+    fresh_bit: bool,
+    /// Contents emptied (FLUSHDB/FLUSHALL) during a snapshot, still to be
+    /// serialized by its walker: (table, slab, snapshot, fresh bit).
+    detached: Option<Box<Detached>>,
     /// Keys created since the blocking framework last looked (recorded only while
     /// `track_created`): Redis's signalKeyAsReady from dbAdd, since a blocked client
     /// only ever waits on a missing key.
@@ -133,6 +142,15 @@ pub struct Db {
     /// A process-unique id: SWAPDB moves databases between indexes, and the
     /// blocking framework notices by the id (Redis then rescans the waited keys).
     pub uid: u64,
+}
+
+/// Contents detached from a database by a flush while its snapshot runs.
+#[derive(Debug)]
+struct Detached {
+    table: Table<Record>,
+    slab: Slab,
+    snap: Box<DbSnap>,
+    fresh_bit: bool,
 }
 
 /// The slab index a payload points at, if any.
@@ -256,6 +274,7 @@ impl Db {
 
     /// The slab object at `pos`, mutably, if the value lives out of line.
     pub fn object_mut(&mut self, pos: Pos) -> Option<&mut Object> {
+        self.cow(pos);
         match self.table.at(pos).payload() {
             Payload::Slab(i) => Some(self.slab.get_mut(i)),
             _ => None,
@@ -280,6 +299,7 @@ impl Db {
 
     /// Removes the key at `pos` and returns its value and absolute expiry.
     pub fn take_at(&mut self, pos: Pos) -> (OwnedValue, Option<u64>) {
+        self.cow(pos);
         let rec = self.table.remove_at(pos);
         let expiry = rec.expiry();
         if let Some(e) = expiry {
@@ -330,7 +350,8 @@ impl Db {
                 Record::new(key, NewPayload::Slab(kind, idx), expiry, lru)
             }
         };
-        self.table.insert_new_hashed(table::hash(key), rec);
+        let p = self.table.insert_new_hashed(table::hash(key), rec);
+        self.mark_fresh(p);
         self.note_created(key);
     }
 
@@ -357,6 +378,7 @@ impl Db {
         let existing = self.table.find_hashed(h, key);
         let mut expire_at = expire_at;
         if let Some(p) = existing {
+            self.cow(p);
             if keep_ttl {
                 expire_at = self.table.at(p).expire_at();
             }
@@ -377,12 +399,14 @@ impl Db {
                     lru_clock(now_ms),
                 );
                 *self.table.at_mut(p) = rec;
+                self.mark_fresh(p);
                 return;
             }
             if expire_at.is_none() && old_exp.is_none() {
                 self.release_payload(old_payload);
                 let payload = self.new_str_payload(value, enc);
                 *self.table.at_mut(p) = Record::new(key, payload, None, lru_clock(now_ms));
+                self.mark_fresh(p);
                 return;
             }
             self.remove_at(p);
@@ -390,7 +414,8 @@ impl Db {
         let payload = self.new_str_payload(value, enc);
         let expiry = expire_at.map(|at| self.index_volatile(key, at));
         let rec = Record::new(key, payload, expiry, lru_clock(now_ms));
-        self.table.insert_new_hashed(h, rec);
+        let p = self.table.insert_new_hashed(h, rec);
+        self.mark_fresh(p);
     }
 
     fn release_payload(&mut self, slab_idx: Option<u32>) {
@@ -417,6 +442,7 @@ impl Db {
 
     /// Stores an integer value at an existing string key, in place when possible (INCR).
     pub fn set_int_at(&mut self, pos: Pos, v: i64) {
+        self.cow(pos);
         if self.table.at_mut(pos).set_int_in_place(v) {
             return;
         }
@@ -427,10 +453,12 @@ impl Db {
         let key = rec.key().to_vec();
         self.release_payload(old_payload);
         *self.table.at_mut(pos) = Record::new(&key, NewPayload::Int(v), expiry, lru);
+        self.mark_fresh(pos);
     }
 
     /// Makes the string at `pos` a growable raw string and returns it (APPEND, SETRANGE).
     pub fn raw_str_at(&mut self, pos: Pos) -> &mut Vec<u8> {
+        self.cow(pos);
         let rec = self.table.at(pos);
         if let Payload::Slab(i) = rec.payload() {
             if let Object::RawStr(v) = self.slab.get_mut(i) {
@@ -444,6 +472,7 @@ impl Db {
         let idx = self.slab.insert(Object::RawStr(bytes));
         *self.table.at_mut(pos) =
             Record::new(&key, NewPayload::Slab(Kind::String, idx), expiry, lru);
+        self.mark_fresh(pos);
         match self.slab.get_mut(idx) {
             Object::RawStr(v) => v,
             _ => unreachable!("just inserted a raw string"),
@@ -480,9 +509,10 @@ impl Db {
         let kind = obj.kind();
         let idx = self.slab.insert(obj);
         let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
-        let pos = self.table.insert_new_hashed(table::hash(key), rec);
+        let p = self.table.insert_new_hashed(table::hash(key), rec);
+        self.mark_fresh(p);
         self.note_created(key);
-        pos
+        p
     }
 
     /// Deletes the key at `pos` when its collection is empty, as Redis does
@@ -506,6 +536,7 @@ impl Db {
 
     /// Sets or clears the expiry of the key at `pos`.
     pub fn set_expire_at(&mut self, pos: Pos, at: Option<u64>) {
+        self.cow(pos);
         let rec = self.table.at(pos);
         match (rec.expiry(), at) {
             (Some(mut e), Some(at)) => {
@@ -516,6 +547,7 @@ impl Db {
             (Some(e), None) => {
                 let rec = self.table.at(pos).with_expiry(None);
                 *self.table.at_mut(pos) = rec;
+                self.mark_fresh(pos);
                 self.unindex_volatile(e.volatile_idx);
             }
             (None, Some(at)) => {
@@ -523,6 +555,7 @@ impl Db {
                 let e = self.index_volatile(&key, at);
                 let rec = self.table.at(pos).with_expiry(Some(e));
                 *self.table.at_mut(pos) = rec;
+                self.mark_fresh(pos);
             }
         }
     }
@@ -627,11 +660,149 @@ impl Db {
 
     /// Removes every key.
     pub fn clear(&mut self) {
+        // A snapshot in progress still needs the old contents: hand them to
+        // its walker instead of serializing them all now.
+        if let Some(snap) = self.snap.take() {
+            while self.detached.is_some() {
+                self.snapshot_step(usize::MAX);
+            }
+            self.detached = Some(Box::new(Detached {
+                table: std::mem::take(&mut self.table),
+                slab: std::mem::take(&mut self.slab),
+                snap,
+                fresh_bit: self.fresh_bit,
+            }));
+        }
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
         self.avg_ttl = 0;
     }
+}
+
+/// Snapshot hooks: see `persistence::snapshot` for the design.
+impl Db {
+    /// Gives a new record (or a rebuilt one) the bit of records that need no serializing.
+    #[inline]
+    fn mark_fresh(&mut self, pos: Pos) {
+        let f = self.fresh_bit;
+        self.table.at_mut(pos).set_snap_bit(f);
+    }
+
+    /// Before the record at `pos` changes or goes: serializes it if the
+    /// snapshot in progress has not yet (copy-on-write at the key level).
+    #[inline]
+    fn cow(&mut self, pos: Pos) {
+        if self.snap.is_some() {
+            self.cow_slow(pos);
+        }
+    }
+
+    #[cold]
+    fn cow_slow(&mut self, pos: Pos) {
+        let fresh = self.fresh_bit;
+        let Some(snap) = self.snap.as_mut() else {
+            return;
+        };
+        let rec = self.table.at_mut(pos);
+        if rec.snap_bit() != fresh {
+            let before = snap.buf.len();
+            serialize(&mut snap.buf, rec, &self.slab, snap.opts);
+            snap.cow_bytes += (snap.buf.len() - before) as u64;
+            snap.keys += 1;
+            rec.set_snap_bit(fresh);
+            snap.maybe_flush();
+        }
+    }
+
+    /// Starts a snapshot of this database: every record present now is
+    /// pending until the walker or a write hook serializes it.
+    pub fn snapshot_begin(&mut self, snap: DbSnap) {
+        // Finish a previous one first (cannot happen: one snapshot at a time).
+        while !self.snapshot_step(usize::MAX) {}
+        while self.detached.is_some() {
+            self.snapshot_step(usize::MAX);
+        }
+        self.fresh_bit = !self.fresh_bit;
+        self.snap = Some(Box::new(snap));
+    }
+
+    /// True while a snapshot of this database is in progress.
+    pub fn snapshot_active(&self) -> bool {
+        self.snap.is_some() || self.detached.is_some()
+    }
+
+    /// Serializes up to `count` more records; true when the snapshot of this
+    /// database is complete (its last bytes are then handed to the writer).
+    pub fn snapshot_step(&mut self, count: usize) -> bool {
+        if let Some(d) = self.detached.as_mut() {
+            let Detached {
+                table,
+                slab,
+                snap,
+                fresh_bit,
+            } = &mut **d;
+            let next = walk(table, slab, snap, *fresh_bit, count);
+            if next == 0 {
+                if let Some(mut d) = self.detached.take() {
+                    d.snap.finish();
+                }
+            } else {
+                snap.cursor = next;
+            }
+            return false;
+        }
+        let fresh = self.fresh_bit;
+        let Some(snap) = self.snap.as_mut() else {
+            return true;
+        };
+        let next = walk(&mut self.table, &self.slab, snap, fresh, count);
+        if next == 0 {
+            if let Some(mut s) = self.snap.take() {
+                s.finish();
+            }
+            true
+        } else {
+            snap.cursor = next;
+            false
+        }
+    }
+}
+
+/// Serializes up to `count` pending records from the snapshot's cursor; the next cursor (0: done).
+fn walk(
+    table: &mut Table<Record>,
+    slab: &Slab,
+    snap: &mut DbSnap,
+    fresh: bool,
+    count: usize,
+) -> u32 {
+    let opts = snap.opts;
+    let next = table.scan_mut(snap.cursor, count, |rec| {
+        if rec.snap_bit() != fresh {
+            serialize(&mut snap.buf, rec, slab, opts);
+            snap.keys += 1;
+            rec.set_snap_bit(fresh);
+        }
+    });
+    snap.maybe_flush();
+    next
+}
+
+/// Appends one record in RDB form.
+fn serialize(
+    out: &mut Vec<u8>,
+    rec: &Record,
+    slab: &Slab,
+    opts: crate::persistence::rdb::SaveOpts,
+) {
+    use crate::persistence::rdb::{save_key, ValueRef};
+    let value = match rec.payload() {
+        Payload::Inline(b) => ValueRef::Bytes(b),
+        Payload::Int(i) => ValueRef::Int(i),
+        Payload::Slab(i) => ValueRef::Object(slab.get(i)),
+    };
+    save_key(out, rec.key(), value, rec.expire_at(), opts);
 }
 
 #[cfg(test)]
@@ -705,6 +876,106 @@ mod tests {
         assert_eq!(db.volatile_len(), 0);
         assert_eq!(total, 79);
         assert_eq!(db.len(), 10);
+    }
+
+    #[test]
+    fn snapshot_is_point_in_time() {
+        use crate::persistence::rdb::{self, LoadedValue, SaveOpts};
+        use crate::persistence::snapshot::{DbSnap, WriterMsg};
+        let mut db = Db::new();
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            db.set_str(k.as_bytes(), b"old", StrEncoding::Auto, None, false, 0);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        assert!(!db.snapshot_step(100));
+        // Overwrite, delete, expire, append and create keys while the walker is part-way.
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            match i % 4 {
+                0 => db.set_str(k.as_bytes(), b"new", StrEncoding::Auto, None, false, 0),
+                1 => {
+                    db.delete(k.as_bytes(), 0);
+                }
+                2 => {
+                    let p = db.find(k.as_bytes(), 0, Access::Write).unwrap();
+                    db.raw_str_at(p).extend_from_slice(b"!");
+                }
+                _ => {
+                    let p = db.find(k.as_bytes(), 0, Access::Write).unwrap();
+                    db.set_expire_at(p, Some(5));
+                }
+            }
+            db.set_str(
+                format!("n{i}").as_bytes(),
+                b"x",
+                StrEncoding::Auto,
+                None,
+                false,
+                0,
+            );
+        }
+        while !db.snapshot_step(100) {}
+        let mut bytes = Vec::new();
+        for m in rx.try_iter() {
+            if let WriterMsg::Chunk { bytes: b, .. } = m {
+                bytes.extend(b);
+            }
+        }
+        let mut file = b"REDIS0010".to_vec();
+        file.extend(bytes);
+        file.push(rdb::op::EOF);
+        file.extend_from_slice(&[0; 8]);
+        let mut n = 0;
+        rdb::load(&file, false, |k| {
+            assert!(k.key.starts_with(b"k"), "{:?}", k.key);
+            assert_eq!(k.value, LoadedValue::Str(b"old".to_vec()));
+            assert_eq!(k.expire_ms, None);
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 2000);
+        // A second snapshot sees the new contents.
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        while !db.snapshot_step(7) {}
+        let total: usize = rx
+            .try_iter()
+            .map(|m| match m {
+                WriterMsg::Chunk { bytes, .. } => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(total > 0);
+        assert_eq!(db.len(), 1500 + 2000);
+        // FLUSHDB during a snapshot: the old contents are still written, the new ones not.
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.snapshot_begin(DbSnap::new(0, tx, SaveOpts { compression: false }));
+        assert!(!db.snapshot_step(10));
+        db.clear();
+        db.set_str(b"after", b"x", StrEncoding::Auto, None, false, 0);
+        assert!(db.snapshot_active());
+        while !db.snapshot_step(100) {}
+        assert!(!db.snapshot_active());
+        let mut file = b"REDIS0010".to_vec();
+        for m in rx.try_iter() {
+            if let WriterMsg::Chunk { bytes, .. } = m {
+                file.extend(bytes);
+            }
+        }
+        file.push(rdb::op::EOF);
+        file.extend_from_slice(&[0; 8]);
+        let mut n = 0;
+        rdb::load(&file, false, |k| {
+            assert_ne!(k.key, b"after");
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 3500);
+        assert_eq!(db.len(), 1);
     }
 
     #[test]

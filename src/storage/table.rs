@@ -395,6 +395,39 @@ impl<E> Table<E> {
             }
         }
     }
+    /// As [`Table::scan`], with mutable access to each entry (the snapshot
+    /// walker marks the records it serialized).
+    pub fn scan_mut(&mut self, cursor: u32, count: usize, mut f: impl FnMut(&mut E)) -> u32 {
+        let count = count.max(1);
+        let mut seen = 0usize;
+        let mut tag = cursor.max(1);
+        let mut last_tag = 0u32;
+        loop {
+            let pi = self.part_index(tag);
+            let part = &mut self.parts[pi];
+            if part.len > 0 {
+                let mut i = part.lower_bound(tag);
+                while i < part.tags.len() {
+                    let t = part.tags[i];
+                    if t != 0 {
+                        if seen >= count && t != last_tag {
+                            return t;
+                        }
+                        if let Some(e) = &mut part.slots[i] {
+                            f(e);
+                        }
+                        seen += 1;
+                        last_tag = t;
+                    }
+                    i += 1;
+                }
+            }
+            match part.range_end() {
+                Some(end) => tag = end,
+                None => return 0,
+            }
+        }
+    }
 }
 
 impl<E: Keyed> Table<E> {

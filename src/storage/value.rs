@@ -73,6 +73,10 @@ const PAYLOAD_SLAB: u8 = 0x20;
 /// shared integers (a COPY duplicates integers): OBJECT REFCOUNT says 1 for it.
 const OWN_INT: u8 = 0x40;
 
+/// Snapshot bookkeeping: a record whose bit differs from its database's
+/// "fresh" bit has not been serialized by the snapshot in progress.
+const SNAP_BIT: u8 = 0x80;
+
 const EXPIRE_LEN: usize = 12;
 
 /// What a record's payload is.
@@ -297,6 +301,22 @@ impl Record {
         // A new value is a new (possibly shared) integer, as INCR makes it.
         self.0[0] &= !OWN_INT;
         true
+    }
+
+    /// The snapshot bit (see `SNAP_BIT`).
+    #[inline]
+    pub fn snap_bit(&self) -> bool {
+        self.0[0] & SNAP_BIT != 0
+    }
+
+    /// Sets the snapshot bit.
+    #[inline]
+    pub fn set_snap_bit(&mut self, on: bool) {
+        if on {
+            self.0[0] |= SNAP_BIT;
+        } else {
+            self.0[0] &= !SNAP_BIT;
+        }
     }
 
     /// The 24-bit LRU/LFU field.

@@ -1,0 +1,560 @@
+//! Fork-less, point-in-time RDB snapshots.
+//!
+//! Design:
+//! * **The cut.** Each shard starts its part of a snapshot by flipping, per
+//!   database, the "fresh" bit new records get (`Db::snapshot_begin`): from
+//!   then on every record that still carries the old bit existed at the cut
+//!   and has not been serialized yet. No pass over the keys is needed.
+//! * **The walker.** A task in a low-share background task queue serializes
+//!   pending records in slices of `SLICE` keys (`Db::snapshot_step`, in the
+//!   table's tag order, which is stable across resizes) and yields between
+//!   slices, so connections keep being served.
+//! * **Copy-on-write per key.** Every `Db` method that changes or removes a
+//!   record first serializes it if it is still pending (`Db::cow`), so the
+//!   dump holds each key's value as of the cut. Records created after the
+//!   cut carry the fresh bit and are skipped.
+//! * **Output.** Serialized bytes are buffered per (shard, db) and handed in
+//!   64 KiB chunks over a channel to a writer thread, which appends them to
+//!   one part file per database; when every shard is done it writes the
+//!   final file in db order (header, SELECTDB/RESIZEDB per db, the db's part
+//!   file, EOF, CRC-64) as temp-<pid>.rdb, fsyncs and renames it.
+//!
+//! The memory a snapshot costs is its buffers (64 KiB per active db per
+//! shard, plus the channel backlog when the disk is slower than the cores),
+//! not a copy of the changed pages as with fork.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use super::crc64;
+use super::rdb::{self, SaveOpts};
+use crate::server::core::Core;
+
+/// Keys serialized per walker slice before yielding.
+const SLICE: usize = 256;
+/// Longest the walker runs before letting the executor poll for I/O.
+const WALK_BUDGET: std::time::Duration = std::time::Duration::from_micros(200);
+/// Bytes buffered per (shard, db) before they go to the writer.
+const CHUNK: usize = 64 * 1024;
+
+/// What the writer thread receives.
+pub enum WriterMsg {
+    /// Serialized keys of database `db`.
+    Chunk {
+        /// Database index at the cut.
+        db: usize,
+        /// Complete key records.
+        bytes: Vec<u8>,
+    },
+    /// Keys and keys with a TTL per database at the cut (for RESIZEDB), summed by the coordinator.
+    Sizes(Vec<(u64, u64)>),
+}
+
+/// A snapshot in progress over one database of one shard.
+#[derive(Debug)]
+pub struct DbSnap {
+    /// The database's index at the cut (SWAPDB moves `Db`s, not this).
+    pub db: usize,
+    /// Serialized keys not yet handed to the writer.
+    pub buf: Vec<u8>,
+    /// Where chunks go.
+    sink: mpsc::Sender<WriterMsg>,
+    /// Encoding options.
+    pub opts: SaveOpts,
+    /// The walker's table cursor.
+    pub cursor: u32,
+    /// Bytes serialized by write hooks ahead of the walker.
+    pub cow_bytes: u64,
+    /// Keys serialized so far.
+    pub keys: u64,
+    /// When the cut was taken.
+    started: Instant,
+}
+
+impl DbSnap {
+    /// A snapshot of database `db` sending to `sink`.
+    pub fn new(db: usize, sink: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> DbSnap {
+        DbSnap {
+            db,
+            buf: Vec::new(),
+            sink,
+            opts,
+            cursor: 0,
+            cow_bytes: 0,
+            keys: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Hands the buffer to the writer once it is big enough.
+    pub fn maybe_flush(&mut self) {
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let bytes = std::mem::take(&mut self.buf);
+            // A gone writer means the snapshot failed; it reports that itself.
+            let _ = self.sink.send(WriterMsg::Chunk { db: self.db, bytes });
+        }
+    }
+
+    /// Hands over the last bytes and records the totals.
+    pub fn finish(&mut self) {
+        self.flush();
+        let st = super::state();
+        st.cow_bytes.fetch_add(self.cow_bytes, Ordering::Relaxed);
+        st.keys_processed.fetch_add(self.keys, Ordering::Relaxed);
+        crate::server::log::verbose(&format!(
+            "Snapshot of DB {}: {} keys serialized in {:.3} s, {} bytes of them by writes ahead of the walker",
+            self.db,
+            self.keys,
+            self.started.elapsed().as_secs_f64(),
+            self.cow_bytes
+        ));
+    }
+}
+
+/// How a snapshot runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// SAVE, SHUTDOWN, DEBUG RELOAD: each shard serializes everything at once.
+    Blocking,
+    /// BGSAVE and save points: shards serialize in background slices.
+    Background,
+}
+
+/// Where the dump goes: `dir`/`dbfilename`.
+pub fn dump_path(core: &Core) -> PathBuf {
+    let c = core.config.borrow();
+    Path::new(&c.dir).join(&c.dbfilename)
+}
+
+/// Runs one snapshot to completion (the caller holds the in-progress flag).
+/// Returns the file's size.
+pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
+    let (dir, path, opts, checksum, ndbs) = {
+        let c = core.config.borrow();
+        (
+            PathBuf::from(&c.dir),
+            Path::new(&c.dir).join(&c.dbfilename),
+            SaveOpts {
+                compression: c.rdbcompression,
+            },
+            c.rdbchecksum,
+            c.databases,
+        )
+    };
+    let st = super::state();
+    st.cow_bytes.store(0, Ordering::Relaxed);
+    st.keys_processed.store(0, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel::<WriterMsg>();
+    let used_mem = crate::util::alloc::allocated() as u64;
+    let writer = std::thread::Builder::new()
+        .name("percore-rdb".into())
+        .spawn(move || write_file(rx, &dir, &path, ndbs, used_mem, checksum))
+        .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
+    let txc = tx.clone();
+    let sizes = core
+        .run_on_all(move |core| {
+            let sizes = begin(core, txc.clone(), opts);
+            match mode {
+                Mode::Blocking => {
+                    let mut shard = core.shard.borrow_mut();
+                    for d in shard.dbs.iter_mut() {
+                        while !d.snapshot_step(usize::MAX) {}
+                    }
+                }
+                Mode::Background => spawn_walker(core.clone()),
+            }
+            sizes
+        })
+        .await;
+    let mut total = vec![(0u64, 0u64); ndbs];
+    for s in &sizes {
+        for (t, x) in total.iter_mut().zip(s) {
+            t.0 += x.0;
+            t.1 += x.1;
+        }
+    }
+    st.keys_total
+        .store(total.iter().map(|t| t.0).sum(), Ordering::Relaxed);
+    let _ = tx.send(WriterMsg::Sizes(total));
+    drop(tx);
+    // The writer ends when every shard dropped its senders (all walkers done).
+    glommio::executor()
+        .spawn_blocking(move || match writer.join() {
+            Ok(r) => r,
+            Err(_) => Err("the RDB writer thread panicked".to_string()),
+        })
+        .await
+}
+
+/// Starts this shard's part: returns (keys, keys with TTL) per db at the cut.
+fn begin(core: &Rc<Core>, tx: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> Vec<(u64, u64)> {
+    let mut shard = core.shard.borrow_mut();
+    shard
+        .dbs
+        .iter_mut()
+        .enumerate()
+        .map(|(i, d)| {
+            if d.is_empty() {
+                return (0, 0);
+            }
+            let n = (d.len() as u64, d.volatile_len() as u64);
+            d.snapshot_begin(DbSnap::new(i, tx.clone(), opts));
+            n
+        })
+        .collect()
+}
+
+thread_local! {
+    static WALKER_TQ: std::cell::OnceCell<glommio::TaskQueueHandle> = const { std::cell::OnceCell::new() };
+}
+
+/// Spawns the walker in the snapshot task queue (fewer shares than connections).
+fn spawn_walker(core: Rc<Core>) {
+    let tq = WALKER_TQ.with(|c| {
+        *c.get_or_init(|| {
+            glommio::executor().create_task_queue(
+                glommio::Shares::Static(50),
+                glommio::Latency::NotImportant,
+                "percore-snapshot",
+            )
+        })
+    });
+    let c2 = core.clone();
+    let task = async move {
+        let mut slice_started = Instant::now();
+        loop {
+            let done = {
+                let mut shard = c2.shard.borrow_mut();
+                match shard.dbs.iter_mut().find(|d| d.snapshot_active()) {
+                    Some(d) => {
+                        d.snapshot_step(SLICE);
+                        false
+                    }
+                    None => true,
+                }
+            };
+            if done {
+                return;
+            }
+            if slice_started.elapsed() >= WALK_BUDGET {
+                // Yielding the task queue is not enough: while this task is
+                // runnable the executor may not poll for network events, so
+                // connections would wait for the preempt timer. A timer wait
+                // makes the executor go through its reactor.
+                glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+                slice_started = Instant::now();
+            } else {
+                glommio::executor().yield_task_queue_now().await;
+            }
+        }
+    };
+    match glommio::spawn_local_into(task, tq) {
+        Ok(t) => {
+            t.detach();
+        }
+        Err(_) => {
+            // No task queue: finish inline rather than never.
+            for d in core.shard.borrow_mut().dbs.iter_mut() {
+                while !d.snapshot_step(usize::MAX) {}
+            }
+        }
+    }
+}
+
+/// A writer that keeps a running CRC-64 of what it writes.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u64,
+    written: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.crc = crc64::crc64(self.crc, &b[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The writer thread: part files per db, then the final file in db order.
+fn write_file(
+    rx: mpsc::Receiver<WriterMsg>,
+    dir: &Path,
+    path: &Path,
+    ndbs: usize,
+    used_mem: u64,
+    checksum: bool,
+) -> Result<u64, String> {
+    let pid = std::process::id();
+    let part_path = |db: usize| dir.join(format!("temp-{pid}-db{db}.part"));
+    let mut parts: Vec<Option<File>> = (0..ndbs).map(|_| None).collect();
+    let mut sizes = vec![(0u64, 0u64); ndbs];
+    let cleanup = |parts: &mut Vec<Option<File>>| {
+        for (db, p) in parts.iter_mut().enumerate() {
+            if p.take().is_some() {
+                let _ = std::fs::remove_file(part_path(db));
+            }
+        }
+    };
+    let mut failure: Option<String> = None;
+    for msg in rx {
+        if failure.is_some() {
+            continue; // drain so senders never block or error
+        }
+        match msg {
+            WriterMsg::Sizes(s) => sizes = s,
+            WriterMsg::Chunk { db, bytes } => {
+                if db >= ndbs {
+                    continue;
+                }
+                if parts[db].is_none() {
+                    match std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(part_path(db))
+                    {
+                        Ok(f) => parts[db] = Some(f),
+                        Err(e) => {
+                            failure = Some(format!(
+                                "Failed opening the temp RDB file {} (in server root dir {}) for saving: {e}",
+                                part_path(db).display(),
+                                dir.display()
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                if let Some(f) = parts[db].as_mut() {
+                    if let Err(e) = f.write_all(&bytes) {
+                        failure = Some(format!("Write error saving DB on disk: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        cleanup(&mut parts);
+        return Err(e);
+    }
+    let tmp = dir.join(format!("temp-{pid}.rdb"));
+    let result = (|| -> std::io::Result<u64> {
+        let file = File::create(&tmp)?;
+        let mut w = CrcWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            crc: 0,
+            written: 0,
+        };
+        let mut head = Vec::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        rdb::save_header(&mut head, used_mem, now);
+        w.write_all(&head)?;
+        for (db, part) in parts.iter_mut().enumerate() {
+            let Some(f) = part.as_mut() else { continue };
+            let mut h = Vec::new();
+            rdb::save_db_header(&mut h, db, sizes[db].0, sizes[db].1);
+            w.write_all(&h)?;
+            f.seek(SeekFrom::Start(0))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                w.write_all(&buf[..n])?;
+            }
+        }
+        w.write_all(&[rdb::op::EOF])?;
+        let crc = if checksum { w.crc } else { 0 };
+        w.write_all(&crc.to_le_bytes())?;
+        let written = w.written;
+        let file = w
+            .inner
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(written)
+    })();
+    cleanup(&mut parts);
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("Write error saving DB on disk: {e}")
+    })
+}
+
+/// Takes the in-progress flag; false when a snapshot is already running.
+pub fn try_begin() -> bool {
+    super::state()
+        .in_progress
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+}
+
+/// Runs a snapshot under the in-progress flag and records the outcome (INFO persistence).
+pub async fn save(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
+    if !try_begin() {
+        return Err("Background save already in progress".into());
+    }
+    save_held(core, mode).await
+}
+
+/// As `save`, for a caller that took the flag with `try_begin`; releases it.
+pub async fn save_held(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
+    let st = super::state();
+    st.background
+        .store(mode == Mode::Background, Ordering::SeqCst);
+    let dirty_at_start = super::dirty_total();
+    let started = Instant::now();
+    st.started_secs.store(now_secs(), Ordering::Relaxed);
+    let r = run(core, mode).await;
+    let secs = started.elapsed().as_secs();
+    let ok = r.is_ok();
+    match &r {
+        Ok(size) => {
+            st.dirty_base.store(dirty_at_start, Ordering::SeqCst);
+            st.lastsave.store(now_secs(), Ordering::SeqCst);
+            st.saves.fetch_add(1, Ordering::Relaxed);
+            crate::server::log::notice(&format!(
+                "DB saved on disk ({size} bytes, {} keys, {} bytes copied on write)",
+                st.keys_processed.load(Ordering::Relaxed),
+                st.cow_bytes.load(Ordering::Relaxed)
+            ));
+        }
+        Err(e) => crate::server::log::warning(e),
+    }
+    st.last_bgsave_ok.store(ok, Ordering::SeqCst);
+    if !ok {
+        st.last_fail_secs.store(now_secs(), Ordering::Relaxed);
+    }
+    if mode == Mode::Background {
+        st.last_bgsave_secs.store(secs as i64, Ordering::Relaxed);
+        st.last_cow
+            .store(st.cow_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    st.in_progress.store(false, Ordering::SeqCst);
+    r.map(|_| ())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Starts a background save on this core; the reply does not wait for it.
+pub fn start_background(core: &Rc<Core>) -> Result<(), String> {
+    if !try_begin() {
+        return Err("Background save already in progress".into());
+    }
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        let _ = save_held(&core, Mode::Background).await;
+    })
+    .detach();
+    Ok(())
+}
+
+/// The save before exiting (SHUTDOWN, SIGTERM): waits for a background save
+/// in progress, then saves. False when the save failed (the caller refuses
+/// to exit unless forced, as Redis).
+pub async fn save_before_exit(core: &Rc<Core>) -> bool {
+    crate::server::log::notice("Saving the final RDB snapshot before exiting.");
+    while !try_begin() {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    super::WRITE_FENCE.store(true, Ordering::SeqCst);
+    match save_held(core, Mode::Blocking).await {
+        Ok(()) => true,
+        Err(_) => {
+            super::WRITE_FENCE.store(false, Ordering::SeqCst);
+            crate::server::log::warning("Error trying to save the DB, can't exit.");
+            false
+        }
+    }
+}
+
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: save (unless NOSAVE), validate
+/// the file, empty the databases (unless NOFLUSH) and load it back.
+pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Result<(), String> {
+    if save_first {
+        save(core, Mode::Blocking)
+            .await
+            .map_err(|_| "Error trying to save the DB, check server logs.".to_string())?;
+    }
+    let (path, ndbs, checksum) = {
+        let c = core.config.borrow();
+        (
+            Path::new(&c.dir).join(&c.dbfilename),
+            c.databases,
+            c.rdbchecksum,
+        )
+    };
+    let data = match super::read_and_check(&path, ndbs, checksum) {
+        Ok(Some(d)) => std::sync::Arc::new(d),
+        Ok(None) | Err(_) => {
+            if let Err(e) = super::read_and_check(&path, ndbs, checksum) {
+                crate::server::log::warning(&e);
+            }
+            return Err("Error trying to load the RDB dump, check server logs.".into());
+        }
+    };
+    let nshards = core.nshards;
+    let results = core
+        .run_on_all(move |core| {
+            let mut shard = core.shard.borrow_mut();
+            if flush {
+                for d in shard.dbs.iter_mut() {
+                    d.clear();
+                }
+            }
+            super::load_into_shard(&data, &mut shard, nshards, crate::server::core::now_ms())
+        })
+        .await;
+    let (mut loaded, mut expired) = (0, 0);
+    for r in results {
+        match r {
+            Ok((l, e)) => {
+                loaded += l;
+                expired += e;
+            }
+            Err(e) => {
+                crate::server::log::warning(&e);
+                return Err("Error trying to load the RDB dump, check server logs.".into());
+            }
+        }
+    }
+    let st = super::state();
+    st.load_keys_loaded.store(loaded, Ordering::SeqCst);
+    st.load_keys_expired.store(expired, Ordering::SeqCst);
+    crate::server::log::notice(&format!(
+        "Done loading RDB, keys loaded: {loaded}, keys expired: {expired}."
+    ));
+    Ok(())
+}
