@@ -59,6 +59,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         kill_rx,
     };
     conn.run().await;
+    super::tx::reset_client(&core, client.id);
     core.clients.borrow_mut().remove(client.id);
     super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
@@ -87,6 +88,8 @@ enum Target {
     Local(&'static crate::commands::Command),
     /// A shard command for another shard; the index of its reply in that shard's batch.
     Remote(usize, usize, &'static crate::commands::Command),
+    /// Inside MULTI: queued for EXEC.
+    Queue(&'static crate::commands::Command),
 }
 
 #[derive(Clone, Copy)]
@@ -289,6 +292,7 @@ impl Connection {
                 (info.db, info.proto)
             };
             let authenticated = !self.auth_required();
+            let in_multi = super::tx::in_multi(&self.core, self.client.id);
             let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
                 (0..self.core.nshards).map(|_| None).collect();
             let mut barrier = None;
@@ -317,6 +321,8 @@ impl Connection {
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
                         {
                             Target::Reject(Reject::NoAuth(cmd))
+                        } else if in_multi && !super::tx::runs_in_multi(cmd) {
+                            Target::Queue(cmd)
                         } else {
                             match cmd.exec {
                                 Exec::Conn(_) => Target::Conn(cmd),
@@ -395,7 +401,13 @@ impl Connection {
                 let before = out.len();
                 out.proto = proto;
                 match *t {
-                    Target::Reject(r) => reject(&self.core, r, argv, out),
+                    Target::Reject(r) => {
+                        reject(&self.core, r, argv, out);
+                        super::tx::flag_error(&self.core, self.client.id);
+                    }
+                    Target::Queue(cmd) => {
+                        super::tx::queue_command(&self.core, self.client.id, cmd, argv, out)
+                    }
                     Target::Conn(cmd) => {
                         if let Exec::Conn(f) = cmd.exec {
                             let start = Instant::now();
@@ -410,8 +422,12 @@ impl Connection {
                         }
                     }
                     Target::Local(cmd) => {
-                        let mut shard = self.core.shard.borrow_mut();
-                        exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                        if super::tx::blocked(&self.core, cmd, argv, db) {
+                            super::tx::run_queued(&self.core, cmd, argv, db, out).await;
+                        } else {
+                            let mut shard = self.core.shard.borrow_mut();
+                            exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                        }
                     }
                     Target::Remote(..) => unreachable!("skipped above"),
                 }
@@ -631,7 +647,7 @@ fn repr(s: &[u8]) -> String {
 
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
-        Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
+        Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) | Target::Queue(c) => Some(c),
         Target::Reject(Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c)) => Some(c),
         _ => None,
     }

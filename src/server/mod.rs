@@ -8,6 +8,7 @@ pub mod exec;
 pub mod listener;
 pub mod log;
 pub mod shard;
+pub mod tx;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
