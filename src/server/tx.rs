@@ -507,6 +507,59 @@ impl Tx {
             .collect()
     }
 
+    /// Like [`Tx::run_each`], and releases the locks in the same hop (the last hop).
+    pub async fn run_each_last<T, R, F>(mut self, items: Vec<(usize, T)>, f: F) -> Vec<(usize, R)>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(usize, &Rc<Core>, T) -> R + Send + Clone + 'static,
+    {
+        let release = if self.live { Some(self.id) } else { None };
+        self.live = false;
+        let mut waits = Vec::with_capacity(items.len());
+        let mut order = Vec::with_capacity(items.len());
+        let mut done = vec![false; self.parts.len()];
+        for (s, item) in items {
+            let g = f.clone();
+            order.push(s);
+            done[s] = true;
+            waits.push(self.core.run_on(s, move |c| {
+                let r = g(s, c, item);
+                if let Some(id) = release {
+                    c.tx.borrow_mut().release(id);
+                }
+                r
+            }));
+        }
+        let res = futures::future::join_all(waits).await;
+        // Shards without work are released only after the last writes landed:
+        // a plain read there must not see the transaction half done.
+        let mut rest = Vec::new();
+        if let Some(id) = release {
+            for s in self.shards() {
+                if !done[s] {
+                    rest.push(self.core.run_on(s, move |c| c.tx.borrow_mut().release(id)));
+                }
+            }
+        }
+        futures::future::join_all(rest).await;
+        order
+            .into_iter()
+            .zip(res)
+            .filter_map(|(s, r)| r.map(|r| (s, r)))
+            .collect()
+    }
+
+    /// Like [`Tx::run_all`], and releases the locks in the same hop.
+    pub async fn run_all_last<R, F>(self, f: F) -> Vec<(usize, R)>
+    where
+        R: Send + 'static,
+        F: Fn(usize, &Rc<Core>) -> R + Send + Clone + 'static,
+    {
+        let items: Vec<(usize, ())> = self.shards().into_iter().map(|s| (s, ())).collect();
+        self.run_each_last(items, move |s, c, ()| f(s, c)).await
+    }
+
     /// Releases the locks everywhere.
     pub async fn conclude(mut self) {
         if !self.live {
