@@ -20,6 +20,9 @@ use crate::server::tx::{self, Mode, Tx};
 
 type Reply = Pin<Box<dyn Future<Output = ReplyBuf>>>;
 
+/// Watched keys of one shard: (database, key, what WATCH saw).
+type ShardWatches = Vec<(usize, Bytes, crate::storage::db::WatchMark)>;
+
 /// EXEC's reply when a queuing error was seen.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
@@ -80,12 +83,11 @@ pub fn exec(ctx: MultiCtx) -> Reply {
         tx::plan_block(&mut t, ctx.db, &m.queued);
         t.schedule().await;
         // The watched keys, checked (and unwatched) under the locks.
-        let mut per: Vec<Vec<(usize, Bytes, crate::storage::db::WatchMark)>> =
-            vec![Vec::new(); ctx.core.nshards];
+        let mut per: Vec<ShardWatches> = vec![Vec::new(); ctx.core.nshards];
         for (db, key, s, mark) in m.watched {
             per[s].push((db, key, mark));
         }
-        let items: Vec<(usize, Vec<(usize, Bytes, crate::storage::db::WatchMark)>)> = per
+        let items: Vec<(usize, ShardWatches)> = per
             .into_iter()
             .enumerate()
             .filter(|(_, v)| !v.is_empty())
