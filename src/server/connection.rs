@@ -402,8 +402,15 @@ impl Connection {
                 out.proto = proto;
                 match *t {
                     Target::Reject(r) => {
-                        reject(&self.core, r, argv, out);
-                        super::tx::flag_error(&self.core, self.client.id);
+                        if command_of(t).is_some_and(|c| c.name == "exec") {
+                            // As rejectCommand: a rejected EXEC aborts the transaction.
+                            let mut e = ReplyBuf::new(proto);
+                            reject(&self.core, r, argv, &mut e);
+                            super::tx::exec_abort(&self.core, self.client.id, &e.buf, out);
+                        } else {
+                            reject(&self.core, r, argv, out);
+                            super::tx::flag_error(&self.core, self.client.id);
+                        }
                     }
                     Target::Queue(cmd) => {
                         super::tx::queue_command(&self.core, self.client.id, cmd, argv, out)

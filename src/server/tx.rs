@@ -824,6 +824,19 @@ pub fn queue_command(
     out.simple("QUEUED");
 }
 
+/// A rejected EXEC (arity, auth): Redis's execCommandAbort discards the
+/// transaction and wraps the error (`encoded`, a RESP error) in EXECABORT.
+pub fn exec_abort(core: &Rc<Core>, client: u64, encoded: &[u8], out: &mut ReplyBuf) {
+    let mut msg = encoded.strip_prefix(b"-").unwrap_or(encoded);
+    msg = msg.strip_suffix(b"\r\n").unwrap_or(msg);
+    // rejectCommandFormat's messages carry no ERR prefix; shared error objects do.
+    msg = msg.strip_prefix(b"ERR ").unwrap_or(msg);
+    let mut e = b"EXECABORT Transaction discarded because of: ".to_vec();
+    e.extend_from_slice(msg);
+    out.error_bytes(&e);
+    reset_client(core, client);
+}
+
 /// A command was rejected while queuing (unknown, arity, auth): EXEC will abort.
 pub fn flag_error(core: &Core, client: u64) {
     let mut st = core.tx.borrow_mut();
