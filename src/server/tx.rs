@@ -228,18 +228,36 @@ impl TxState {
     }
 
     /// Schedules transaction `id` with `keys` on this shard.
+    ///
+    /// Granted at once when no intent here conflicts (OOO). Otherwise queued
+    /// in id order, to be granted at the head, unless a *granted* transaction
+    /// with a higher id conflicts: waiting for it would be a wait on a higher
+    /// id (a possible deadlock cycle), so the caller retries with a new id.
     pub fn schedule(&mut self, id: u64, keys: ShardKeys) -> Sched {
         let free = !self.conflicts(&keys);
         if !free
             && self
                 .queue
-                .last_key_value()
-                .is_some_and(|(&last, _)| last > id)
+                .range(id + 1..)
+                .any(|(_, e)| e.granted && overlaps(&e.keys, &keys))
         {
             return Sched::Refused;
         }
         self.acquire(&keys);
         if free {
+            self.queue.insert(
+                id,
+                Entry {
+                    granted: true,
+                    waker: None,
+                    keys,
+                },
+            );
+            return Sched::Granted;
+        }
+        // Conflicting only with waiting transactions of higher ids, it may be the head.
+        let head = self.queue.keys().next().is_none_or(|&h| h > id);
+        if head {
             self.queue.insert(
                 id,
                 Entry {
@@ -286,6 +304,26 @@ impl TxState {
     }
 }
 
+/// True when two transactions' intents on one shard conflict.
+fn overlaps(a: &ShardKeys, b: &ShardKeys) -> bool {
+    let clash = |x: Mode, y: Mode| x == Mode::Exclusive || y == Mode::Exclusive;
+    if let Some(ga) = a.global {
+        if b.global.is_some_and(|gb| clash(ga, gb)) || b.keys.iter().any(|k| clash(ga, k.2)) {
+            return true;
+        }
+    }
+    if let Some(gb) = b.global {
+        if a.keys.iter().any(|k| clash(gb, k.2)) {
+            return true;
+        }
+    }
+    a.keys.iter().any(|(da, ka, ma)| {
+        b.keys
+            .iter()
+            .any(|(db, kb, mb)| da == db && ka == kb && clash(*ma, *mb))
+    })
+}
+
 /// True when `client` is running EXEC (or a script): blocking commands must
 /// not block (Redis's CLIENT_DENY_BLOCKING) and coordinators run under its locks.
 pub fn in_exec(core: &Core, client: u64) -> bool {
@@ -319,16 +357,27 @@ pub async fn run_queued(
     }
     let id = next_id();
     let sched = core.tx.borrow_mut().schedule(id, keys);
+    // Released even if this future is dropped while it waits.
+    let _guard = Release { core, id };
     if let Sched::Queued(rx) = sched {
         let _ = rx.await;
     }
     // Its time is when it runs, not when it arrived.
     let now = super::core::now_ms();
-    {
-        let mut shard = core.shard.borrow_mut();
-        exec::run_shard_cmd(core, &mut shard, cmd, argv, db, now, out);
+    let mut shard = core.shard.borrow_mut();
+    exec::run_shard_cmd(core, &mut shard, cmd, argv, db, now, out);
+}
+
+/// Releases a one-shard transaction of this core when dropped.
+struct Release<'a> {
+    core: &'a Core,
+    id: u64,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.core.tx.borrow_mut().release(self.id);
     }
-    core.tx.borrow_mut().release(id);
 }
 
 /// A multi-shard transaction, from the coordinator's side.
