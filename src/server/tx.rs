@@ -680,6 +680,11 @@ enum Step {
 /// Runs a block of commands under a scheduled transaction and writes each
 /// reply into `out` in order (EXEC's array elements; a script's calls).
 ///
+/// This is also the hook for scripts: declare the script's keys (or
+/// `global` for undeclared access) on a [`Tx`], `schedule`, then run each
+/// `redis.call` as a one-command block here; coordinators and blocking
+/// commands see [`in_exec`] and neither re-schedule nor block.
+///
 /// Runs of single-shard commands go to their shards in one hop per shard, in
 /// parallel: under the transaction's locks, commands on different shards
 /// touch disjoint keys and commute.
@@ -825,6 +830,7 @@ pub async fn unwatch(core: &Rc<Core>, watched: Vec<(usize, Bytes, usize, WatchMa
 
 /// Forgets a connection's MULTI state and WATCHes (RESET, disconnect), in the background.
 pub fn reset_client(core: &Rc<Core>, client: u64) {
+    core.tx.borrow_mut().in_exec.remove(&client);
     let st = core.tx.borrow_mut().multi.remove(&client);
     if let Some(st) = st {
         if !st.watched.is_empty() {
