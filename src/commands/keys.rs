@@ -76,7 +76,7 @@ fn count_multi(ctx: MultiCtx, op: CountOp) -> Reply {
         };
         let mut tx = Tx::new(&ctx);
         tx.keys(&ctx.argv[1..], mode);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         let items = per.into_iter().enumerate().filter(|(_, k)| !k.is_empty());
         let res = tx
             .run_each_last(items.collect(), move |_, core, keys| {
@@ -646,7 +646,7 @@ pub fn dbsize(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let mut tx = Tx::new(&ctx);
         tx.global(Mode::Shared);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         let total: usize = tx
             .run_all_last(move |_, core| core.shard.borrow().dbsize(db))
             .await
@@ -668,7 +668,7 @@ pub fn keys(ctx: MultiCtx) -> Reply {
         let all = &pattern[..] == b"*";
         let mut tx = Tx::new(&ctx);
         tx.global(Mode::Shared);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         let found = tx
             .run_all_last(move |_, core| {
                 let shard = core.shard.borrow();
@@ -935,7 +935,7 @@ pub fn flushdb(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let mut tx = Tx::new(&ctx);
         tx.global(Mode::Exclusive);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         tx.run_all_last(move |_, core| core.shard.borrow_mut().dbs[db].clear())
             .await;
         out.ok();
@@ -953,7 +953,7 @@ pub fn flushall(ctx: MultiCtx) -> Reply {
         }
         let mut tx = Tx::new(&ctx);
         tx.global(Mode::Exclusive);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         tx.run_all_last(|_, core| {
             for d in core.shard.borrow_mut().dbs.iter_mut() {
                 d.clear();
@@ -988,7 +988,7 @@ pub fn swapdb(ctx: MultiCtx) -> Reply {
         if a != b {
             let mut tx = Tx::new(&ctx);
             tx.global(Mode::Exclusive);
-            tx.schedule().await;
+            tx.schedule_single_hop().await;
             tx.run_all_last(move |_, core| {
                 crate::storage::db::Db::swap_dbs(&mut core.shard.borrow_mut().dbs, a, b)
             })

@@ -310,7 +310,7 @@ pub fn mget_multi(ctx: MultiCtx) -> Reply {
         let now = ctx.now_ms;
         let mut tx = Tx::new(&ctx);
         tx.keys(&ctx.argv[1..], Mode::Shared);
-        tx.schedule().await;
+        tx.schedule_single_hop().await;
         let items = per.into_iter().enumerate().filter(|(_, k)| !k.is_empty());
         let res = tx
             .run_each_last(items.collect(), move |_, core, keys| {
@@ -409,13 +409,18 @@ async fn set_pairs(ctx: &MultiCtx, tx: Tx, per: Vec<Vec<(bytes::Bytes, bytes::By
     .await;
 }
 
-/// A transaction locking MSET/MSETNX's keys for writing.
-async fn lock_pairs(ctx: &MultiCtx) -> Tx {
+/// A transaction locking MSET/MSETNX's keys for writing (MSET's only hop
+/// runs as soon as each shard grants it).
+async fn lock_pairs(ctx: &MultiCtx, single_hop: bool) -> Tx {
     let mut tx = Tx::new(ctx);
     for kv in ctx.argv[1..].chunks(2) {
         tx.key(&kv[0], Mode::Exclusive);
     }
-    tx.schedule().await;
+    if single_hop {
+        tx.schedule_single_hop().await;
+    } else {
+        tx.schedule().await;
+    }
     tx
 }
 
@@ -428,7 +433,7 @@ pub fn mset_multi(ctx: MultiCtx) -> Reply {
             return out;
         }
         let per = pairs_by_shard(&ctx);
-        let tx = lock_pairs(&ctx).await;
+        let tx = lock_pairs(&ctx, true).await;
         set_pairs(&ctx, tx, per).await;
         out.ok();
         out
@@ -447,7 +452,7 @@ pub fn msetnx_multi(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let now = ctx.now_ms;
         // Two hops under the same locks: check every shard, then set.
-        let tx = lock_pairs(&ctx).await;
+        let tx = lock_pairs(&ctx, false).await;
         let items: Vec<(usize, Vec<bytes::Bytes>)> = per
             .iter()
             .enumerate()

@@ -132,7 +132,14 @@ struct Entry {
     granted: bool,
     waker: Option<oneshot::Sender<()>>,
     keys: ShardKeys,
+    /// The transaction's last hop, sent ahead: runs (and releases) the moment
+    /// it is granted, so a chain of conflicting transactions advances on the
+    /// shard without a round trip to each coordinator.
+    armed: Option<Work>,
 }
+
+/// A transaction's last hop on a shard (whoever runs it then releases the transaction there).
+type Work = Box<dyn FnOnce(&Rc<Core>)>;
 
 /// The outcome of scheduling on one shard.
 pub enum Sched {
@@ -173,6 +180,80 @@ pub struct TxState {
     /// Clients whose EXEC (or script) is running: their commands run under
     /// its locks, so coordinators they call must not schedule again.
     pub in_exec: HashSet<u64>,
+    /// Highest ids of armed last hops that ran here, by key hash bucket:
+    /// see [`Marks`].
+    marks: Marks,
+}
+
+/// Number of key buckets for the early-execution marks.
+const MARK_BUCKETS: usize = 1024;
+
+/// Early-execution watermarks.
+///
+/// An armed last hop runs on a shard as soon as that shard grants it, maybe
+/// before the transaction is granted elsewhere. A conflicting transaction
+/// with a LOWER id that arrives here afterwards would then be ordered after
+/// it here but possibly before it on another shard. So an arrival whose id
+/// is below the mark of a conflicting bucket is refused and retries with a
+/// new id. Buckets (a hash of the key) keep the memory fixed; a collision
+/// only costs a retry.
+struct Marks {
+    /// (highest exclusive id, highest shared id) per bucket.
+    buckets: Vec<(u64, u64)>,
+    /// Highest ids of whole-shard armed hops (exclusive, shared).
+    global: (u64, u64),
+    /// Highest exclusive and shared ids over all buckets (for whole-shard arrivals).
+    max: (u64, u64),
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Marks {
+            buckets: vec![(0, 0); MARK_BUCKETS],
+            global: (0, 0),
+            max: (0, 0),
+        }
+    }
+}
+
+impl Marks {
+    fn bucket(db: u32, key: &[u8]) -> usize {
+        (crate::storage::table::hash(key) as usize ^ db as usize) % MARK_BUCKETS
+    }
+
+    fn bump(m: &mut (u64, u64), mode: Mode, id: u64) {
+        match mode {
+            Mode::Exclusive => m.0 = m.0.max(id),
+            Mode::Shared => m.1 = m.1.max(id),
+        }
+    }
+
+    /// Records that transaction `id` with `keys` ran an armed hop here.
+    fn ran(&mut self, id: u64, keys: &ShardKeys) {
+        if let Some(g) = keys.global {
+            Self::bump(&mut self.global, g, id);
+        }
+        for (db, k, m) in &keys.keys {
+            Self::bump(&mut self.buckets[Self::bucket(*db, k)], *m, id);
+            Self::bump(&mut self.max, *m, id);
+        }
+    }
+
+    /// True when transaction `id` with `keys` arrives too late (see the type docs).
+    fn too_late(&self, id: u64, keys: &ShardKeys) -> bool {
+        let late = |mark: (u64, u64), m: Mode| match m {
+            Mode::Exclusive => id < mark.0 || id < mark.1,
+            Mode::Shared => id < mark.0,
+        };
+        if let Some(g) = keys.global {
+            if late(self.global, g) || late(self.max, g) {
+                return true;
+            }
+        }
+        keys.keys
+            .iter()
+            .any(|(db, k, m)| late(self.global, *m) || late(self.buckets[Self::bucket(*db, k)], *m))
+    }
 }
 
 impl TxState {
@@ -234,6 +315,9 @@ impl TxState {
     /// with a higher id conflicts: waiting for it would be a wait on a higher
     /// id (a possible deadlock cycle), so the caller retries with a new id.
     pub fn schedule(&mut self, id: u64, keys: ShardKeys) -> Sched {
+        if self.marks.too_late(id, &keys) {
+            return Sched::Refused;
+        }
         let free = !self.conflicts(&keys);
         if !free
             && self
@@ -251,6 +335,7 @@ impl TxState {
                     granted: true,
                     waker: None,
                     keys,
+                    armed: None,
                 },
             );
             return Sched::Granted;
@@ -264,6 +349,7 @@ impl TxState {
                     granted: true,
                     waker: None,
                     keys,
+                    armed: None,
                 },
             );
             return Sched::Granted;
@@ -275,23 +361,47 @@ impl TxState {
                 granted: false,
                 waker: Some(tx),
                 keys,
+                armed: None,
             },
         );
         Sched::Queued(rx)
     }
 
     /// Releases transaction `id` (done or cancelled) and grants the new head.
-    pub fn release(&mut self, id: u64) {
+    /// Returns the new head's armed last hop when it has one: the caller runs it
+    /// (see [`release`]).
+    fn release(&mut self, id: u64) -> Option<(u64, Work)> {
         if let Some(e) = self.queue.remove(&id) {
             self.release_keys(&e.keys);
         }
-        if let Some((_, head)) = self.queue.iter_mut().next() {
+        if let Some((&hid, head)) = self.queue.iter_mut().next() {
             if !head.granted {
                 head.granted = true;
                 if let Some(w) = head.waker.take() {
                     let _ = w.send(());
                 }
+                if let Some(work) = head.armed.take() {
+                    self.marks.ran(hid, &head.keys);
+                    return Some((hid, work));
+                }
             }
+        }
+        None
+    }
+
+    /// Arms transaction `id`'s last hop: Some(work) back when it is granted
+    /// already (the caller runs it now), else kept to run when granted.
+    fn arm(&mut self, id: u64, work: Work) -> Option<Work> {
+        match self.queue.get_mut(&id) {
+            Some(e) if !e.granted => {
+                e.armed = Some(work);
+                None
+            }
+            Some(e) => {
+                self.marks.ran(id, &e.keys);
+                Some(work)
+            }
+            None => Some(work),
         }
     }
 
@@ -301,6 +411,16 @@ impl TxState {
             return false;
         }
         self.global.conflicts(mode) || keys.iter().any(|k| self.key_count(db, k).conflicts(mode))
+    }
+}
+
+/// Releases transaction `id` on this shard and runs the armed last hops of
+/// the transactions that become runnable (each of which releases in turn).
+pub fn release(core: &Rc<Core>, id: u64) {
+    let mut next = core.tx.borrow_mut().release(id);
+    while let Some((hid, work)) = next {
+        work(core);
+        next = core.tx.borrow_mut().release(hid);
     }
 }
 
@@ -359,6 +479,7 @@ pub async fn run_queued(
     let sched = core.tx.borrow_mut().schedule(id, keys);
     // Released even if this future is dropped while it waits.
     let _guard = Release { core, id };
+
     if let Sched::Queued(rx) = sched {
         let _ = rx.await;
     }
@@ -370,13 +491,13 @@ pub async fn run_queued(
 
 /// Releases a one-shard transaction of this core when dropped.
 struct Release<'a> {
-    core: &'a Core,
+    core: &'a Rc<Core>,
     id: u64,
 }
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        self.core.tx.borrow_mut().release(self.id);
+        release(self.core, self.id);
     }
 }
 
@@ -399,6 +520,8 @@ pub struct Tx {
     live: bool,
     /// Inside a running EXEC/script: its locks cover us; no scheduling.
     passthrough: bool,
+    /// Grants not yet received (after `schedule_single_hop`).
+    pending: RefCell<Vec<oneshot::Receiver<()>>>,
 }
 
 impl Tx {
@@ -418,6 +541,7 @@ impl Tx {
             id: 0,
             live: false,
             passthrough,
+            pending: RefCell::new(Vec::new()),
         }
     }
 
@@ -461,6 +585,22 @@ impl Tx {
 
     /// Takes the locks on every involved shard and waits until granted everywhere.
     pub async fn schedule(&mut self) {
+        self.schedule_single_hop().await;
+        self.granted().await;
+    }
+
+    /// Waits for the grants `schedule_single_hop` did not wait for.
+    async fn granted(&self) {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for rx in pending {
+            let _ = rx.await;
+        }
+    }
+
+    /// Takes the locks on every involved shard without waiting for the grants:
+    /// for a transaction whose only hop is `run_each_last`/`run_all_last`,
+    /// which then runs on each shard the moment it is granted there.
+    pub async fn schedule_single_hop(&mut self) {
         if self.passthrough || self.live {
             return;
         }
@@ -485,7 +625,7 @@ impl Tx {
                 let mut undo = Vec::new();
                 for (r, &s) in res.iter().zip(&shards) {
                     if matches!(r, Some(Sched::Granted | Sched::Queued(_))) {
-                        undo.push(self.core.run_on(s, move |c| c.tx.borrow_mut().release(id)));
+                        undo.push(self.core.run_on(s, move |c| release(c, id)));
                     }
                 }
                 futures::future::join_all(undo).await;
@@ -496,9 +636,10 @@ impl Tx {
             }
             self.id = id;
             self.live = true;
+            let mut pending = self.pending.borrow_mut();
             for r in res.into_iter().flatten() {
                 if let Sched::Queued(rx) = r {
-                    let _ = rx.await;
+                    pending.push(rx);
                 }
             }
             return;
@@ -511,6 +652,7 @@ impl Tx {
         R: Send + 'static,
         F: FnOnce(&Rc<Core>) -> R + Send + 'static,
     {
+        self.granted().await;
         self.core.run_on(shard, f).await
     }
 
@@ -520,6 +662,7 @@ impl Tx {
         R: Send + 'static,
         F: Fn(usize, &Rc<Core>) -> R + Send + Clone + 'static,
     {
+        self.granted().await;
         let shards = self.shards();
         let mut waits = Vec::with_capacity(shards.len());
         for &s in &shards {
@@ -541,6 +684,7 @@ impl Tx {
         R: Send + 'static,
         F: Fn(usize, &Rc<Core>, T) -> R + Send + Clone + 'static,
     {
+        self.granted().await;
         let mut waits = Vec::with_capacity(items.len());
         let mut order = Vec::with_capacity(items.len());
         for (s, item) in items {
@@ -563,7 +707,7 @@ impl Tx {
         R: Send + 'static,
         F: Fn(usize, &Rc<Core>, T) -> R + Send + Clone + 'static,
     {
-        let release = if self.live { Some(self.id) } else { None };
+        let release_id = if self.live { Some(self.id) } else { None };
         self.live = false;
         let mut waits = Vec::with_capacity(items.len());
         let mut order = Vec::with_capacity(items.len());
@@ -572,22 +716,37 @@ impl Tx {
             let g = f.clone();
             order.push(s);
             done[s] = true;
-            waits.push(self.core.run_on(s, move |c| {
-                let r = g(s, c, item);
-                if let Some(id) = release {
-                    c.tx.borrow_mut().release(id);
+            let (rtx, rrx) = oneshot::channel();
+            let sent = self.core.run_on(s, move |c| {
+                let work: Work = Box::new(move |c: &Rc<Core>| {
+                    let _ = rtx.send(g(s, c, item));
+                });
+                // Runs now if granted here, else when it is (no round trip
+                // then): `release` runs it and releases the transaction.
+                match release_id {
+                    Some(id) => {
+                        let now = c.tx.borrow_mut().arm(id, work);
+                        if let Some(work) = now {
+                            work(c);
+                            release(c, id);
+                        }
+                    }
+                    None => work(c),
                 }
-                r
-            }));
+            });
+            waits.push(async move {
+                sent.await?;
+                rrx.await.ok()
+            });
         }
         let res = futures::future::join_all(waits).await;
         // Shards without work are released only after the last writes landed:
         // a plain read there must not see the transaction half done.
         let mut rest = Vec::new();
-        if let Some(id) = release {
+        if let Some(id) = release_id {
             for s in self.shards() {
                 if !done[s] {
-                    rest.push(self.core.run_on(s, move |c| c.tx.borrow_mut().release(id)));
+                    rest.push(self.core.run_on(s, move |c| release(c, id)));
                 }
             }
         }
@@ -618,7 +777,7 @@ impl Tx {
         let id = self.id;
         let mut waits = Vec::new();
         for s in self.shards() {
-            waits.push(self.core.run_on(s, move |c| c.tx.borrow_mut().release(id)));
+            waits.push(self.core.run_on(s, move |c| release(c, id)));
         }
         futures::future::join_all(waits).await;
     }
@@ -635,7 +794,7 @@ impl Drop for Tx {
         let shards = self.shards();
         glommio::spawn_local(async move {
             for s in shards {
-                core.run_on(s, move |c| c.tx.borrow_mut().release(id)).await;
+                core.run_on(s, move |c| release(c, id)).await;
             }
         })
         .detach();
