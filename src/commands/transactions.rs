@@ -77,6 +77,16 @@ pub fn exec(ctx: MultiCtx) -> Reply {
             return out;
         }
         let mut t = Tx::with(ctx.core.clone(), ctx.db, false);
+        if m.watched.is_empty() {
+            if let Some(run) = tx::single_segment(&ctx.core, &m.queued) {
+                // Only single-shard commands: one armed hop per shard, as MSET.
+                tx::plan_block(&mut t, ctx.db, &m.queued);
+                t.schedule_single_hop().await;
+                out.array_len(m.queued.len());
+                tx::run_single_segment(&ctx, t, m.queued, run, &mut out).await;
+                return out;
+            }
+        }
         for (db, key, _, _) in &m.watched {
             t.key_in(*db, key, Mode::Shared);
         }

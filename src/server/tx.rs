@@ -889,37 +889,14 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
                         continue;
                     }
                     order.push(s);
-                    waits.push(core.run_on(s, move |c| {
-                        let table = crate::commands::CommandTable::get();
-                        let mut buf = ReplyBuf::new(proto);
-                        let mut ends = Vec::with_capacity(list.len());
-                        let mut shard = c.shard.borrow_mut();
-                        for (id, argv) in &list {
-                            let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
-                            let cmd = &table.cmds[*id as usize];
-                            exec::run_shard_cmd(c, &mut shard, cmd, &av, db, now, &mut buf);
-                            ends.push(buf.len());
-                        }
-                        (buf.buf, ends)
-                    }));
+                    waits.push(core.run_on(s, move |c| run_list(c, &list, db, proto, now)));
                 }
                 let res = futures::future::join_all(waits).await;
-                let mut replies: Vec<Option<(Vec<u8>, Vec<usize>)>> =
-                    (0..core.nshards).map(|_| None).collect();
-                for (s, r) in order.into_iter().zip(res) {
-                    replies[s] = r;
-                }
-                let mut next: Vec<usize> = vec![0; core.nshards];
-                for &(_, s) in &run {
-                    let Some((buf, ends)) = replies[s].as_ref() else {
-                        out.error("ERR server is shutting down");
-                        continue;
-                    };
-                    let k = next[s];
-                    let start = if k == 0 { 0 } else { ends[k - 1] };
-                    out.raw(&buf[start..ends[k]]);
-                    next[s] += 1;
-                }
+                let res = order
+                    .into_iter()
+                    .zip(res)
+                    .filter_map(|(s, r)| r.map(|r| (s, r)));
+                assemble(core.nshards, &run, res.collect(), out);
             }
             Step::Alone(k) => {
                 let (cmd, argv) = &cmds[k];
@@ -959,6 +936,101 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
         }
     }
     core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
+}
+
+/// Replies of a list of shard commands: encoded back to back, with each end offset.
+type ListReplies = (Vec<u8>, Vec<usize>);
+
+/// Runs a list of shard commands on this core's shard (part of a block).
+fn run_list(
+    c: &Rc<Core>,
+    list: &[(u16, Vec<Bytes>)],
+    db: usize,
+    proto: crate::protocol::reply::Proto,
+    now: u64,
+) -> ListReplies {
+    let table = crate::commands::CommandTable::get();
+    let mut buf = ReplyBuf::new(proto);
+    let mut ends = Vec::with_capacity(list.len());
+    let mut shard = c.shard.borrow_mut();
+    for (id, argv) in list {
+        let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
+        let cmd = &table.cmds[*id as usize];
+        exec::run_shard_cmd(c, &mut shard, cmd, &av, db, now, &mut buf);
+        ends.push(buf.len());
+    }
+    (buf.buf, ends)
+}
+
+/// Writes per-shard replies back in command order (`run`: (command index, shard)).
+fn assemble(
+    nshards: usize,
+    run: &[(usize, usize)],
+    res: Vec<(usize, ListReplies)>,
+    out: &mut ReplyBuf,
+) {
+    let mut replies: Vec<Option<ListReplies>> = (0..nshards).map(|_| None).collect();
+    for (s, r) in res {
+        replies[s] = Some(r);
+    }
+    let mut next: Vec<usize> = vec![0; nshards];
+    for &(_, s) in run {
+        let Some((buf, ends)) = replies[s].as_ref() else {
+            out.error("ERR server is shutting down");
+            continue;
+        };
+        let k = next[s];
+        let start = if k == 0 { 0 } else { ends[k - 1] };
+        out.raw(&buf[start..ends[k]]);
+        next[s] += 1;
+    }
+}
+
+/// The shard of every command when the whole block is single-shard commands
+/// (then EXEC is one armed hop per shard, like MSET).
+pub fn single_segment(core: &Core, cmds: &[Queued]) -> Option<Vec<(usize, usize)>> {
+    let mut run = Vec::with_capacity(cmds.len());
+    for (i, (cmd, argv)) in cmds.iter().enumerate() {
+        if !matches!(cmd.exec, Exec::Shard(_) | Exec::Keys(..)) {
+            return None;
+        }
+        let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
+        run.push((i, exec::route(core, cmd, &av)?));
+    }
+    Some(run)
+}
+
+/// Runs a block that [`single_segment`] accepted as the transaction's only,
+/// armed hop (scheduled with `schedule_single_hop`); replies into `out`.
+pub async fn run_single_segment(
+    ctx: &MultiCtx,
+    tx: Tx,
+    cmds: Vec<Queued>,
+    run: Vec<(usize, usize)>,
+    out: &mut ReplyBuf,
+) {
+    let core = &ctx.core;
+    let (db, proto) = {
+        let info = ctx.client.info.borrow();
+        (info.db, info.proto)
+    };
+    let mut per: Vec<Vec<(u16, Vec<Bytes>)>> = vec![Vec::new(); core.nshards];
+    for (&(_, s), (cmd, argv)) in run.iter().zip(cmds) {
+        per[s].push((cmd.id, argv));
+    }
+    let items: Vec<(usize, Vec<(u16, Vec<Bytes>)>)> = per
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    core.tx.borrow_mut().in_exec.insert(ctx.client.id);
+    let res = tx
+        .run_each_last(items, move |_, c, list| {
+            run_list(c, &list, db, proto, super::core::now_ms())
+        })
+        .await;
+    core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
+    assemble(core.nshards, &run, res, out);
 }
 
 /// Drops the WATCHes in `watched` (one hop per shard).
