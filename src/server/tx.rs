@@ -938,6 +938,9 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
     core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
 }
 
+/// Shard commands of a block for one shard: (command id, arguments).
+type CmdList = Vec<(u16, Vec<Bytes>)>;
+
 /// Replies of a list of shard commands: encoded back to back, with each end offset.
 type ListReplies = (Vec<u8>, Vec<usize>);
 
@@ -1014,11 +1017,11 @@ pub async fn run_single_segment(
         let info = ctx.client.info.borrow();
         (info.db, info.proto)
     };
-    let mut per: Vec<Vec<(u16, Vec<Bytes>)>> = vec![Vec::new(); core.nshards];
+    let mut per: Vec<CmdList> = vec![Vec::new(); core.nshards];
     for (&(_, s), (cmd, argv)) in run.iter().zip(cmds) {
         per[s].push((cmd.id, argv));
     }
-    let items: Vec<(usize, Vec<(u16, Vec<Bytes>)>)> = per
+    let items: Vec<(usize, CmdList)> = per
         .into_iter()
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
