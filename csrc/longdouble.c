@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,16 @@ void percore_ld_add(const long double *a, const long double *b, long double *out
 /* 1 when the value is neither NaN nor infinite. */
 int percore_ld_is_finite(const long double *v) {
     return !(isnan(*v) || isinf(*v));
+}
+
+/* Redis 7.0's getTimeoutFromObjectOrReply (seconds): (long long) ceill(v * 1000.0).
+ * An out-of-range value converts to LLONG_MIN, as the x86-64 conversion does,
+ * made explicit here since C leaves it undefined. */
+long long percore_ld_timeout_ms(const long double *v) {
+    long double ms = ceill(*v * 1000.0);
+    if (isnan(ms) || ms >= 9223372036854775808.0L || ms < -9223372036854775808.0L)
+        return LLONG_MIN;
+    return (long long)ms;
 }
 
 /* Nearest double, for callers that need the value as f64. */

@@ -20,7 +20,12 @@ fn percore(shards: usize, extra: &[&str]) -> Server {
 }
 
 /// Parameters only percore has.
-const PERCORE_ONLY_PARAMS: &[&str] = &["shards", "pin-cores"];
+const PERCORE_ONLY_PARAMS: &[&str] = &[
+    "shards",
+    "pin-cores",
+    "spin-before-park-us",
+    "preempt-timer-us",
+];
 /// Parameters whose values differ by nature between the two servers (own port, own scratch dir).
 const OWN_VALUE_PARAMS: &[&str] = &["port", "dir"];
 

@@ -427,20 +427,27 @@ fn pipelined_transactions() {
 #[test]
 fn blocking_commands_inside_multi_do_not_block() {
     each(|d, _| {
-        // Only when percore has the blocking list commands.
-        let probe = d.percore.cmds("BLPOP probe 0.001");
-        if probe.is_error() {
-            return;
-        }
-        d.redis.cmds("BLPOP probe 0.001");
         d.script(
             r#"
             MULTI
             BLPOP nolist 0
-            BRPOP nolist 0
-            RPUSH l a
-            BLPOP l 0
+            BRPOP nolist1 nolist2 0
+            RPUSH l a b c
+            RPUSH l2 x
+            BLPOP nolist l 0
+            BRPOP l2 l 1
+            BLMOVE nolist dst LEFT RIGHT 0
+            BLMOVE l dst LEFT RIGHT 0
+            BRPOPLPUSH nolist dst 0
+            BRPOPLPUSH l dst2 0
+            BLMPOP 0 2 nolist l LEFT COUNT 5
+            BLMPOP 0 1 nolist RIGHT
+            BLPOP l -1
+            BLPOP l notanumber
             EXEC
+            LRANGE dst 0 -1
+            LRANGE dst2 0 -1
+            EXISTS l l2
             "#,
         );
     });

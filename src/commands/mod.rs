@@ -7,6 +7,7 @@
 //! everything else about a command (arity, flags, key positions, docs) comes
 //! from Redis 7.0's own metadata in `spec`.
 
+pub mod blocking;
 pub mod connection;
 pub mod hashes;
 pub mod introspect;

@@ -210,9 +210,10 @@ pub fn info(ctx: MultiCtx) -> Reply {
             section("Clients", &mut s);
             let _ = write!(
                 s,
-                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
                 CONNECTED.load(Ordering::Relaxed),
-                config.maxclients
+                config.maxclients,
+                crate::server::blocking::BLOCKED_CLIENTS.load(Ordering::Relaxed)
             );
         }
         if want("memory") {

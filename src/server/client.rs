@@ -79,6 +79,14 @@ pub struct Client {
     /// Close after the pending replies are written (QUIT, protocol errors, own CLIENT KILL).
     pub close_after_reply: Cell<bool>,
     kill_tx: RefCell<Option<oneshot::Sender<()>>>,
+    /// Set while the client waits in a blocking command: CLIENT UNBLOCK fires it
+    /// (true = ERROR, false = TIMEOUT).
+    pub unblock: RefCell<Option<oneshot::Sender<bool>>>,
+    /// A blocking command that must wait, handed from its coordinator to the connection loop.
+    pub blocked: RefCell<Option<super::blocking::Blocked>>,
+    /// Set by whatever runs commands that may not block (MULTI/EXEC, scripts): blocking
+    /// commands then act as their non-blocking forms (Redis's CLIENT_DENY_BLOCKING).
+    pub deny_blocking: Cell<bool>,
 }
 
 impl Client {
@@ -113,6 +121,9 @@ impl Client {
             killed: Cell::new(false),
             close_after_reply: Cell::new(false),
             kill_tx: RefCell::new(Some(tx)),
+            unblock: RefCell::new(None),
+            blocked: RefCell::new(None),
+            deny_blocking: Cell::new(false),
         };
         (Rc::new(c), rx)
     }
@@ -132,6 +143,9 @@ impl Client {
         let age = now_ms.saturating_sub(i.created_ms) / 1000;
         let idle = now_ms.saturating_sub(i.last_interaction_ms) / 1000;
         let mut flags = String::new();
+        if self.unblock.borrow().is_some() {
+            flags.push('b');
+        }
         if self.close_after_reply.get() || self.killed.get() {
             flags.push('c');
         }

@@ -25,6 +25,7 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use smallvec::SmallVec;
 
+use super::blocking::Blocked;
 use super::client::{Client, ReplyMode};
 use super::core::{now_ms, BatchReply, BatchReq, Core, RemoteCmd};
 use super::exec;
@@ -57,6 +58,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
         kill_rx,
+        read_while_blocked: false,
     };
     conn.run().await;
     super::tx::reset_client(&core, client.id);
@@ -75,6 +77,8 @@ struct Connection {
     wbuf: ReplyBuf,
     parser: RespParser,
     kill_rx: oneshot::Receiver<()>,
+    /// Bytes arrived while a command was blocked: parse again before reading more.
+    read_while_blocked: bool,
 }
 
 /// Where one command of a segment runs.
@@ -170,7 +174,7 @@ impl Connection {
                 if self.client.close_after_reply.get()
                     || self.client.killed.get()
                     || n == 0
-                    || authenticated
+                    || (authenticated && !std::mem::take(&mut self.read_while_blocked))
                 {
                     break;
                 }
@@ -505,7 +509,7 @@ impl Connection {
             }
             if let Some(b) = barrier {
                 let argv = argvs[i];
-                let before = self.wbuf.len();
+                let mut before = self.wbuf.len();
                 let name = match b {
                     Barrier::Conn(c) | Barrier::Multi(c, _) => c.name,
                     Barrier::Attack => unreachable!("handled above"),
@@ -541,6 +545,11 @@ impl Connection {
                         let reply = f(ctx).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
+                        // A blocking command that must wait (BLPOP...): its reply comes later.
+                        let blocked = self.client.blocked.borrow_mut().take();
+                        if let Some(b) = blocked {
+                            before = self.wait_blocked(b).await;
+                        }
                     }
                     Barrier::Attack => unreachable!("handled above"),
                 }
@@ -548,6 +557,64 @@ impl Connection {
                 i += 1;
             }
         }
+    }
+
+    /// Waits out a blocked command. Earlier replies are written first; the socket
+    /// keeps being read, so a disconnect is seen (and anything popped for this
+    /// client given back) while further commands are only buffered, to run after
+    /// the reply, as Redis. Returns where the reply starts in `wbuf`.
+    async fn wait_blocked(&mut self, mut b: Blocked) -> usize {
+        if !self.flush().await {
+            b.abandon().await;
+            self.client.close_after_reply.set(true);
+            return 0;
+        }
+        let outcome = loop {
+            let ev = {
+                let wait = std::pin::pin!(b.wait());
+                let read = std::pin::pin!(self.read());
+                match select(wait, read).await {
+                    Either::Left((o, _)) => Ok(o),
+                    Either::Right((alive, _)) => Err(alive),
+                }
+            };
+            match ev {
+                Ok(o) => break Some(o),
+                Err(false) => break None,
+                Err(true) => {
+                    self.read_while_blocked = true;
+                    let limit = self.core.config.borrow().client_query_buffer_limit as usize;
+                    if self.filled > limit {
+                        super::log::warning(&format!(
+                            "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
+                            self.client.describe(now_ms()),
+                            repr(&self.rbuf[..self.filled.min(64)])
+                        ));
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            b.abandon().await;
+            self.client.close_after_reply.set(true);
+            return 0;
+        };
+        let start = self.wbuf.len();
+        self.wbuf.proto = self.client.info.borrow().proto;
+        outcome.reply(&mut self.wbuf);
+        let reply = &self.wbuf.buf[start..];
+        let failed = reply.first() == Some(&b'-');
+        // As Redis's updateStatsOnUnblock: CLIENT UNBLOCK counts as a failed call either way.
+        if failed || matches!(outcome, super::blocking::Outcome::Unblocked(_)) {
+            self.core.stats.borrow_mut().cmds[b.cmd.id as usize].failed_calls += 1;
+        }
+        if failed {
+            let end = memchr::memchr2(b' ', b'\r', reply).unwrap_or(reply.len());
+            let code = String::from_utf8_lossy(&reply[1..end]).into_owned();
+            self.core.count_error(&code);
+        }
+        start
     }
 
     /// Redis's authRequired: a password is set and this client has not authenticated.

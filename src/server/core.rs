@@ -151,11 +151,17 @@ impl Core {
         F: FnOnce(&Rc<Core>) -> R + Send + 'static,
     {
         if target == self.id {
-            return Some(f(self));
+            let r = f(self);
+            super::blocking::after_shard_work(self);
+            return Some(r);
         }
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |core| {
-            let _ = tx.send(f(core));
+            let r = f(core);
+            // Blocked clients are served before the caller hears back, as Redis
+            // serves them right after the command that made their key ready.
+            super::blocking::after_shard_work(core);
+            let _ = tx.send(r);
         });
         let mesh = self.mesh.as_ref()?;
         if mesh.send_to(target, Msg::Call(call)).await.is_err() {
@@ -178,7 +184,9 @@ impl Core {
             let (tx, rx) = oneshot::channel();
             let g = f.clone();
             let call: Call = Box::new(move |core| {
-                let _ = tx.send(g(core));
+                let r = g(core);
+                super::blocking::after_shard_work(core);
+                let _ = tx.send(r);
             });
             if let Some(mesh) = self.mesh.as_ref() {
                 let _ = mesh.send_to(target, Msg::Call(call)).await;
@@ -186,6 +194,7 @@ impl Core {
             pending.push((target, rx));
         }
         let mine = f(self);
+        super::blocking::after_shard_work(self);
         let mut out: Vec<Option<R>> = (0..self.nshards).map(|_| None).collect();
         out[self.id] = Some(mine);
         for (target, rx) in pending {

@@ -80,6 +80,8 @@ fn close_idle_clients(core: &Core) {
         .filter(|c| {
             (now / 1000).saturating_sub(c.info.borrow().last_interaction_ms / 1000) > timeout
         })
+        // As Redis: a client blocked in BLPOP & co. is never idle.
+        .filter(|c| c.unblock.borrow().is_none())
         .cloned()
         .collect();
     for c in idle {

@@ -49,7 +49,7 @@ pub fn route(core: &Core, cmd: &Command, argv: &[&[u8]]) -> Option<usize> {
 /// Runs a shard command and records its statistics.
 #[inline]
 pub fn run_shard_cmd(
-    core: &Core,
+    core: &Rc<Core>,
     shard: &mut Shard,
     cmd: &'static Command,
     argv: &[&[u8]],
@@ -71,6 +71,8 @@ pub fn run_shard_cmd(
     };
     f(&mut ctx, argv);
     record(core, cmd, start, &out.buf[before..]);
+    // As Redis's handleClientsBlockedOnKeys after each command.
+    super::blocking::serve_ready(core, shard);
 }
 
 /// Records one executed command: calls, time, and whether it replied with an error.

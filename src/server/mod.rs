@@ -1,5 +1,6 @@
 //! The server: executors, listeners, connections and the shard mesh.
 
+pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod core;
@@ -10,6 +11,7 @@ pub mod log;
 pub mod shard;
 pub mod tx;
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -231,7 +233,23 @@ pub fn run(mut config: Config) -> Result<(), String> {
             let ready = ready.clone();
             async move {
                 let (senders, receivers) = if shards > 1 {
+                    // Glommio 0.9 wakes a task waiting for its channel peer to
+                    // connect only when its executor polls again; it sends no
+                    // wake-up to a parked executor, so under load a start-up
+                    // could hang for good. A 1 ms ticker keeps every executor
+                    // polling until the mesh is joined.
+                    let joined = Rc::new(Cell::new(false));
+                    let ticker = glommio::spawn_local({
+                        let joined = joined.clone();
+                        async move {
+                            while !joined.get() {
+                                glommio::timer::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                    });
                     let (s, r) = mesh.join().await.expect("join the shard mesh");
+                    joined.set(true);
+                    ticker.await;
                     (Some(s), Some(r))
                 } else {
                     (None, None)

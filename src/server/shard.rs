@@ -24,6 +24,8 @@ pub struct Shard {
     pub dbs: Vec<Db>,
     /// Size limits and encoding thresholds (a copy of the config's).
     pub limits: crate::storage::Limits,
+    /// Clients blocked on keys of this shard (BLPOP and friends).
+    pub blocking: super::blocking::Registry,
     /// xorshift state for sampling (expiry, RANDOMKEY).
     rng: u64,
 }
@@ -36,6 +38,7 @@ impl Shard {
             id,
             dbs: (0..databases).map(|_| Db::new()).collect(),
             limits: crate::storage::Limits::default(),
+            blocking: super::blocking::Registry::default(),
             rng: seed,
         }
     }

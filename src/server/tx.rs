@@ -818,6 +818,13 @@ pub fn plan_block(tx: &mut Tx, db: usize, cmds: &[Queued]) {
                     tx.key_in(db, &argv[i], mode);
                 }
             }
+            // Blocking commands (BLPOP...) declare their keys like any keyed command.
+            Exec::Multi(_) if cmd.flags().contains(CmdFlags::BLOCKING) => {
+                let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
+                for i in cmd.key_positions(&av) {
+                    tx.key_in(db, &argv[i], mode);
+                }
+            }
             Exec::Multi(_) => global = Some(global.map_or(mode, |g| g.max(mode))),
             Exec::ConnBarrier(_) if cmd.name == "select" => global = Some(Mode::Exclusive),
             _ => {}
@@ -850,6 +857,8 @@ enum Step {
 pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
     let core = &ctx.core;
     core.tx.borrow_mut().in_exec.insert(ctx.client.id);
+    // Blocking commands act as their non-blocking forms (CLIENT_DENY_BLOCKING).
+    let deny = ctx.client.deny_blocking.replace(true);
     let mut i = 0;
     let n = cmds.len();
     while i < n {
@@ -935,6 +944,7 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
             }
         }
     }
+    ctx.client.deny_blocking.set(deny);
     core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
 }
 

@@ -124,6 +124,15 @@ pub struct Db {
     /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl),
     /// a running average over active-expiry samples as Redis keeps it.
     pub avg_ttl: u64,
+    /// Keys created since the blocking framework last looked (recorded only while
+    /// `track_created`): Redis's signalKeyAsReady from dbAdd, since a blocked client
+    /// only ever waits on a missing key.
+    pub created: Vec<Box<[u8]>>,
+    /// Set by `server::blocking` while clients are blocked on keys of this shard.
+    pub track_created: bool,
+    /// A process-unique id: SWAPDB moves databases between indexes, and the
+    /// blocking framework notices by the id (Redis then rescans the waited keys).
+    pub uid: u64,
     /// Keys some client WATCHes: every modification of one bumps its version,
     /// so EXEC can tell whether it changed (the one hook for all commands).
     pub watch: WatchMap,
@@ -217,7 +226,11 @@ fn as_int(v: &[u8]) -> Option<i64> {
 impl Db {
     /// An empty database.
     pub fn new() -> Self {
-        Db::default()
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Db {
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Db::default()
+        }
     }
 
     /// Number of keys (including ones expired but not yet collected, as DBSIZE).
@@ -412,6 +425,15 @@ impl Db {
             }
         };
         self.table.insert_new_hashed(table::hash(key), rec);
+        self.note_created(key);
+    }
+
+    /// Records a key creation for the blocking framework (see `created`).
+    #[inline]
+    fn note_created(&mut self, key: &[u8]) {
+        if self.track_created {
+            self.created.push(key.into());
+        }
     }
 
     /// Stores a string, replacing any existing key. `keep_ttl` keeps an existing
@@ -556,7 +578,9 @@ impl Db {
         let kind = obj.kind();
         let idx = self.slab.insert(obj);
         let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
-        self.table.insert_new_hashed(table::hash(key), rec)
+        let pos = self.table.insert_new_hashed(table::hash(key), rec);
+        self.note_created(key);
+        pos
     }
 
     /// Deletes the key at `pos` when its collection is empty, as Redis does

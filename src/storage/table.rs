@@ -119,6 +119,21 @@ impl<E> Part<E> {
         i
     }
 
+    /// Appends an empty slot to the overflow tail. The tail is short, so it
+    /// grows by a few slots at a time: a doubling `push` would double the
+    /// memory of a whole part for one overflowing entry.
+    #[inline]
+    fn push_tail(&mut self) {
+        if self.tags.len() == self.tags.capacity() {
+            self.tags.reserve_exact(4);
+        }
+        if self.slots.len() == self.slots.capacity() {
+            self.slots.reserve_exact(4);
+        }
+        self.tags.push(0);
+        self.slots.push(None);
+    }
+
     /// Rebuilds the part with home range `cap` from its entries, in order.
     fn rebuild(&mut self, cap: usize) {
         let tags = std::mem::take(&mut self.tags);
@@ -138,8 +153,7 @@ impl<E> Part<E> {
             }
             let at = self.home(t).max(next);
             if at >= self.tags.len() {
-                self.tags.push(0);
-                self.slots.push(None);
+                self.push_tail();
             }
             self.tags[at] = t;
             self.slots[at] = e;
@@ -169,8 +183,7 @@ impl<E> Part<E> {
         for (t, e) in entries {
             let at = self.home(t).max(next);
             if at >= self.tags.len() {
-                self.tags.push(0);
-                self.slots.push(None);
+                self.push_tail();
             }
             self.tags[at] = t;
             self.slots[at] = Some(e);
@@ -293,6 +306,11 @@ impl<E> Table<E> {
                 f(e);
             }
         }
+    }
+
+    /// Every entry, in tag order (what `for_each` visits, borrowed from the table).
+    pub fn iter(&self) -> impl Iterator<Item = &E> + '_ {
+        self.parts.iter().flat_map(|p| p.slots.iter().flatten())
     }
 
     /// Removes and returns every entry (used to move a table's contents elsewhere).
@@ -459,8 +477,7 @@ impl<E: Keyed> Table<E> {
             i += 1;
         }
         if i == part.tags.len() {
-            part.tags.push(0);
-            part.slots.push(None);
+            part.push_tail();
         }
         if part.tags[i] != 0 {
             // Shift the run [i, first empty) right by one to keep tag order.
@@ -469,8 +486,7 @@ impl<E: Keyed> Table<E> {
                 j += 1;
             }
             if j == part.tags.len() {
-                part.tags.push(0);
-                part.slots.push(None);
+                part.push_tail();
             }
             part.tags.copy_within(i..j, i + 1);
             part.slots[i..=j].rotate_right(1);

@@ -291,6 +291,7 @@ extern "C" {
     fn percore_ld_add(a: *const LongDouble, b: *const LongDouble, out: *mut LongDouble);
     fn percore_ld_is_finite(v: *const LongDouble) -> c_int;
     fn percore_ld_to_double(v: *const LongDouble) -> f64;
+    fn percore_ld_timeout_ms(v: *const LongDouble) -> i64;
     fn percore_ld2string_human(buf: *mut c_char, len: usize, v: *const LongDouble) -> usize;
 }
 
@@ -332,6 +333,13 @@ impl LongDouble {
     pub fn to_f64(self) -> f64 {
         // SAFETY: `self` is a live, aligned slot holding valid `long double` bits.
         unsafe { percore_ld_to_double(&self) }
+    }
+
+    /// `(long long) ceill(self * 1000.0)` as Redis computes a blocking timeout in ms
+    /// (LLONG_MIN when out of range, as x86-64 converts).
+    pub fn timeout_ms(self) -> i64 {
+        // SAFETY: `self` is a live, aligned slot holding valid `long double` bits.
+        unsafe { percore_ld_timeout_ms(&self) }
     }
 
     /// Appends Redis's ld2string(LD_STR_HUMAN) form: "%.17Lf" minus trailing zeros and '.',
