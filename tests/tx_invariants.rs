@@ -348,3 +348,40 @@ fn mset_and_msetnx_are_atomic_across_shards() {
         );
     }
 }
+
+#[test]
+fn smove_across_shards_is_seen_whole_by_sunion() {
+    let server = Server::percore(SHARDS, &[]);
+    let sets = spread_keys("set:", 2);
+    let mut c = server.raw();
+    c.cmd(&["SADD", &sets[0], "x", "y"]);
+    c.cmd(&["SADD", &sets[1], "z"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let moves = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    {
+        let (mut c, sets, stop, moves) = (server.raw(), sets.clone(), stop.clone(), moves.clone());
+        handles.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(c.cmd(&["SMOVE", &sets[0], &sets[1], "x"]), Resp::Int(1));
+                assert_eq!(c.cmd(&["SMOVE", &sets[1], &sets[0], "x"]), Resp::Int(1));
+                moves.fetch_add(2, Ordering::Relaxed);
+            }
+        }));
+    }
+    for _ in 0..3 {
+        let (mut c, sets, stop) = (server.raw(), sets.clone(), stop.clone());
+        handles.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.cmd(&["SUNION", &sets[0], &sets[1]]);
+                assert_eq!(r.items().len(), 3, "SUNION saw half an SMOVE: {r:?}");
+            }
+        }));
+    }
+    thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("no thread failed");
+    }
+    assert!(moves.load(Ordering::Relaxed) > 20, "moves ran");
+}

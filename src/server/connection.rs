@@ -542,7 +542,7 @@ impl Connection {
                             proto: self.client.info.borrow().proto,
                             now_ms: now_ms(),
                         };
-                        let reply = f(ctx).await;
+                        let reply = super::tx::run_coordinator(ctx, f).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
                         // A blocking command that must wait (BLPOP...): its reply comes later.

@@ -835,6 +835,43 @@ pub fn plan_block(tx: &mut Tx, db: usize, cmds: &[Queued]) {
     }
 }
 
+/// Coordinators that schedule their own transaction (with the cheaper
+/// single-hop path where they can); every other multi-key coordinator is
+/// wrapped by [`run_coordinator`].
+const SELF_SCHEDULING: &[&str] = &[
+    "mget", "mset", "msetnx", "del", "unlink", "exists", "touch", "rename", "renamenx", "copy",
+    "lcs",
+];
+
+/// Runs a coordinator from the connection loop. A multi-key command whose
+/// keys span shards (`Exec::Keys`) and that does not schedule a transaction
+/// itself runs under one locking all its keys (SMOVE, SUNIONSTORE, LMOVE,
+/// ZUNIONSTORE...), so it is atomic and isolated whatever its hops.
+pub async fn run_coordinator(ctx: MultiCtx, f: crate::commands::MultiFn) -> ReplyBuf {
+    let cmd = ctx.cmd;
+    if !matches!(cmd.exec, Exec::Keys(..))
+        || SELF_SCHEDULING.contains(&cmd.name)
+        || in_exec(&ctx.core, ctx.client.id)
+    {
+        return f(ctx).await;
+    }
+    let mode = Mode::of(cmd);
+    let mut tx = Tx::new(&ctx);
+    {
+        let av: SmallVec<[&[u8]; 8]> = ctx.argv.iter().map(|a| &a[..]).collect();
+        for i in cmd.key_positions(&av) {
+            tx.key(&ctx.argv[i], mode);
+        }
+    }
+    tx.schedule().await;
+    let (core, client) = (ctx.core.clone(), ctx.client.id);
+    core.tx.borrow_mut().in_exec.insert(client);
+    let reply = f(ctx).await;
+    core.tx.borrow_mut().in_exec.remove(&client);
+    tx.conclude().await;
+    reply
+}
+
 /// Which core-local part of a block runs where.
 enum Step {
     /// Shard commands by shard: (command index, shard).
