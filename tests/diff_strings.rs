@@ -1324,8 +1324,6 @@ fn msetnx_race(server: &Server, n: usize) -> usize {
 }
 
 #[test]
-#[ignore = "percore bug: MSETNX across shards checks then sets without isolation; needs the \
-            multi-shard transaction framework (ARCHITECTURE.md invariant 4)"]
 fn msetnx_across_shards_is_atomic() {
     let redis = Server::redis(&[]);
     assert_eq!(msetnx_race(&redis, 2000), 0, "redis-server");

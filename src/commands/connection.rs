@@ -163,6 +163,8 @@ pub fn reset(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
         info.no_evict = false;
         info.authenticated = !needs_auth;
     }
+    // RESET also discards MULTI and UNWATCHes, as Redis's clearClientConnectionState.
+    crate::server::tx::reset_client(ctx.core, ctx.client.id);
     ctx.out.proto = Proto::Resp2;
     ctx.out.simple("RESET");
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::{arg_i64, arg_int, errors, is, MultiCtx, ShardCtx};
 use crate::protocol::reply::ReplyBuf;
 use crate::server::exec::shard_of_key;
+use crate::server::tx::{Mode, Tx};
 use crate::storage::db::Access;
 use crate::storage::value::Payload;
 use crate::util::glob::string_match;
@@ -69,12 +70,16 @@ fn count_multi(ctx: MultiCtx, op: CountOp) -> Reply {
         }
         let db = ctx.db;
         let now = ctx.now_ms;
-        let mut waits = Vec::new();
-        for (s, keys) in per.into_iter().enumerate() {
-            if keys.is_empty() {
-                continue;
-            }
-            waits.push(ctx.core.run_on(s, move |core| {
+        let mode = match op {
+            CountOp::Del => Mode::Exclusive,
+            CountOp::Exists | CountOp::Touch => Mode::Shared,
+        };
+        let mut tx = Tx::new(&ctx);
+        tx.keys(&ctx.argv[1..], mode);
+        tx.schedule_single_hop().await;
+        let items = per.into_iter().enumerate().filter(|(_, k)| !k.is_empty());
+        let res = tx
+            .run_each_last(items.collect(), move |_, core, keys| {
                 let mut shard = core.shard.borrow_mut();
                 let d = &mut shard.dbs[db];
                 match op {
@@ -88,13 +93,9 @@ fn count_multi(ctx: MultiCtx, op: CountOp) -> Reply {
                         .filter(|k| d.find(k, now, Access::Read).is_some())
                         .count() as i64,
                 }
-            }));
-        }
-        let total: i64 = futures::future::join_all(waits)
-            .await
-            .into_iter()
-            .flatten()
-            .sum();
+            })
+            .await;
+        let total: i64 = res.into_iter().map(|(_, n)| n).sum();
         let mut out = ctx.reply();
         out.int(total);
         out
@@ -339,7 +340,11 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
         let (ss, ds) = (shard_of_key(&src, n), shard_of_key(&dst, n));
         let db = ctx.db;
         let now = ctx.now_ms;
-        // Check the source and (for NX) the destination before moving anything.
+        let mut tx = Tx::new(&ctx);
+        tx.key(&src, Mode::Exclusive).key(&dst, Mode::Exclusive);
+        tx.schedule().await;
+        // Check the source and (for NX) the destination before moving anything,
+        // then take and insert: several hops under the same locks.
         let s2 = src.clone();
         let exists = ctx
             .core
@@ -351,6 +356,7 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
             .await
             .unwrap_or(false);
         if !exists {
+            tx.conclude().await;
             out.error(errors::NO_SUCH_KEY);
             return out;
         }
@@ -364,6 +370,7 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
                 .await
                 .unwrap_or(true);
             if taken {
+                tx.conclude().await;
                 out.int(0);
                 return out;
             }
@@ -379,19 +386,19 @@ fn rename_multi_generic(ctx: MultiCtx, nx: bool) -> Reply {
             .await
             .flatten();
         let Some((v, exp)) = moved else {
+            tx.conclude().await;
             out.error(errors::NO_SUCH_KEY);
             return out;
         };
-        ctx.core
-            .run_on(ds, move |core| {
-                let mut shard = core.shard.borrow_mut();
-                let d = &mut shard.dbs[db];
-                // Look the destination up first, as Redis does: an expired one
-                // is expired (and counted) rather than silently replaced.
-                d.find(&dst, now, Access::Write);
-                d.insert_owned(&dst, v, exp, now)
-            })
-            .await;
+        tx.run_each_last(vec![(ds, (dst, v))], move |_, core, (dst, v)| {
+            let mut shard = core.shard.borrow_mut();
+            let d = &mut shard.dbs[db];
+            // Look the destination up first, as Redis does: an expired one
+            // is expired (and counted) rather than silently replaced.
+            d.find(&dst, now, Access::Write);
+            d.insert_owned(&dst, v, exp, now)
+        })
+        .await;
         if nx {
             out.int(1);
         } else {
@@ -480,6 +487,10 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
         let (src, dst) = (ctx.argv[1].clone(), ctx.argv[2].clone());
         let db = ctx.db;
         let now = ctx.now_ms;
+        let mut tx = Tx::new(&ctx);
+        tx.key(&src, Mode::Shared)
+            .key_in(dst_db, &dst, Mode::Exclusive);
+        tx.schedule().await;
         let got = ctx
             .core
             .run_on(shard_of_key(&src, n), move |core| {
@@ -491,25 +502,29 @@ pub fn copy_multi(ctx: MultiCtx) -> Reply {
             .await
             .flatten();
         let Some((v, exp)) = got else {
+            tx.conclude().await;
             out.int(0);
             return out;
         };
-        let ok = ctx
-            .core
-            .run_on(shard_of_key(&dst, n), move |core| {
-                let mut shard = core.shard.borrow_mut();
-                let d = &mut shard.dbs[dst_db];
-                if d.find(&dst, now, Access::Write).is_some() {
-                    if !replace {
-                        return false;
+        let ok = tx
+            .run_each_last(
+                vec![(shard_of_key(&dst, n), (dst, v))],
+                move |_, core, (dst, v)| {
+                    let mut shard = core.shard.borrow_mut();
+                    let d = &mut shard.dbs[dst_db];
+                    if d.find(&dst, now, Access::Write).is_some() {
+                        if !replace {
+                            return false;
+                        }
+                        d.delete(&dst, now);
                     }
-                    d.delete(&dst, now);
-                }
-                d.insert_owned(&dst, v, exp, now);
-                true
-            })
+                    d.insert_owned(&dst, v, exp, now);
+                    true
+                },
+            )
             .await
-            .unwrap_or(false);
+            .into_iter()
+            .any(|(_, ok)| ok);
         out.int(ok as i64);
         out
     })
@@ -629,11 +644,14 @@ pub fn object_help(ctx: &mut super::ConnCtx<'_>, _argv: &[&[u8]]) {
 pub fn dbsize(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let db = ctx.db;
-        let total: usize = ctx
-            .core
-            .run_on_all(move |core| core.shard.borrow().dbsize(db))
+        let mut tx = Tx::new(&ctx);
+        tx.global(Mode::Shared);
+        tx.schedule_single_hop().await;
+        let total: usize = tx
+            .run_all_last(move |_, core| core.shard.borrow().dbsize(db))
             .await
             .into_iter()
+            .map(|(_, n)| n)
             .sum();
         let mut out = ctx.reply();
         out.int(total as i64);
@@ -648,9 +666,11 @@ pub fn keys(ctx: MultiCtx) -> Reply {
         let now = ctx.now_ms;
         let pattern = ctx.argv[1].clone();
         let all = &pattern[..] == b"*";
-        let found = ctx
-            .core
-            .run_on_all(move |core| {
+        let mut tx = Tx::new(&ctx);
+        tx.global(Mode::Shared);
+        tx.schedule_single_hop().await;
+        let found = tx
+            .run_all_last(move |_, core| {
                 let shard = core.shard.borrow();
                 let mut v: Vec<Vec<u8>> = Vec::new();
                 shard.dbs[db].for_each(|r| {
@@ -664,9 +684,9 @@ pub fn keys(ctx: MultiCtx) -> Reply {
             })
             .await;
         let mut out = ctx.reply();
-        let n: usize = found.iter().map(|v| v.len()).sum();
+        let n: usize = found.iter().map(|(_, v)| v.len()).sum();
         out.array_len(n);
-        for k in found.iter().flatten() {
+        for k in found.iter().flat_map(|(_, v)| v) {
             out.bulk(k);
         }
         out
@@ -850,15 +870,21 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let now = ctx.now_ms;
         let mut out = ctx.reply();
+        let mut tx = Tx::new(&ctx);
+        tx.global(Mode::Shared);
+        tx.schedule().await;
         // As Redis's dbRandomKey: draw until a live key turns up or none is
         // left. Every draw that misses deletes an expired key, so this ends.
         loop {
-            let sizes = ctx
-                .core
-                .run_on_all(move |core| core.shard.borrow().dbsize(db))
-                .await;
+            let sizes: Vec<usize> = tx
+                .run_all(move |_, core| core.shard.borrow().dbsize(db))
+                .await
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect();
             let total: usize = sizes.iter().sum();
             if total == 0 {
+                tx.conclude().await;
                 out.null();
                 return out;
             }
@@ -881,6 +907,7 @@ pub fn randomkey(ctx: MultiCtx) -> Reply {
                 .await
                 .flatten();
             if let Some(k) = k {
+                tx.conclude().await;
                 out.bulk(&k);
                 return out;
             }
@@ -906,8 +933,10 @@ pub fn flushdb(ctx: MultiCtx) -> Reply {
             return out;
         }
         let db = ctx.db;
-        ctx.core
-            .run_on_all(move |core| core.shard.borrow_mut().dbs[db].clear())
+        let mut tx = Tx::new(&ctx);
+        tx.global(Mode::Exclusive);
+        tx.schedule_single_hop().await;
+        tx.run_all_last(move |_, core| core.shard.borrow_mut().dbs[db].clear())
             .await;
         out.ok();
         out
@@ -922,13 +951,15 @@ pub fn flushall(ctx: MultiCtx) -> Reply {
             out.error(e);
             return out;
         }
-        ctx.core
-            .run_on_all(|core| {
-                for d in core.shard.borrow_mut().dbs.iter_mut() {
-                    d.clear();
-                }
-            })
-            .await;
+        let mut tx = Tx::new(&ctx);
+        tx.global(Mode::Exclusive);
+        tx.schedule_single_hop().await;
+        tx.run_all_last(|_, core| {
+            for d in core.shard.borrow_mut().dbs.iter_mut() {
+                d.clear();
+            }
+        })
+        .await;
         out.ok();
         out
     })
@@ -955,9 +986,13 @@ pub fn swapdb(ctx: MultiCtx) -> Reply {
         }
         let (a, b) = (a as usize, b as usize);
         if a != b {
-            ctx.core
-                .run_on_all(move |core| core.shard.borrow_mut().dbs.swap(a, b))
-                .await;
+            let mut tx = Tx::new(&ctx);
+            tx.global(Mode::Exclusive);
+            tx.schedule_single_hop().await;
+            tx.run_all_last(move |_, core| {
+                crate::storage::db::Db::swap_dbs(&mut core.shard.borrow_mut().dbs, a, b)
+            })
+            .await;
         }
         out.ok();
         out

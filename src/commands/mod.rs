@@ -19,6 +19,7 @@ pub mod sets;
 pub mod spec;
 pub mod strings;
 pub mod table;
+pub mod transactions;
 pub mod zsets;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use super::{arg_i64, errors, is, MultiCtx, ShardCtx};
 use crate::protocol::reply::ReplyBuf;
 use crate::server::exec::shard_of_key;
+use crate::server::tx::{Mode, Tx};
 use crate::storage::db::{Access, Db, StrEncoding};
 use crate::storage::value::{Kind, OwnedValue, StrRef};
 use crate::util::num::{self, IncrFloatError};
@@ -307,12 +308,12 @@ pub fn mget_multi(ctx: MultiCtx) -> Reply {
         let mut values: Vec<Option<Vec<u8>>> = vec![None; ctx.argv.len() - 1];
         let db = ctx.db;
         let now = ctx.now_ms;
-        let mut waits = Vec::new();
-        for (s, keys) in per.into_iter().enumerate() {
-            if keys.is_empty() {
-                continue;
-            }
-            waits.push(ctx.core.run_on(s, move |core| {
+        let mut tx = Tx::new(&ctx);
+        tx.keys(&ctx.argv[1..], Mode::Shared);
+        tx.schedule_single_hop().await;
+        let items = per.into_iter().enumerate().filter(|(_, k)| !k.is_empty());
+        let res = tx
+            .run_each_last(items.collect(), move |_, core, keys| {
                 let mut shard = core.shard.borrow_mut();
                 let d = &mut shard.dbs[db];
                 keys.into_iter()
@@ -324,9 +325,9 @@ pub fn mget_multi(ctx: MultiCtx) -> Reply {
                         (i, v)
                     })
                     .collect::<Vec<_>>()
-            }));
-        }
-        for r in futures::future::join_all(waits).await.into_iter().flatten() {
+            })
+            .await;
+        for (_, r) in res {
             for (i, v) in r {
                 values[i] = v;
             }
@@ -393,23 +394,34 @@ fn pairs_by_shard(ctx: &MultiCtx) -> Vec<Vec<(bytes::Bytes, bytes::Bytes)>> {
     per
 }
 
-async fn set_pairs(ctx: &MultiCtx, per: Vec<Vec<(bytes::Bytes, bytes::Bytes)>>) {
+/// Sets the pairs on their shards and ends the transaction in the same hop.
+async fn set_pairs(ctx: &MultiCtx, tx: Tx, per: Vec<Vec<(bytes::Bytes, bytes::Bytes)>>) {
     let db = ctx.db;
     let now = ctx.now_ms;
-    let mut waits = Vec::new();
-    for (s, pairs) in per.into_iter().enumerate() {
-        if pairs.is_empty() {
-            continue;
+    let items = per.into_iter().enumerate().filter(|(_, p)| !p.is_empty());
+    tx.run_each_last(items.collect(), move |_, core, pairs| {
+        let mut shard = core.shard.borrow_mut();
+        let d = &mut shard.dbs[db];
+        for (k, v) in pairs {
+            mset_one(d, &k, &v, now);
         }
-        waits.push(ctx.core.run_on(s, move |core| {
-            let mut shard = core.shard.borrow_mut();
-            let d = &mut shard.dbs[db];
-            for (k, v) in pairs {
-                mset_one(d, &k, &v, now);
-            }
-        }));
+    })
+    .await;
+}
+
+/// A transaction locking MSET/MSETNX's keys for writing (MSET's only hop
+/// runs as soon as each shard grants it).
+async fn lock_pairs(ctx: &MultiCtx, single_hop: bool) -> Tx {
+    let mut tx = Tx::new(ctx);
+    for kv in ctx.argv[1..].chunks(2) {
+        tx.key(&kv[0], Mode::Exclusive);
     }
-    futures::future::join_all(waits).await;
+    if single_hop {
+        tx.schedule_single_hop().await;
+    } else {
+        tx.schedule().await;
+    }
+    tx
 }
 
 /// MSET across shards.
@@ -421,7 +433,8 @@ pub fn mset_multi(ctx: MultiCtx) -> Reply {
             return out;
         }
         let per = pairs_by_shard(&ctx);
-        set_pairs(&ctx, per).await;
+        let tx = lock_pairs(&ctx, true).await;
+        set_pairs(&ctx, tx, per).await;
         out.ok();
         out
     })
@@ -438,26 +451,28 @@ pub fn msetnx_multi(ctx: MultiCtx) -> Reply {
         let per = pairs_by_shard(&ctx);
         let db = ctx.db;
         let now = ctx.now_ms;
-        let mut waits = Vec::new();
-        for (s, pairs) in per.iter().enumerate() {
-            if pairs.is_empty() {
-                continue;
-            }
-            let keys: Vec<bytes::Bytes> = pairs.iter().map(|p| p.0.clone()).collect();
-            waits.push(ctx.core.run_on(s, move |core| {
+        // Two hops under the same locks: check every shard, then set.
+        let tx = lock_pairs(&ctx, false).await;
+        let items: Vec<(usize, Vec<bytes::Bytes>)> = per
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(s, p)| (s, p.iter().map(|kv| kv.0.clone()).collect()))
+            .collect();
+        let n = items.len();
+        let checked = tx
+            .run_each(items, move |_, core, keys| {
                 let mut shard = core.shard.borrow_mut();
                 let d = &mut shard.dbs[db];
                 keys.iter().any(|k| d.find(k, now, Access::Write).is_some())
-            }));
-        }
-        let busy = futures::future::join_all(waits)
-            .await
-            .into_iter()
-            .any(|b| b.unwrap_or(true));
+            })
+            .await;
+        let busy = checked.len() < n || checked.iter().any(|(_, b)| *b);
         if busy {
+            tx.conclude().await;
             out.int(0);
         } else {
-            set_pairs(&ctx, per).await;
+            set_pairs(&ctx, tx, per).await;
             out.int(1);
         }
         out
@@ -695,6 +710,9 @@ pub fn lcs_multi(ctx: MultiCtx) -> Reply {
         let db = ctx.db;
         let now = ctx.now_ms;
         let n = ctx.core.nshards;
+        let mut tx = Tx::new(&ctx);
+        tx.keys(&ctx.argv[1..3], Mode::Shared);
+        tx.schedule().await;
         let fetch = |k: bytes::Bytes| {
             ctx.core.run_on(shard_of_key(&k, n), move |core| {
                 let mut shard = core.shard.borrow_mut();
@@ -702,6 +720,7 @@ pub fn lcs_multi(ctx: MultiCtx) -> Reply {
             })
         };
         let (a, b) = futures::join!(fetch(ctx.argv[1].clone()), fetch(ctx.argv[2].clone()));
+        tx.conclude().await;
         let max = ctx.core.config.borrow().proto_max_bulk_len;
         let argv: Vec<&[u8]> = ctx.argv.iter().map(|a| &a[..]).collect();
         let mut out = ctx.reply();

@@ -8,7 +8,8 @@
 // Families whose rows are still being filled in may be unused for a while.
 #[allow(unused_imports)]
 use super::{
-    connection as conn, hashes, keys, lists, persistence, server, sets, strings, zsets, Exec,
+    connection as conn, hashes, keys, lists, persistence, server, sets, strings,
+    transactions as txn, zsets, Exec,
 };
 
 /// Every implemented command and subcommand (`parent|sub`), with its handler.
@@ -216,6 +217,14 @@ pub static COMMANDS: &[(&str, Exec)] = &[
         Exec::Keys(zsets::zintercard, zsets::zintercard_multi),
     ),
     // -- end of sorted sets
+    //
+    // transactions (commands/transactions.rs)
+    ("multi", Exec::ConnBarrier(txn::multi)),
+    ("exec", Exec::Multi(txn::exec)),
+    ("discard", Exec::Multi(txn::discard)),
+    ("watch", Exec::Multi(txn::watch)),
+    ("unwatch", Exec::Multi(txn::unwatch)),
+    // -- end of transactions
     //
     // server
     ("command", Exec::Conn(server::command)),

@@ -61,6 +61,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         read_while_blocked: false,
     };
     conn.run().await;
+    super::tx::reset_client(&core, client.id);
     core.clients.borrow_mut().remove(client.id);
     super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
@@ -91,6 +92,8 @@ enum Target {
     Local(&'static crate::commands::Command),
     /// A shard command for another shard; the index of its reply in that shard's batch.
     Remote(usize, usize, &'static crate::commands::Command),
+    /// Inside MULTI: queued for EXEC.
+    Queue(&'static crate::commands::Command),
 }
 
 #[derive(Clone, Copy)]
@@ -293,6 +296,7 @@ impl Connection {
                 (info.db, info.proto)
             };
             let authenticated = !self.auth_required();
+            let in_multi = super::tx::in_multi(&self.core, self.client.id);
             let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
                 (0..self.core.nshards).map(|_| None).collect();
             let mut barrier = None;
@@ -321,6 +325,8 @@ impl Connection {
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
                         {
                             Target::Reject(Reject::NoAuth(cmd))
+                        } else if in_multi && !super::tx::runs_in_multi(cmd) {
+                            Target::Queue(cmd)
                         } else {
                             match cmd.exec {
                                 Exec::Conn(_) => Target::Conn(cmd),
@@ -399,7 +405,20 @@ impl Connection {
                 let before = out.len();
                 out.proto = proto;
                 match *t {
-                    Target::Reject(r) => reject(&self.core, r, argv, out),
+                    Target::Reject(r) => {
+                        if command_of(t).is_some_and(|c| c.name == "exec") {
+                            // As rejectCommand: a rejected EXEC aborts the transaction.
+                            let mut e = ReplyBuf::new(proto);
+                            reject(&self.core, r, argv, &mut e);
+                            super::tx::exec_abort(&self.core, self.client.id, &e.buf, out);
+                        } else {
+                            reject(&self.core, r, argv, out);
+                            super::tx::flag_error(&self.core, self.client.id);
+                        }
+                    }
+                    Target::Queue(cmd) => {
+                        super::tx::queue_command(&self.core, self.client.id, cmd, argv, out)
+                    }
                     Target::Conn(cmd) => {
                         if let Exec::Conn(f) = cmd.exec {
                             let start = Instant::now();
@@ -414,8 +433,12 @@ impl Connection {
                         }
                     }
                     Target::Local(cmd) => {
-                        let mut shard = self.core.shard.borrow_mut();
-                        exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                        if super::tx::blocked(&self.core, cmd, argv, db) {
+                            super::tx::run_queued(&self.core, cmd, argv, db, out).await;
+                        } else {
+                            let mut shard = self.core.shard.borrow_mut();
+                            exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                        }
                     }
                     Target::Remote(..) => unreachable!("skipped above"),
                 }
@@ -519,7 +542,7 @@ impl Connection {
                             proto: self.client.info.borrow().proto,
                             now_ms: now_ms(),
                         };
-                        let reply = f(ctx).await;
+                        let reply = super::tx::run_coordinator(ctx, f).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
                         self.wbuf.raw(&reply.buf);
                         // A blocking command that must wait (BLPOP...): its reply comes later.
@@ -698,7 +721,7 @@ fn repr(s: &[u8]) -> String {
 
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
-        Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) => Some(c),
+        Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) | Target::Queue(c) => Some(c),
         Target::Reject(Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c)) => Some(c),
         _ => None,
     }

@@ -101,6 +101,8 @@ pub struct Core {
     pub shutting_down: Cell<bool>,
     /// When the server started (for uptime).
     pub started: Instant,
+    /// Transaction locks and queue of this shard; MULTI/WATCH state of this core's clients.
+    pub tx: RefCell<super::tx::TxState>,
     mesh: Option<Senders<Msg>>,
 }
 
@@ -128,6 +130,7 @@ impl Core {
             }),
             shutting_down: Cell::new(false),
             started,
+            tx: super::tx::new_state(),
             mesh,
         }
     }

@@ -117,16 +117,50 @@ pub fn run_remote_batch(core: &Rc<Core>, req: BatchReq) {
     let now = now_ms();
     {
         let mut shard = core.shard.borrow_mut();
-        for c in &req.cmds {
+        for (i, c) in req.cmds.iter().enumerate() {
             let args = &req.args[c.arg_start as usize..(c.arg_start + c.argc) as usize];
             let argv: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &req.buf[a.range()]).collect();
             let cmd = &table.cmds[c.cmd as usize];
+            if super::tx::blocked(core, cmd, &argv, req.db) {
+                // A key is locked by a queued transaction: finish the batch in a task.
+                drop(argv);
+                drop(shard);
+                let core = core.clone();
+                glommio::spawn_local(finish_remote_batch(core, req, i, out, ends)).detach();
+                return;
+            }
             run_shard_cmd(core, &mut shard, cmd, &argv, req.db, now, &mut out);
             ends.push(out.len() as u32);
         }
     }
     let BatchReq { reply, buf, .. } = req;
     // Release the connection's buffer before it reads again, so it can reuse it.
+    drop(buf);
+    let _ = reply.send(BatchReply { out: out.buf, ends });
+}
+
+/// The rest of a remote batch from command `from` on, waiting for transaction locks where needed.
+async fn finish_remote_batch(
+    core: Rc<Core>,
+    req: BatchReq,
+    from: usize,
+    mut out: ReplyBuf,
+    mut ends: Vec<u32>,
+) {
+    let table = CommandTable::get();
+    for c in &req.cmds[from..] {
+        let args = &req.args[c.arg_start as usize..(c.arg_start + c.argc) as usize];
+        let argv: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &req.buf[a.range()]).collect();
+        let cmd = &table.cmds[c.cmd as usize];
+        if super::tx::blocked(&core, cmd, &argv, req.db) {
+            super::tx::run_queued(&core, cmd, &argv, req.db, &mut out).await;
+        } else {
+            let mut shard = core.shard.borrow_mut();
+            run_shard_cmd(&core, &mut shard, cmd, &argv, req.db, now_ms(), &mut out);
+        }
+        ends.push(out.len() as u32);
+    }
+    let BatchReq { reply, buf, .. } = req;
     drop(buf);
     let _ = reply.send(BatchReply { out: out.buf, ends });
 }

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod listener;
 pub mod log;
 pub mod shard;
+pub mod tx;
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -142,6 +142,75 @@ pub struct Db {
     /// A process-unique id: SWAPDB moves databases between indexes, and the
     /// blocking framework notices by the id (Redis then rescans the waited keys).
     pub uid: u64,
+    /// Keys some client WATCHes: every modification of one bumps its version,
+    /// so EXEC can tell whether it changed (the one hook for all commands).
+    pub watch: WatchMap,
+}
+
+/// Versions of the watched keys of one database (see [`Db::watch`]).
+#[derive(Debug, Default)]
+pub struct WatchMap {
+    map: std::collections::HashMap<Box<[u8]>, WatchEntry>,
+    clock: u64,
+}
+
+/// One watched key: how many WATCHes hold it and when it last changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct WatchEntry {
+    refs: u32,
+    /// Clock value of the last modification (0: none since watched).
+    version: u64,
+    /// Clock value of the last deletion by expiry.
+    expired_version: u64,
+}
+
+/// What a WATCH recorded, to compare at EXEC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchMark {
+    /// The key's modification version when watched.
+    pub version: u64,
+    /// The key's expiry-deletion version when watched.
+    pub expired_version: u64,
+    /// The key was already logically expired when watched (Redis's `wk->expired`).
+    pub expired: bool,
+}
+
+impl WatchMap {
+    /// True when nobody watches any key here (the fast path of every write).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Records a modification of `key` (a no-op unless it is watched).
+    #[inline]
+    fn touch(&mut self, key: &[u8]) {
+        if self.map.is_empty() {
+            return;
+        }
+        self.touch_slow(key, false);
+    }
+
+    /// Records the deletion of `key` because it expired.
+    #[inline]
+    fn touch_expired(&mut self, key: &[u8]) {
+        if self.map.is_empty() {
+            return;
+        }
+        self.touch_slow(key, true);
+    }
+
+    #[cold]
+    fn touch_slow(&mut self, key: &[u8], expired: bool) {
+        if let Some(e) = self.map.get_mut(key) {
+            self.clock += 1;
+            if expired {
+                e.expired_version = self.clock;
+            } else {
+                e.version = self.clock;
+            }
+        }
+    }
 }
 
 /// Contents detached from a database by a flush while its snapshot runs.
@@ -206,7 +275,7 @@ impl Db {
                 let rec = self.table.at(p);
                 match rec.expire_at() {
                     Some(at) if at < now_ms => {
-                        self.remove_at(p);
+                        self.remove_expired_at(p);
                         self.stats.expired += 1;
                         None
                     }
@@ -275,6 +344,7 @@ impl Db {
     /// The slab object at `pos`, mutably, if the value lives out of line.
     pub fn object_mut(&mut self, pos: Pos) -> Option<&mut Object> {
         self.cow(pos);
+        self.watch.touch(self.table.at(pos).key());
         match self.table.at(pos).payload() {
             Payload::Slab(i) => Some(self.slab.get_mut(i)),
             _ => None,
@@ -284,6 +354,29 @@ impl Db {
     /// Deletes the key at `pos`.
     pub fn remove_at(&mut self, pos: Pos) {
         let _ = self.take_at(pos);
+    }
+
+    /// Deletes the key at `pos` because it expired (watchers see an expiry, not a write).
+    fn remove_expired_at(&mut self, pos: Pos) {
+        if !self.watch.is_empty() {
+            self.cow(pos);
+            let key = self.table.at(pos).key().to_vec();
+            self.watch.touch_expired(&key);
+            let rec = self.table.remove_at(pos);
+            self.drop_record(rec);
+            return;
+        }
+        self.remove_at(pos);
+    }
+
+    /// Frees what a removed record owned.
+    fn drop_record(&mut self, rec: Record) {
+        if let Some(e) = rec.expiry() {
+            self.unindex_volatile(e.volatile_idx);
+        }
+        if let Payload::Slab(i) = rec.payload() {
+            self.slab.take(i);
+        }
     }
 
     /// Deletes `key` if it exists (expired or not); true when something was deleted live.
@@ -300,6 +393,7 @@ impl Db {
     /// Removes the key at `pos` and returns its value and absolute expiry.
     pub fn take_at(&mut self, pos: Pos) -> (OwnedValue, Option<u64>) {
         self.cow(pos);
+        self.watch.touch(self.table.at(pos).key());
         let rec = self.table.remove_at(pos);
         let expiry = rec.expiry();
         if let Some(e) = expiry {
@@ -334,6 +428,7 @@ impl Db {
         if let Some(p) = self.table.find(key) {
             self.remove_at(p);
         }
+        self.watch.touch(key);
         let expiry = expire_at.map(|at| self.index_volatile(key, at));
         let lru = lru_clock(now_ms);
         let rec = match value {
@@ -374,6 +469,7 @@ impl Db {
         keep_ttl: bool,
         now_ms: u64,
     ) {
+        self.watch.touch(key);
         let h = table::hash(key);
         let existing = self.table.find_hashed(h, key);
         let mut expire_at = expire_at;
@@ -443,6 +539,7 @@ impl Db {
     /// Stores an integer value at an existing string key, in place when possible (INCR).
     pub fn set_int_at(&mut self, pos: Pos, v: i64) {
         self.cow(pos);
+        self.watch.touch(self.table.at(pos).key());
         if self.table.at_mut(pos).set_int_in_place(v) {
             return;
         }
@@ -459,6 +556,7 @@ impl Db {
     /// Makes the string at `pos` a growable raw string and returns it (APPEND, SETRANGE).
     pub fn raw_str_at(&mut self, pos: Pos) -> &mut Vec<u8> {
         self.cow(pos);
+        self.watch.touch(self.table.at(pos).key());
         let rec = self.table.at(pos);
         if let Payload::Slab(i) = rec.payload() {
             if let Object::RawStr(v) = self.slab.get_mut(i) {
@@ -506,6 +604,7 @@ impl Db {
 
     /// Stores a new collection under `key` (which must be absent) and returns its position.
     pub fn create_object(&mut self, key: &[u8], obj: Object, now_ms: u64) -> Pos {
+        self.watch.touch(key);
         let kind = obj.kind();
         let idx = self.slab.insert(obj);
         let rec = Record::new(key, NewPayload::Slab(kind, idx), None, lru_clock(now_ms));
@@ -537,6 +636,10 @@ impl Db {
     /// Sets or clears the expiry of the key at `pos`.
     pub fn set_expire_at(&mut self, pos: Pos, at: Option<u64>) {
         self.cow(pos);
+        let rec = self.table.at(pos);
+        if rec.expiry().is_some() || at.is_some() {
+            self.watch.touch(rec.key());
+        }
         let rec = self.table.at(pos);
         match (rec.expiry(), at) {
             (Some(mut e), Some(at)) => {
@@ -607,7 +710,7 @@ impl Db {
             };
             match self.table.at(p).expire_at() {
                 Some(at) if at < now_ms => {
-                    self.remove_at(p);
+                    self.remove_expired_at(p);
                     self.stats.expired += 1;
                     expired += 1;
                 }
@@ -639,7 +742,7 @@ impl Db {
             let rec = self.table.at(p);
             match rec.expire_at() {
                 Some(at) if at < now_ms => {
-                    self.remove_at(p);
+                    self.remove_expired_at(p);
                     self.stats.expired += 1;
                 }
                 _ => return Some(rec.key().to_vec()),
@@ -673,6 +776,7 @@ impl Db {
                 fresh_bit: self.fresh_bit,
             }));
         }
+        self.touch_all_watched(None);
         self.table.clear();
         self.slab = Slab::default();
         self.volatile = Vec::new();
@@ -803,6 +907,85 @@ fn serialize(
         Payload::Slab(i) => ValueRef::Object(slab.get(i)),
     };
     save_key(out, rec.key(), value, rec.expire_at(), opts);
+}
+
+impl Db {
+    /// Marks the watched keys that exist here (or in `other`) as modified:
+    /// Redis's touchAllWatchedKeysInDb for FLUSHDB/FLUSHALL/SWAPDB.
+    pub fn touch_all_watched(&mut self, other: Option<&Db>) {
+        if self.watch.is_empty() {
+            return;
+        }
+        let keys: Vec<Box<[u8]>> = self.watch.map.keys().cloned().collect();
+        for k in keys {
+            let here = self.table.find(&k).is_some();
+            if here || other.is_some_and(|o| o.table.find(&k).is_some()) {
+                self.watch.touch_slow(&k, false);
+            }
+        }
+    }
+
+    /// WATCH: starts watching `key` and returns what EXEC compares against.
+    pub fn watch_add(&mut self, key: &[u8], now_ms: u64) -> WatchMark {
+        let expired = self
+            .table
+            .find(key)
+            .and_then(|p| self.table.at(p).expire_at())
+            .is_some_and(|at| at < now_ms);
+        let e = self.watch.map.entry(key.into()).or_default();
+        e.refs += 1;
+        WatchMark {
+            version: e.version,
+            expired_version: e.expired_version,
+            expired,
+        }
+    }
+
+    /// UNWATCH of one key watched with [`Db::watch_add`].
+    pub fn watch_remove(&mut self, key: &[u8]) {
+        if let Some(e) = self.watch.map.get_mut(key) {
+            e.refs = e.refs.saturating_sub(1);
+            if e.refs == 0 {
+                self.watch.map.remove(key);
+            }
+        }
+    }
+
+    /// True when `key` changed since `mark` was taken, as EXEC judges it:
+    /// modified, or expired since (unless it was already expired when watched).
+    pub fn watch_dirty(&self, key: &[u8], mark: WatchMark, now_ms: u64) -> bool {
+        let Some(e) = self.watch.map.get(key) else {
+            return true;
+        };
+        if e.version != mark.version {
+            return true;
+        }
+        if mark.expired {
+            return false;
+        }
+        if e.expired_version != mark.expired_version {
+            return true;
+        }
+        self.table
+            .find(key)
+            .and_then(|p| self.table.at(p).expire_at())
+            .is_some_and(|at| at < now_ms)
+    }
+
+    /// Swaps the contents of two databases (SWAPDB) while the watched keys stay
+    /// with their database numbers; watchers of keys present in either are touched.
+    pub fn swap_dbs(dbs: &mut [Db], a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        let (x, y) = dbs.split_at_mut(hi);
+        let (da, db) = (&mut x[lo], &mut y[0]);
+        da.touch_all_watched(Some(db));
+        db.touch_all_watched(Some(da));
+        std::mem::swap(da, db);
+        std::mem::swap(&mut da.watch, &mut db.watch);
+    }
 }
 
 #[cfg(test)]
