@@ -55,8 +55,8 @@ wait_port() {
 
 # start_server redis|percore CPULIST [extra server args...]
 # Starts the server pinned to CPULIST (taskset), on a free port; sets SERVER_PORT and SERVER_PID.
-# percore gets --shards ${SHARDS:-1} --pin-cores no: taskset decides the CPUs (glommio's
-# own pinning would pick CPUs itself and ignore the taskset mask).
+# percore gets --shards ${SHARDS:-1} --pin-cores yes: it pins its executors within the
+# taskset mask it inherits (and spins briefly before parking, as in production).
 start_server() {
     local kind=$1 cpus=$2
     shift 2
@@ -72,7 +72,7 @@ start_server() {
     percore)
         # shellcheck disable=SC2086
         taskset -c "$cpus" ${WRAP:-} "$PERCORE" --port "$port" --shards "${SHARDS:-1}" \
-            --pin-cores no --save '' "$@" >"$log" 2>&1 &
+            --pin-cores yes --save '' "$@" >"$log" 2>&1 &
         ;;
     *) die "unknown server kind $kind" ;;
     esac

@@ -98,7 +98,7 @@ jq -n --arg suite "$SUITE" --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev
     '{suite:$suite, date:$date, git_rev:$rev, machine:$machine,
       config:{keys:$keys, value_size:32, connections:$conns, duration_s:$duration, warmup_s:$warmup,
               open_loop_rate:$rate, server_cpu:$server_cpu, client_cpus:$client_cpus,
-              percore_args:"--shards 1 --pin-cores no --save \u0027\u0027",
+              percore_args:"--shards 1 --pin-cores yes --save \u0027\u0027",
               redis_args:"--save \u0027\u0027 --appendonly no"},
       memory:{redis:$mem_redis, percore:$mem_percore},
       runs:{P1:{redis:$rp1[0], percore:$pp1[0]}, P16:{redis:$rp16[0], percore:$pp16[0]},

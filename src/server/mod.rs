@@ -154,6 +154,24 @@ fn raise_nofile(maxclients: u64) -> u64 {
     }
 }
 
+/// The CPUs in this process's affinity mask, or None when it cannot be read.
+fn affinity_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data for which all-zero is a valid (empty)
+    // set; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into
+    // it, and CPU_ISSET reads within it for indexes below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect(),
+        )
+    }
+}
+
 /// Blocks SIGTERM/SIGINT in every thread and turns them into a shutdown request.
 fn install_signal_thread() {
     // SAFETY: sigset_t is plain data; the calls only write the set we own and
@@ -238,10 +256,16 @@ pub fn run(mut config: Config) -> Result<(), String> {
             .inspect_err(|e| log::warning(e))?
             .map(std::sync::Arc::new);
 
-    let ncpus = glommio::CpuSet::online().map(|c| c.len()).unwrap_or(1);
+    // The CPUs we may run on: online and in the affinity mask we were started
+    // with, so that `taskset -c 0 percore` pins the shard to CPU 0.
+    let allowed = affinity_cpus();
+    let cpus = glommio::CpuSet::online()
+        .ok()
+        .map(|c| c.filter(|l| allowed.as_ref().is_none_or(|a| a.contains(&l.cpu))));
+    let ncpus = cpus.as_ref().map(|c| c.len()).unwrap_or(1);
     let pinned = config.pin_cores && shards <= ncpus;
     let placement = if pinned {
-        PoolPlacement::MaxSpread(shards, None)
+        PoolPlacement::MaxSpread(shards, cpus)
     } else {
         PoolPlacement::Unbound(shards)
     };
