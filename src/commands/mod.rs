@@ -22,7 +22,8 @@ pub mod table;
 pub mod transactions;
 pub mod zsets;
 
-use std::collections::HashMap;
+// Command names are looked up once per command: a fast hash, not SipHash.
+use foldhash::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -194,7 +195,7 @@ pub enum Lookup {
 impl CommandTable {
     fn build() -> CommandTable {
         let mut cmds: Vec<Command> = Vec::new();
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         let add = |name: &'static str, exec: Exec, cmds: &mut Vec<Command>| -> u16 {
             let spec = spec::find(name)
                 .unwrap_or_else(|| panic!("command '{name}' is not in Redis 7.0's table"));
@@ -204,7 +205,7 @@ impl CommandTable {
                 name: spec.name,
                 spec,
                 exec,
-                subcommands: HashMap::new(),
+                subcommands: HashMap::default(),
             });
             id
         };

@@ -33,6 +33,9 @@ use crate::commands::{errors, CommandTable, ConnCtx, Exec, Lookup, MultiCtx};
 use crate::protocol::parser::{Arg, Limits, RespParser};
 use crate::protocol::reply::ReplyBuf;
 
+/// The commands of one batch bound for one remote shard: argument ranges and commands.
+type RemoteBatch = (Vec<Arg>, Vec<RemoteCmd>);
+
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The most the query buffer grows by at once while a big argument arrives.
@@ -57,6 +60,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         filled: 0,
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
+        arg_scratch: Vec::new(),
         kill_rx,
         read_while_blocked: false,
     };
@@ -76,6 +80,8 @@ struct Connection {
     filled: usize,
     wbuf: ReplyBuf,
     parser: RespParser,
+    /// Argument ranges of the batch being run (kept to reuse its allocation).
+    arg_scratch: Vec<SmallVec<[Arg; 4]>>,
     kill_rx: oneshot::Receiver<()>,
     /// Bytes arrived while a command was blocked: parse again before reading more.
     read_while_blocked: bool,
@@ -141,10 +147,13 @@ impl Connection {
                     let consumed = self.parser.consumed();
                     let batch = self.rbuf.split_to(consumed).freeze();
                     self.filled -= consumed;
-                    let args: Vec<SmallVec<[Arg; 4]>> =
-                        (0..n).map(|i| self.parser.command(i).into()).collect();
+                    // Reused across batches: no allocation per batch for it.
+                    let mut args = std::mem::take(&mut self.arg_scratch);
+                    args.extend((0..n).map(|i| self.parser.command(i).into()));
                     self.parser.clear_complete();
                     self.run_batch(&bump, &batch, &args).await;
+                    args.clear();
+                    self.arg_scratch = args;
                     bump.reset();
                     drop(batch);
                 } else if self.parser.consumed() > 0 {
@@ -277,10 +286,10 @@ impl Connection {
 
     /// Runs one parsed batch; replies are appended to `wbuf` in request order.
     async fn run_batch(&mut self, bump: &Bump, buf: &Bytes, args: &[SmallVec<[Arg; 4]>]) {
-        let argvs: Vec<&[&[u8]]> = args
-            .iter()
-            .map(|a| &*bump.alloc_slice_fill_iter(a.iter().map(|x| &buf[x.range()])))
-            .collect();
+        let argvs: &[&[&[u8]]] = bump.alloc_slice_fill_iter(
+            args.iter()
+                .map(|a| &*bump.alloc_slice_fill_iter(a.iter().map(|x| &buf[x.range()]))),
+        );
         let table = CommandTable::get();
         let mut i = 0;
         let n = argvs.len();
@@ -297,7 +306,7 @@ impl Connection {
             };
             let authenticated = !self.auth_required();
             let in_multi = super::tx::in_multi(&self.core, self.client.id);
-            let mut remote: Vec<Option<(Vec<Arg>, Vec<RemoteCmd>)>> =
+            let mut remote: SmallVec<[Option<RemoteBatch>; 8]> =
                 (0..self.core.nshards).map(|_| None).collect();
             let mut barrier = None;
             let mut j = i;
