@@ -690,3 +690,198 @@ fn no_leftover_registrations() {
         w.stream.flush().unwrap();
     }
 }
+
+// ------------------------------------------------------------------ sorted sets
+
+/// RESP2's `[key, member, score]` of BZPOPMIN/BZPOPMAX.
+fn zpopped(k: &str, m: &str, s: &str) -> Resp {
+    arr(vec![bulk(k), bulk(m), bulk(s)])
+}
+
+/// BZPOPMIN/BZPOPMAX/BZMPOP against redis-server: errors, arity, immediate pops,
+/// timeouts, RESP3 shapes, WRONGTYPE, MULTI, and every way a key gets created.
+#[test]
+fn zset_differential_vs_redis() {
+    let redis = Server::redis(&[]);
+    for shards in SHARDS {
+        let pc = Server::percore(shards, &[]);
+        let mut d = Diff::new(&redis, &pc);
+        d.line("FLUSHALL");
+        let script = "
+            ZADD z 1 a 2 b 3 c 4 d 5.5 e
+            BZPOPMIN z 0
+            BZPOPMAX z 0
+            BZPOPMIN nokey z 0
+            BZPOPMAX nokey nokey2 z 0.5
+            BZMPOP 0 2 nokey z MIN
+            ZADD z 1 a 2 b 3 c -inf m inf n
+            BZMPOP 0 1 z MAX COUNT 2
+            BZMPOP 0 1 z MIN COUNT 2
+            BZMPOP 0 1 z min count 100
+            EXISTS z
+            BZPOPMIN nokey 0.01
+            BZPOPMAX nokey nokey2 0.01
+            BZMPOP 0.01 2 nokey nokey2 MAX COUNT 3
+            SET s x
+            RPUSH l a
+            BZPOPMIN s 0
+            BZPOPMAX nokey s 0
+            BZPOPMIN l 0
+            BZMPOP 0 2 nokey s MIN
+            BZMPOP 0 1 l MAX COUNT 2
+            BZPOPMIN s abc
+            BZPOPMIN nokey abc
+            BZPOPMIN nokey -1
+            BZPOPMIN nokey -0.0011
+            BZPOPMIN nokey inf
+            BZPOPMIN nokey nan
+            BZPOPMIN nokey 1e20
+            BZPOPMAX nokey 0x
+            BZMPOP 0 0 k MIN
+            BZMPOP 0 abc k MIN
+            BZMPOP 0 -1 k MIN
+            BZMPOP 0 2 k MIN
+            BZMPOP 0 1 k LEFT
+            BZMPOP 0 1 k MIN COUNT 0
+            BZMPOP 0 1 k MIN COUNT -1
+            BZMPOP 0 1 k MIN COUNT abc
+            BZMPOP 0 1 k MIN COUNT 1 COUNT 2
+            BZMPOP 0 1 k MIN COUNT
+            BZMPOP 0 1 k MIN junk
+            BZMPOP abc 1 k MIN
+            BZMPOP -1 1 k MIN
+            BZMPOP -1 1 k MIN COUNT 0
+            BZMPOP abc 1 s MIN
+            BZPOPMIN
+            BZPOPMIN k
+            BZPOPMAX k
+            BZMPOP 0 1
+            BZMPOP 0
+            BZMPOP
+            MULTI
+            BZPOPMIN nokey 0
+            BZMPOP 0 1 nokey MAX
+            ZADD mz 7 x 8 y
+            BZPOPMAX mz 0
+            BZMPOP 0 1 mz MIN COUNT 3
+            BZPOPMIN s 0
+            EXEC
+            ";
+        d.script(script);
+        d.run(common::Cmp::TypeOnly, &["HELLO", "3"]);
+        d.script(script);
+        d.run(common::Cmp::TypeOnly, &["HELLO", "2"]);
+        // Key creation wakes waiters: ZADD, the *STORE commands, RENAME, MOVE, COPY.
+        for srv in [&redis, &pc] {
+            let mut c = srv.raw();
+            c.cmds("FLUSHALL");
+            let mut w = srv.raw();
+            let step = |w: &mut Raw, c: &mut Raw, block: &[&str], create: &[&str], want: Resp| {
+                w.send_cmd(block);
+                wait_blocked(c, 1);
+                assert!(!c.cmd(create).is_error(), "{create:?}");
+                assert_eq!(
+                    w.read(),
+                    want,
+                    "{block:?} after {create:?} on {:?}",
+                    srv.kind
+                );
+                wait_blocked(c, 0);
+            };
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w1", "0"],
+                &["ZADD", "w1", "2", "m"],
+                zpopped("w1", "m", "2"),
+            );
+            c.cmds("ZADD src 1 a 2 b 3 c");
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMAX", "w2", "0"],
+                &["ZUNIONSTORE", "w2", "1", "src"],
+                zpopped("w2", "c", "3"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w3", "0"],
+                &["ZINTERSTORE", "w3", "1", "src"],
+                zpopped("w3", "a", "1"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w4", "0"],
+                &["ZDIFFSTORE", "w4", "1", "src"],
+                zpopped("w4", "a", "1"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZMPOP", "0", "1", "w5", "MAX", "COUNT", "2"],
+                &["ZRANGESTORE", "w5", "src", "0", "-1"],
+                arr(vec![
+                    bulk("w5"),
+                    arr(vec![
+                        arr(vec![bulk("c"), bulk("3")]),
+                        arr(vec![bulk("b"), bulk("2")]),
+                    ]),
+                ]),
+            );
+            c.cmds("ZADD r1 9 r");
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w6", "0"],
+                &["RENAME", "r1", "w6"],
+                zpopped("w6", "r", "9"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w7", "0"],
+                &["COPY", "src", "w7"],
+                zpopped("w7", "a", "1"),
+            );
+            let mut c1 = srv.raw();
+            c1.cmds("SELECT 1");
+            c1.cmds("ZADD w8 4 q 5 p");
+            w.send_cmd(&["BZPOPMAX", "w8", "0"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c1.cmds("MOVE w8 0"), Resp::Int(1));
+            assert_eq!(w.read(), zpopped("w8", "p", "5"));
+            // A waited key that becomes a list keeps a sorted-set waiter blocked,
+            // and the waiter is served once the key is a sorted set again.
+            w.send_cmd(&["BZPOPMIN", "w9", "0"]);
+            wait_blocked(&mut c, 1);
+            c.cmds("RPUSH w9 x");
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(blocked_clients(&mut c), 1);
+            c.cmds("DEL w9");
+            c.cmds("ZADD w9 1.25 y");
+            assert_eq!(w.read(), zpopped("w9", "y", "1.25"));
+            // RESP3: the score is a double, the timeout a null.
+            w.cmds("HELLO 3");
+            w.send_cmd(&["BZPOPMIN", "w10", "0"]);
+            wait_blocked(&mut c, 1);
+            c.cmds("ZADD w10 2.5 m");
+            assert_eq!(
+                w.read(),
+                arr(vec![bulk("w10"), bulk("m"), Resp::Double(b"2.5".to_vec())])
+            );
+            assert_eq!(w.cmds("BZMPOP 0.01 1 w10 MIN"), Resp::Null);
+            // CLIENT UNBLOCK, both modes.
+            let id = w.cmds("CLIENT ID").int().to_string();
+            w.send_cmd(&["BZMPOP", "0", "1", "u", "MIN"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c.cmd(&["CLIENT", "UNBLOCK", &id]), Resp::Int(1));
+            assert_eq!(w.read(), Resp::Null);
+            w.send_cmd(&["BZPOPMAX", "u", "0"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]), Resp::Int(1));
+            assert!(w.read().is_error());
+        }
+    }
+}
