@@ -885,3 +885,206 @@ fn zset_differential_vs_redis() {
         }
     }
 }
+
+/// Three BZPOPMIN waiters on one key are served in the order they blocked; a waiter
+/// on `a b c d` (on 4 different shards with 4 shards) gets the first key created.
+#[test]
+fn zset_fifo_and_keys_on_different_shards() {
+    if SHARDS.contains(&4) {
+        let shards: HashSet<usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| shard_of_key(k.as_bytes(), 4))
+            .collect();
+        assert_eq!(shards.len(), 4, "a b c d live on 4 shards");
+    }
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let mut ctl = s.raw();
+        let mut waiters: Vec<Raw> = Vec::new();
+        for i in 0..3 {
+            let mut w = s.raw();
+            w.send_cmd(&["BZPOPMIN", "zfifo", "0"]);
+            wait_blocked(&mut ctl, i + 1);
+            waiters.push(w);
+        }
+        assert_eq!(ctl.cmds("ZADD zfifo 3 c 1 a 2 b 4 d"), Resp::Int(4));
+        for (w, (m, sc)) in waiters.iter_mut().zip([("a", "1"), ("b", "2"), ("c", "3")]) {
+            assert_eq!(w.read(), zpopped("zfifo", m, sc));
+        }
+        assert_eq!(
+            ctl.cmds("ZRANGE zfifo 0 -1 WITHSCORES"),
+            arr(vec![bulk("d"), bulk("4")])
+        );
+        wait_blocked(&mut ctl, 0);
+
+        // One waiter on four shards, another on two of the keys only.
+        let mut w1 = s.raw();
+        w1.send_cmd(&["BZPOPMAX", "a", "b", "c", "d", "0"]);
+        wait_blocked(&mut ctl, 1);
+        let mut w2 = s.raw();
+        w2.send_cmd(&["BZMPOP", "0", "2", "d", "c", "MIN", "COUNT", "5"]);
+        wait_blocked(&mut ctl, 2);
+        ctl.cmds("ZADD c 1 x 2 y");
+        assert_eq!(w1.read(), zpopped("c", "y", "2"));
+        assert_eq!(
+            w2.read(),
+            arr(vec![bulk("c"), arr(vec![arr(vec![bulk("x"), bulk("1")])])])
+        );
+        wait_blocked(&mut ctl, 0);
+        assert_eq!(ctl.cmds("EXISTS a b c d"), Resp::Int(0));
+        // The waiter's registrations on the other shards are gone: a later key stays.
+        ctl.cmds("ZADD a 1 z");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(ctl.cmds("ZCARD a"), Resp::Int(1));
+        // Immediate pops take the first non-empty key in argument order.
+        ctl.cmds("ZADD d 5 v");
+        assert_eq!(ctl.cmds("BZPOPMIN b d a 0"), zpopped("d", "v", "5"));
+    }
+}
+
+/// A client that disconnects while blocked takes nothing: later members stay with their scores.
+#[test]
+fn zset_disconnect_while_blocked_loses_nothing() {
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let mut c = s.raw();
+        for cmd in [
+            vec!["BZPOPMIN", "dz", "0"],
+            vec!["BZPOPMAX", "other", "dz", "0"],
+            vec!["BZMPOP", "0", "1", "dz", "MAX", "COUNT", "2"],
+        ] {
+            let mut w = s.raw();
+            w.send_cmd(&cmd);
+            wait_blocked(&mut c, 1);
+            drop(w);
+            wait_blocked(&mut c, 0);
+            c.cmds("ZADD dz 1.5 m1 2.5 m2");
+            assert_eq!(
+                c.cmds("ZRANGE dz 0 -1 WITHSCORES"),
+                arr(vec![bulk("m1"), bulk("1.5"), bulk("m2"), bulk("2.5")]),
+                "{cmd:?}"
+            );
+            c.cmds("DEL dz");
+        }
+    }
+}
+
+/// Producers ZADD unique members (score = their number) on keys of several shards
+/// while BZPOPMIN/BZPOPMAX/BZMPOP consumers pop with random short timeouts and
+/// random disconnects: every member ends up popped exactly once (with its score)
+/// or still in a sorted set with its score.
+#[test]
+fn zset_producers_and_consumers_exactly_once() {
+    const PER: u64 = 300;
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let port = s.port;
+        let keys = keys_on_distinct_shards("zq", 4, shards.max(4));
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut producers = Vec::new();
+        for p in 0..4u64 {
+            let keys = keys.clone();
+            producers.push(std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut rng = Rng(0x51ed_2701 ^ ((p + 1) * 7919));
+                for i in 0..PER {
+                    let k = rng.pick(&keys).clone();
+                    let n = p * PER + i;
+                    let r = c.cmd(&["ZADD", &k, &n.to_string(), &format!("m{n}")]);
+                    assert_eq!(r, Resp::Int(1));
+                    if rng.below(50) == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }));
+        }
+        let mut consumers = Vec::new();
+        for n in 0..6u64 {
+            let keys = keys.clone();
+            let seen = seen.clone();
+            let done = done.clone();
+            consumers.push(std::thread::spawn(move || {
+                let mut rng = Rng(0xabcd_1234 ^ ((n + 1) * 104_729));
+                let mut c = Raw::connect(port);
+                let mut idle = 0;
+                while !(done.load(std::sync::atomic::Ordering::SeqCst) && idle > 3) {
+                    let t = format!("0.0{}", 1 + rng.below(9));
+                    let mut ks = keys.clone();
+                    ks.rotate_left(rng.below(keys.len() as u64) as usize);
+                    let kind = rng.below(3);
+                    let mut args: Vec<String> = Vec::new();
+                    match kind {
+                        0 | 1 => {
+                            args.push(if kind == 0 { "BZPOPMIN" } else { "BZPOPMAX" }.into());
+                            args.extend(ks);
+                            args.push(t);
+                        }
+                        _ => {
+                            args.extend(["BZMPOP".to_string(), t, keys.len().to_string()]);
+                            args.extend(ks);
+                            let w = if rng.below(2) == 0 { "MIN" } else { "MAX" };
+                            args.extend([w.into(), "COUNT".into(), (1 + rng.below(3)).to_string()]);
+                        }
+                    }
+                    c.send_cmd(&args);
+                    let reply = if rng.below(8) == 0 {
+                        std::thread::sleep(Duration::from_micros(rng.below(3000)));
+                        let r = read_after_half_close(&mut c);
+                        c = Raw::connect(port);
+                        r
+                    } else {
+                        Some(c.read())
+                    };
+                    match reply {
+                        Some(Resp::Array(Some(v))) => {
+                            idle = 0;
+                            let mut s = seen.lock().unwrap();
+                            if kind == 2 {
+                                for pair in v[1].items() {
+                                    let p = pair.items();
+                                    s.push((p[0].text(), p[1].text()));
+                                }
+                            } else {
+                                s.push((v[1].text(), v[2].text()));
+                            }
+                        }
+                        Some(Resp::Array(None)) | None => idle += 1,
+                        other => panic!("unexpected reply {other:?}"),
+                    }
+                }
+            }));
+        }
+        for h in producers {
+            h.join().expect("producer");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in consumers {
+            h.join().expect("consumer");
+        }
+        let mut c = s.raw();
+        wait_blocked(&mut c, 0);
+        let mut count: HashMap<String, usize> = HashMap::new();
+        let mut check = |m: String, sc: String| {
+            assert_eq!(format!("m{sc}"), m, "member with its own score");
+            *count.entry(m).or_default() += 1;
+        };
+        for (m, sc) in seen.lock().unwrap().drain(..) {
+            check(m, sc);
+        }
+        for k in &keys {
+            let v = c.cmd(&["ZRANGE", k, "0", "-1", "WITHSCORES"]);
+            for p in v.items().chunks(2) {
+                check(p[0].text(), p[1].text());
+            }
+        }
+        for n in 0..4 * PER {
+            assert_eq!(
+                count.get(&format!("m{n}")),
+                Some(&1),
+                "m{n} (shards={shards})"
+            );
+        }
+        assert_eq!(count.len() as u64, 4 * PER);
+    }
+}
