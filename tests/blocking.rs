@@ -1,4 +1,5 @@
-//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), CLIENT UNBLOCK and
+//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), blocking sorted-set
+//! pops (BZPOPMIN, BZPOPMAX, BZMPOP), CLIENT UNBLOCK and
 //! INFO blocked_clients: FIFO order, multi-shard keys, timeouts, disconnects that lose
 //! nothing, exactly-once delivery under concurrency, and differential checks against
 //! redis-server 7.0.15. Every test runs percore with 1 and 4 shards.

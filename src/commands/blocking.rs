@@ -180,13 +180,16 @@ fn zset_end(a: &[u8]) -> Option<bool> {
     }
 }
 
+/// Parsed `*MPOP` arguments: keys, where, count, timeout in ms.
+type MPopArgs<W> = (Vec<Box<[u8]>>, W, usize, u64);
+
 /// BLMPOP's and BZMPOP's `timeout numkeys key [key ...] WHERE [COUNT count]`, in
 /// lmpopGenericCommand's / zmpopGenericCommand's order: numkeys, where, options,
 /// then the timeout. Returns (keys, where, count, timeout_ms).
 fn parse_mpop<A: AsRef<[u8]>, W>(
     argv: &[A],
     where_of: impl Fn(&[u8]) -> Option<W>,
-) -> Result<(Vec<Box<[u8]>>, W, usize, u64), &'static str> {
+) -> Result<MPopArgs<W>, &'static str> {
     let arg = |i: usize| argv[i].as_ref();
     let n = argv.len();
     let numkeys = positive(arg(2), "ERR numkeys should be greater than 0")?;
@@ -470,5 +473,31 @@ mod tests {
             b"*2\r\n$1\r\nd\r\n*1\r\n$1\r\nb\r\n"
         );
         assert_eq!(run_now(s, Which::Blmpop, "BLMPOP 0 1 d LEFT"), b"*-1\r\n");
+    }
+
+    #[test]
+    fn nonblocking_zset_forms_never_wait() {
+        let mut shard = Shard::new(0, 16);
+        let lim = crate::storage::zset::ZLimits::from(&shard.limits);
+        let d = &mut shard.dbs[0];
+        let mut z = crate::storage::zset::ZSetValue::new_listpack();
+        z.set(b"a", 1.0, lim);
+        z.set(b"b", 2.5, lim);
+        z.set(b"c", 3.0, lim);
+        d.create_object(b"z", Object::ZSet(z), 0);
+        let s = &mut shard;
+        assert_eq!(
+            run_now(s, Which::Bzpopmax, "BZPOPMAX none z 0"),
+            b"*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(
+            run_now(s, Which::Bzmpop, "BZMPOP 0 1 z MIN COUNT 5"),
+            b"*2\r\n$1\r\nz\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$3\r\n2.5\r\n"
+        );
+        assert_eq!(run_now(s, Which::Bzpopmin, "BZPOPMIN z 0"), b"*-1\r\n");
+        assert_eq!(
+            run_now(s, Which::Bzmpop, "BZMPOP 0 1 z LEFT"),
+            b"-ERR syntax error\r\n"
+        );
     }
 }

@@ -1172,6 +1172,93 @@ mod tests {
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
 
+    /// Registers a BZMPOP-like waiter (MIN, count 2) on `key` and hands it to a new client.
+    fn block_zpop(core: &Rc<Core>, key: &str) -> Blocked {
+        let cmd = crate::commands::CommandTable::get()
+            .by_name("bzmpop")
+            .expect("bzmpop");
+        let mut w = Waiting::new();
+        let ks = keys(&[key]);
+        let op = Op::ZPop {
+            max: false,
+            count: Some(2),
+        };
+        let r = attempt(
+            &mut core.shard.borrow_mut(),
+            0,
+            &ks,
+            &op,
+            &w.ticket,
+            Some(&w.tx),
+        );
+        assert!(matches!(r, Attempt::Registered), "{r:?}");
+        w.registered(0, 0, ks);
+        let c = new_client();
+        w.block(core, &c, 0, cmd);
+        let b = c.blocked.borrow_mut().take().expect("blocked");
+        b
+    }
+
+    #[test]
+    fn popped_members_go_back_with_their_scores() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async move {
+                let core = new_core();
+                let first = block_zpop(&core, "z");
+                let mut second = block_zpop(&core, "z");
+                {
+                    let mut shard = core.shard.borrow_mut();
+                    let lim = ZLimits::from(&shard.limits);
+                    let d = &mut shard.dbs[0];
+                    let mut z = ZSetValue::new_for(lim, 1);
+                    z.set(b"a", 1.5, lim);
+                    z.set(b"b", -2.0, lim);
+                    d.create_object(b"z", Object::ZSet(z), 0);
+                }
+                after_shard_work(&core);
+                assert!(
+                    core.shard.borrow_mut().dbs[0]
+                        .find(b"z", 0, Access::Silent)
+                        .is_none(),
+                    "served at once"
+                );
+                // The first client vanished with both members: they go back, scores intact,
+                // and the next waiter gets them.
+                first.abandon().await;
+                match second.wait().await {
+                    Outcome::Delivered(Served::ZPop { key, elems, multi }) => {
+                        assert_eq!(&key[..], b"z");
+                        assert!(multi);
+                        assert_eq!(elems, vec![(b"b".to_vec(), -2.0), (b"a".to_vec(), 1.5)]);
+                    }
+                    o => panic!("{o:?}"),
+                }
+                drop(second);
+                settle().await;
+                assert_eq!(waiters(&core), 0);
+                // Given back to a key re-created meanwhile: a newer score wins.
+                let mut shard = core.shard.borrow_mut();
+                let lim = ZLimits::from(&shard.limits);
+                let d = &mut shard.dbs[0];
+                let mut z = ZSetValue::new_for(lim, 1);
+                z.set(b"a", 9.0, lim);
+                d.create_object(b"y", Object::ZSet(z), 0);
+                zadd_back(
+                    d,
+                    b"y",
+                    &[(b"a".to_vec(), 1.0), (b"c".to_vec(), 3.0)],
+                    lim,
+                    0,
+                );
+                let p = d.find(b"y", 0, Access::Silent).expect("y");
+                assert_eq!(d.zset(p).score(b"a"), Some(9.0));
+                assert_eq!(d.zset(p).score(b"c"), Some(3.0));
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
     #[test]
     fn registrations_are_removed_and_values_never_lost() {
         glommio::LocalExecutorBuilder::default()
