@@ -1,4 +1,5 @@
-//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), CLIENT UNBLOCK and
+//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), blocking sorted-set
+//! pops (BZPOPMIN, BZPOPMAX, BZMPOP), CLIENT UNBLOCK and
 //! INFO blocked_clients: FIFO order, multi-shard keys, timeouts, disconnects that lose
 //! nothing, exactly-once delivery under concurrency, and differential checks against
 //! redis-server 7.0.15. Every test runs percore with 1 and 4 shards.
@@ -688,5 +689,403 @@ fn no_leftover_registrations() {
         assert_eq!(c.cmds("LLEN leak7"), Resp::Int(1));
         assert_eq!(blocked_clients(&mut c), 0);
         w.stream.flush().unwrap();
+    }
+}
+
+// ------------------------------------------------------------------ sorted sets
+
+/// RESP2's `[key, member, score]` of BZPOPMIN/BZPOPMAX.
+fn zpopped(k: &str, m: &str, s: &str) -> Resp {
+    arr(vec![bulk(k), bulk(m), bulk(s)])
+}
+
+/// BZPOPMIN/BZPOPMAX/BZMPOP against redis-server: errors, arity, immediate pops,
+/// timeouts, RESP3 shapes, WRONGTYPE, MULTI, and every way a key gets created.
+#[test]
+fn zset_differential_vs_redis() {
+    let redis = Server::redis(&[]);
+    for shards in SHARDS {
+        let pc = Server::percore(shards, &[]);
+        let mut d = Diff::new(&redis, &pc);
+        d.line("FLUSHALL");
+        let script = "
+            ZADD z 1 a 2 b 3 c 4 d 5.5 e
+            BZPOPMIN z 0
+            BZPOPMAX z 0
+            BZPOPMIN nokey z 0
+            BZPOPMAX nokey nokey2 z 0.5
+            BZMPOP 0 2 nokey z MIN
+            ZADD z 1 a 2 b 3 c -inf m inf n
+            BZMPOP 0 1 z MAX COUNT 2
+            BZMPOP 0 1 z MIN COUNT 2
+            BZMPOP 0 1 z min count 100
+            EXISTS z
+            BZPOPMIN nokey 0.01
+            BZPOPMAX nokey nokey2 0.01
+            BZMPOP 0.01 2 nokey nokey2 MAX COUNT 3
+            SET s x
+            RPUSH l a
+            BZPOPMIN s 0
+            BZPOPMAX nokey s 0
+            BZPOPMIN l 0
+            BZMPOP 0 2 nokey s MIN
+            BZMPOP 0 1 l MAX COUNT 2
+            BZPOPMIN s abc
+            BZPOPMIN nokey abc
+            BZPOPMIN nokey -1
+            BZPOPMIN nokey -0.0011
+            BZPOPMIN nokey inf
+            BZPOPMIN nokey nan
+            BZPOPMIN nokey 1e20
+            BZPOPMAX nokey 0x
+            BZMPOP 0 0 k MIN
+            BZMPOP 0 abc k MIN
+            BZMPOP 0 -1 k MIN
+            BZMPOP 0 2 k MIN
+            BZMPOP 0 1 k LEFT
+            BZMPOP 0 1 k MIN COUNT 0
+            BZMPOP 0 1 k MIN COUNT -1
+            BZMPOP 0 1 k MIN COUNT abc
+            BZMPOP 0 1 k MIN COUNT 1 COUNT 2
+            BZMPOP 0 1 k MIN COUNT
+            BZMPOP 0 1 k MIN junk
+            BZMPOP abc 1 k MIN
+            BZMPOP -1 1 k MIN
+            BZMPOP -1 1 k MIN COUNT 0
+            BZMPOP abc 1 s MIN
+            BZPOPMIN
+            BZPOPMIN k
+            BZPOPMAX k
+            BZMPOP 0 1
+            BZMPOP 0
+            BZMPOP
+            MULTI
+            BZPOPMIN nokey 0
+            BZMPOP 0 1 nokey MAX
+            ZADD mz 7 x 8 y
+            BZPOPMAX mz 0
+            BZMPOP 0 1 mz MIN COUNT 3
+            BZPOPMIN s 0
+            EXEC
+            ";
+        d.script(script);
+        d.run(common::Cmp::TypeOnly, &["HELLO", "3"]);
+        d.script(script);
+        d.run(common::Cmp::TypeOnly, &["HELLO", "2"]);
+        // Key creation wakes waiters: ZADD, the *STORE commands, RENAME, MOVE, COPY.
+        for srv in [&redis, &pc] {
+            let mut c = srv.raw();
+            c.cmds("FLUSHALL");
+            let mut w = srv.raw();
+            let step = |w: &mut Raw, c: &mut Raw, block: &[&str], create: &[&str], want: Resp| {
+                w.send_cmd(block);
+                wait_blocked(c, 1);
+                assert!(!c.cmd(create).is_error(), "{create:?}");
+                assert_eq!(
+                    w.read(),
+                    want,
+                    "{block:?} after {create:?} on {:?}",
+                    srv.kind
+                );
+                wait_blocked(c, 0);
+            };
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w1", "0"],
+                &["ZADD", "w1", "2", "m"],
+                zpopped("w1", "m", "2"),
+            );
+            c.cmds("ZADD src 1 a 2 b 3 c");
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMAX", "w2", "0"],
+                &["ZUNIONSTORE", "w2", "1", "src"],
+                zpopped("w2", "c", "3"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w3", "0"],
+                &["ZINTERSTORE", "w3", "1", "src"],
+                zpopped("w3", "a", "1"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w4", "0"],
+                &["ZDIFFSTORE", "w4", "1", "src"],
+                zpopped("w4", "a", "1"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZMPOP", "0", "1", "w5", "MAX", "COUNT", "2"],
+                &["ZRANGESTORE", "w5", "src", "0", "-1"],
+                arr(vec![
+                    bulk("w5"),
+                    arr(vec![
+                        arr(vec![bulk("c"), bulk("3")]),
+                        arr(vec![bulk("b"), bulk("2")]),
+                    ]),
+                ]),
+            );
+            c.cmds("ZADD r1 9 r");
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w6", "0"],
+                &["RENAME", "r1", "w6"],
+                zpopped("w6", "r", "9"),
+            );
+            step(
+                &mut w,
+                &mut c,
+                &["BZPOPMIN", "w7", "0"],
+                &["COPY", "src", "w7"],
+                zpopped("w7", "a", "1"),
+            );
+            let mut c1 = srv.raw();
+            c1.cmds("SELECT 1");
+            c1.cmds("ZADD w8 4 q 5 p");
+            w.send_cmd(&["BZPOPMAX", "w8", "0"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c1.cmds("MOVE w8 0"), Resp::Int(1));
+            assert_eq!(w.read(), zpopped("w8", "p", "5"));
+            // A waited key that becomes a list keeps a sorted-set waiter blocked,
+            // and the waiter is served once the key is a sorted set again.
+            w.send_cmd(&["BZPOPMIN", "w9", "0"]);
+            wait_blocked(&mut c, 1);
+            c.cmds("RPUSH w9 x");
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(blocked_clients(&mut c), 1);
+            c.cmds("DEL w9");
+            c.cmds("ZADD w9 1.25 y");
+            assert_eq!(w.read(), zpopped("w9", "y", "1.25"));
+            // RESP3: the score is a double, the timeout a null.
+            w.cmds("HELLO 3");
+            w.send_cmd(&["BZPOPMIN", "w10", "0"]);
+            wait_blocked(&mut c, 1);
+            c.cmds("ZADD w10 2.5 m");
+            assert_eq!(
+                w.read(),
+                arr(vec![bulk("w10"), bulk("m"), Resp::Double(b"2.5".to_vec())])
+            );
+            assert_eq!(w.cmds("BZMPOP 0.01 1 w10 MIN"), Resp::Null);
+            // CLIENT UNBLOCK, both modes.
+            let id = w.cmds("CLIENT ID").int().to_string();
+            w.send_cmd(&["BZMPOP", "0", "1", "u", "MIN"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c.cmd(&["CLIENT", "UNBLOCK", &id]), Resp::Int(1));
+            assert_eq!(w.read(), Resp::Null);
+            w.send_cmd(&["BZPOPMAX", "u", "0"]);
+            wait_blocked(&mut c, 1);
+            assert_eq!(c.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]), Resp::Int(1));
+            assert!(w.read().is_error());
+        }
+    }
+}
+
+/// Three BZPOPMIN waiters on one key are served in the order they blocked; a waiter
+/// on `a b c d` (on 4 different shards with 4 shards) gets the first key created.
+#[test]
+fn zset_fifo_and_keys_on_different_shards() {
+    if SHARDS.contains(&4) {
+        let shards: HashSet<usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| shard_of_key(k.as_bytes(), 4))
+            .collect();
+        assert_eq!(shards.len(), 4, "a b c d live on 4 shards");
+    }
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let mut ctl = s.raw();
+        let mut waiters: Vec<Raw> = Vec::new();
+        for i in 0..3 {
+            let mut w = s.raw();
+            w.send_cmd(&["BZPOPMIN", "zfifo", "0"]);
+            wait_blocked(&mut ctl, i + 1);
+            waiters.push(w);
+        }
+        assert_eq!(ctl.cmds("ZADD zfifo 3 c 1 a 2 b 4 d"), Resp::Int(4));
+        for (w, (m, sc)) in waiters.iter_mut().zip([("a", "1"), ("b", "2"), ("c", "3")]) {
+            assert_eq!(w.read(), zpopped("zfifo", m, sc));
+        }
+        assert_eq!(
+            ctl.cmds("ZRANGE zfifo 0 -1 WITHSCORES"),
+            arr(vec![bulk("d"), bulk("4")])
+        );
+        wait_blocked(&mut ctl, 0);
+
+        // One waiter on four shards, another on two of the keys only.
+        let mut w1 = s.raw();
+        w1.send_cmd(&["BZPOPMAX", "a", "b", "c", "d", "0"]);
+        wait_blocked(&mut ctl, 1);
+        let mut w2 = s.raw();
+        w2.send_cmd(&["BZMPOP", "0", "2", "d", "c", "MIN", "COUNT", "5"]);
+        wait_blocked(&mut ctl, 2);
+        ctl.cmds("ZADD c 1 x 2 y");
+        assert_eq!(w1.read(), zpopped("c", "y", "2"));
+        assert_eq!(
+            w2.read(),
+            arr(vec![bulk("c"), arr(vec![arr(vec![bulk("x"), bulk("1")])])])
+        );
+        wait_blocked(&mut ctl, 0);
+        assert_eq!(ctl.cmds("EXISTS a b c d"), Resp::Int(0));
+        // The waiter's registrations on the other shards are gone: a later key stays.
+        ctl.cmds("ZADD a 1 z");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(ctl.cmds("ZCARD a"), Resp::Int(1));
+        // Immediate pops take the first non-empty key in argument order.
+        ctl.cmds("ZADD d 5 v");
+        assert_eq!(ctl.cmds("BZPOPMIN b d a 0"), zpopped("d", "v", "5"));
+    }
+}
+
+/// A client that disconnects while blocked takes nothing: later members stay with their scores.
+#[test]
+fn zset_disconnect_while_blocked_loses_nothing() {
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let mut c = s.raw();
+        for cmd in [
+            vec!["BZPOPMIN", "dz", "0"],
+            vec!["BZPOPMAX", "other", "dz", "0"],
+            vec!["BZMPOP", "0", "1", "dz", "MAX", "COUNT", "2"],
+        ] {
+            let mut w = s.raw();
+            w.send_cmd(&cmd);
+            wait_blocked(&mut c, 1);
+            drop(w);
+            wait_blocked(&mut c, 0);
+            c.cmds("ZADD dz 1.5 m1 2.5 m2");
+            assert_eq!(
+                c.cmds("ZRANGE dz 0 -1 WITHSCORES"),
+                arr(vec![bulk("m1"), bulk("1.5"), bulk("m2"), bulk("2.5")]),
+                "{cmd:?}"
+            );
+            c.cmds("DEL dz");
+        }
+    }
+}
+
+/// Producers ZADD unique members (score = their number) on keys of several shards
+/// while BZPOPMIN/BZPOPMAX/BZMPOP consumers pop with random short timeouts and
+/// random disconnects: every member ends up popped exactly once (with its score)
+/// or still in a sorted set with its score.
+#[test]
+fn zset_producers_and_consumers_exactly_once() {
+    const PER: u64 = 300;
+    for shards in SHARDS {
+        let s = Server::percore(shards, &[]);
+        let port = s.port;
+        let keys = keys_on_distinct_shards("zq", 4, shards.max(4));
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut producers = Vec::new();
+        for p in 0..4u64 {
+            let keys = keys.clone();
+            producers.push(std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut rng = Rng(0x51ed_2701 ^ ((p + 1) * 7919));
+                for i in 0..PER {
+                    let k = rng.pick(&keys).clone();
+                    let n = p * PER + i;
+                    let r = c.cmd(&["ZADD", &k, &n.to_string(), &format!("m{n}")]);
+                    assert_eq!(r, Resp::Int(1));
+                    if rng.below(50) == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }));
+        }
+        let mut consumers = Vec::new();
+        for n in 0..6u64 {
+            let keys = keys.clone();
+            let seen = seen.clone();
+            let done = done.clone();
+            consumers.push(std::thread::spawn(move || {
+                let mut rng = Rng(0xabcd_1234 ^ ((n + 1) * 104_729));
+                let mut c = Raw::connect(port);
+                let mut idle = 0;
+                while !(done.load(std::sync::atomic::Ordering::SeqCst) && idle > 3) {
+                    let t = format!("0.0{}", 1 + rng.below(9));
+                    let mut ks = keys.clone();
+                    ks.rotate_left(rng.below(keys.len() as u64) as usize);
+                    let kind = rng.below(3);
+                    let mut args: Vec<String> = Vec::new();
+                    match kind {
+                        0 | 1 => {
+                            args.push(if kind == 0 { "BZPOPMIN" } else { "BZPOPMAX" }.into());
+                            args.extend(ks);
+                            args.push(t);
+                        }
+                        _ => {
+                            args.extend(["BZMPOP".to_string(), t, keys.len().to_string()]);
+                            args.extend(ks);
+                            let w = if rng.below(2) == 0 { "MIN" } else { "MAX" };
+                            args.extend([w.into(), "COUNT".into(), (1 + rng.below(3)).to_string()]);
+                        }
+                    }
+                    c.send_cmd(&args);
+                    let reply = if rng.below(8) == 0 {
+                        std::thread::sleep(Duration::from_micros(rng.below(3000)));
+                        let r = read_after_half_close(&mut c);
+                        c = Raw::connect(port);
+                        r
+                    } else {
+                        Some(c.read())
+                    };
+                    match reply {
+                        Some(Resp::Array(Some(v))) => {
+                            idle = 0;
+                            let mut s = seen.lock().unwrap();
+                            if kind == 2 {
+                                for pair in v[1].items() {
+                                    let p = pair.items();
+                                    s.push((p[0].text(), p[1].text()));
+                                }
+                            } else {
+                                s.push((v[1].text(), v[2].text()));
+                            }
+                        }
+                        Some(Resp::Array(None)) | None => idle += 1,
+                        other => panic!("unexpected reply {other:?}"),
+                    }
+                }
+            }));
+        }
+        for h in producers {
+            h.join().expect("producer");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in consumers {
+            h.join().expect("consumer");
+        }
+        let mut c = s.raw();
+        wait_blocked(&mut c, 0);
+        let mut count: HashMap<String, usize> = HashMap::new();
+        let mut check = |m: String, sc: String| {
+            assert_eq!(format!("m{sc}"), m, "member with its own score");
+            *count.entry(m).or_default() += 1;
+        };
+        for (m, sc) in seen.lock().unwrap().drain(..) {
+            check(m, sc);
+        }
+        for k in &keys {
+            let v = c.cmd(&["ZRANGE", k, "0", "-1", "WITHSCORES"]);
+            for p in v.items().chunks(2) {
+                check(p[0].text(), p[1].text());
+            }
+        }
+        for n in 0..4 * PER {
+            assert_eq!(
+                count.get(&format!("m{n}")),
+                Some(&1),
+                "m{n} (shards={shards})"
+            );
+        }
+        assert_eq!(count.len() as u64, 4 * PER);
     }
 }

@@ -1,4 +1,5 @@
-//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) and CLIENT UNBLOCK.
+//! Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP), blocking
+//! sorted-set pops (BZPOPMIN, BZPOPMAX, BZMPOP) and CLIENT UNBLOCK.
 //!
 //! Each is a coordinator: it tries its keys shard by shard in argument order
 //! (consecutive keys of one shard in one hop), serving at once when a key has
@@ -128,7 +129,7 @@ async fn run(ctx: &MultiCtx, keys: Vec<Box<[u8]>>, op: Op, timeout_ms: u64, out:
     w.block(core, &ctx.client, timeout_ms, ctx.cmd);
 }
 
-/// Which blocking list command.
+/// Which blocking command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
     /// BLPOP key [key ...] timeout
@@ -141,6 +142,12 @@ pub enum Which {
     Brpoplpush,
     /// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
     Blmpop,
+    /// BZPOPMIN key [key ...] timeout
+    Bzpopmin,
+    /// BZPOPMAX key [key ...] timeout
+    Bzpopmax,
+    /// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]
+    Bzmpop,
 }
 
 /// A parsed blocking command: its keys, its operation, its timeout (ms, 0 = forever).
@@ -162,7 +169,52 @@ fn positive(a: &[u8], msg: &'static str) -> Result<usize, &'static str> {
     }
 }
 
-/// Parses a blocking list command, checking arguments in Redis 7.0's order.
+/// MIN/MAX (zmpopGenericCommand): true for MAX.
+fn zset_end(a: &[u8]) -> Option<bool> {
+    if is(a, "min") {
+        Some(false)
+    } else if is(a, "max") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Parsed `*MPOP` arguments: keys, where, count, timeout in ms.
+type MPopArgs<W> = (Vec<Box<[u8]>>, W, usize, u64);
+
+/// BLMPOP's and BZMPOP's `timeout numkeys key [key ...] WHERE [COUNT count]`, in
+/// lmpopGenericCommand's / zmpopGenericCommand's order: numkeys, where, options,
+/// then the timeout. Returns (keys, where, count, timeout_ms).
+fn parse_mpop<A: AsRef<[u8]>, W>(
+    argv: &[A],
+    where_of: impl Fn(&[u8]) -> Option<W>,
+) -> Result<MPopArgs<W>, &'static str> {
+    let arg = |i: usize| argv[i].as_ref();
+    let n = argv.len();
+    let numkeys = positive(arg(2), "ERR numkeys should be greater than 0")?;
+    let where_idx = numkeys.saturating_add(3);
+    if where_idx >= n {
+        return Err(errors::SYNTAX);
+    }
+    let end = where_of(arg(where_idx)).ok_or(errors::SYNTAX)?;
+    let mut count = None;
+    let mut j = where_idx + 1;
+    while j < n {
+        if count.is_none() && is(arg(j), "count") && j + 1 < n {
+            j += 1;
+            count = Some(positive(arg(j), "ERR count should be greater than 0")?);
+        } else {
+            return Err(errors::SYNTAX);
+        }
+        j += 1;
+    }
+    let timeout_ms = parse_timeout(arg(1))?;
+    let keys = (3..where_idx).map(|i| Box::from(arg(i))).collect();
+    Ok((keys, end, count.unwrap_or(1), timeout_ms))
+}
+
+/// Parses a blocking command, checking arguments in Redis 7.0's order.
 pub fn parse<A: AsRef<[u8]>>(which: Which, argv: &[A]) -> Result<Parsed, &'static str> {
     let arg = |i: usize| argv[i].as_ref();
     let n = argv.len();
@@ -200,30 +252,30 @@ pub fn parse<A: AsRef<[u8]>>(which: Which, argv: &[A]) -> Result<Parsed, &'stati
             }
         }
         Which::Blmpop => {
-            // lmpopGenericCommand's order: numkeys, where, options, then the timeout.
-            let numkeys = positive(arg(2), "ERR numkeys should be greater than 0")?;
-            let where_idx = numkeys.saturating_add(3);
-            if where_idx >= n {
-                return Err(errors::SYNTAX);
-            }
-            let end = list_end(arg(where_idx)).ok_or(errors::SYNTAX)?;
-            let mut count = None;
-            let mut j = where_idx + 1;
-            while j < n {
-                if count.is_none() && is(arg(j), "count") && j + 1 < n {
-                    j += 1;
-                    count = Some(positive(arg(j), "ERR count should be greater than 0")?);
-                } else {
-                    return Err(errors::SYNTAX);
-                }
-                j += 1;
-            }
+            let (keys, end, count, timeout_ms) = parse_mpop(argv, list_end)?;
             Parsed {
-                timeout_ms: parse_timeout(arg(1))?,
-                keys: (3..where_idx).map(|i| key(arg(i))).collect(),
-                op: Op::MPop {
-                    end,
-                    count: count.unwrap_or(1),
+                timeout_ms,
+                keys,
+                op: Op::MPop { end, count },
+            }
+        }
+        // blockingGenericZpopCommand: the timeout first, then the keys' types.
+        Which::Bzpopmin | Which::Bzpopmax => Parsed {
+            timeout_ms: parse_timeout(arg(n - 1))?,
+            keys: (1..n - 1).map(|i| key(arg(i))).collect(),
+            op: Op::ZPop {
+                max: which == Which::Bzpopmax,
+                count: None,
+            },
+        },
+        Which::Bzmpop => {
+            let (keys, max, count, timeout_ms) = parse_mpop(argv, zset_end)?;
+            Parsed {
+                timeout_ms,
+                keys,
+                op: Op::ZPop {
+                    max,
+                    count: Some(count),
                 },
             }
         }
@@ -273,6 +325,21 @@ pub fn brpoplpush(ctx: MultiCtx) -> Reply {
 /// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
 pub fn blmpop(ctx: MultiCtx) -> Reply {
     coordinate(ctx, Which::Blmpop)
+}
+
+/// BZPOPMIN key [key ...] timeout
+pub fn bzpopmin(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Bzpopmin)
+}
+
+/// BZPOPMAX key [key ...] timeout
+pub fn bzpopmax(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Bzpopmax)
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]
+pub fn bzmpop(ctx: MultiCtx) -> Reply {
+    coordinate(ctx, Which::Bzmpop)
 }
 
 /// The non-blocking form, for MULTI/EXEC and scripts run on one shard: every key
@@ -406,5 +473,31 @@ mod tests {
             b"*2\r\n$1\r\nd\r\n*1\r\n$1\r\nb\r\n"
         );
         assert_eq!(run_now(s, Which::Blmpop, "BLMPOP 0 1 d LEFT"), b"*-1\r\n");
+    }
+
+    #[test]
+    fn nonblocking_zset_forms_never_wait() {
+        let mut shard = Shard::new(0, 16);
+        let lim = crate::storage::zset::ZLimits::from(&shard.limits);
+        let d = &mut shard.dbs[0];
+        let mut z = crate::storage::zset::ZSetValue::new_listpack();
+        z.set(b"a", 1.0, lim);
+        z.set(b"b", 2.5, lim);
+        z.set(b"c", 3.0, lim);
+        d.create_object(b"z", Object::ZSet(z), 0);
+        let s = &mut shard;
+        assert_eq!(
+            run_now(s, Which::Bzpopmax, "BZPOPMAX none z 0"),
+            b"*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(
+            run_now(s, Which::Bzmpop, "BZMPOP 0 1 z MIN COUNT 5"),
+            b"*2\r\n$1\r\nz\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$3\r\n2.5\r\n"
+        );
+        assert_eq!(run_now(s, Which::Bzpopmin, "BZPOPMIN z 0"), b"*-1\r\n");
+        assert_eq!(
+            run_now(s, Which::Bzmpop, "BZMPOP 0 1 z LEFT"),
+            b"-ERR syntax error\r\n"
+        );
     }
 }

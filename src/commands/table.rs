@@ -216,6 +216,9 @@ pub static COMMANDS: &[(&str, Exec)] = &[
         "zintercard",
         Exec::Keys(zsets::zintercard, zsets::zintercard_multi),
     ),
+    ("bzpopmin", Exec::Multi(super::blocking::bzpopmin)),
+    ("bzpopmax", Exec::Multi(super::blocking::bzpopmax)),
+    ("bzmpop", Exec::Multi(super::blocking::bzmpop)),
     // -- end of sorted sets
     //
     // transactions (commands/transactions.rs)

@@ -1,9 +1,10 @@
-//! Clients blocked on keys (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP): the framework.
+//! Clients blocked on keys (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+//! BZPOPMAX, BZMPOP): the framework.
 //!
 //! A blocked client has ONE `Ticket` shared by all its registrations, on every
 //! shard its keys live on. Each shard keeps, per (db, key), a FIFO of waiters
 //! (Redis's `db->blocking_keys`). A list only becomes non-empty by being created
-//! (clients block on missing keys only), so the keyspace records key creations
+//! and a sorted set likewise (clients block on missing keys only), so the keyspace records key creations
 //! while anyone waits (`Db::created`, Redis's signalKeyAsReady from dbAdd) and
 //! `serve_ready` runs after every command and every cross-core closure (Redis's
 //! handleClientsBlockedOnKeys).
@@ -35,6 +36,7 @@ use crate::protocol::reply::ReplyBuf;
 use crate::storage::db::{Access, Db, WrongType};
 use crate::storage::list::{End, ListValue};
 use crate::storage::value::{Kind, Object};
+use crate::storage::zset::{ZLimits, ZSetValue};
 
 /// Clients blocked right now, over all cores (INFO blocked_clients).
 pub static BLOCKED_CLIENTS: AtomicUsize = AtomicUsize::new(0);
@@ -66,6 +68,14 @@ pub enum Op {
         /// The shard owning `dest`.
         dest_shard: usize,
     },
+    /// BZPOPMIN/BZPOPMAX/BZMPOP: pop sorted-set members with their scores.
+    ZPop {
+        /// Highest scores first (BZPOPMAX, BZMPOP MAX).
+        max: bool,
+        /// BZMPOP's count: reply `[key, [[member, score], ...]]`; `None` for
+        /// BZPOPMIN/BZPOPMAX: one member, reply `[key, member, score]`.
+        count: Option<usize>,
+    },
 }
 
 impl Op {
@@ -73,6 +83,7 @@ impl Op {
     pub fn kind(&self) -> Kind {
         match self {
             Op::Pop { .. } | Op::MPop { .. } | Op::Move { .. } => Kind::List,
+            Op::ZPop { .. } => Kind::ZSet,
         }
     }
 }
@@ -87,6 +98,15 @@ pub enum Served {
         /// The elements, in pop order.
         elems: Vec<Vec<u8>>,
         /// BLMPOP's `[key, [elements]]` shape rather than `[key, element]`.
+        multi: bool,
+    },
+    /// Popped sorted-set members with their scores from `key`.
+    ZPop {
+        /// The key popped from.
+        key: Box<[u8]>,
+        /// (member, score) in pop order.
+        elems: Vec<(Vec<u8>, f64)>,
+        /// BZMPOP's `[key, [[member, score], ...]]` shape rather than `[key, member, score]`.
         multi: bool,
     },
     /// BLMOVE's element, already stored at its destination.
@@ -112,6 +132,33 @@ impl Served {
                     }
                 } else {
                     out.bulk(elems.first().map_or(&[][..], |e| &e[..]));
+                }
+            }
+            Served::ZPop { key, elems, multi } => {
+                if *multi {
+                    // genericZpopCommand with use_nested_array: pairs in both protocols.
+                    out.array_len(2);
+                    out.bulk(key);
+                    out.array_len(elems.len());
+                    for (m, s) in elems {
+                        out.array_len(2);
+                        out.bulk(m);
+                        out.double(*s);
+                    }
+                } else {
+                    out.array_len(3);
+                    out.bulk(key);
+                    match elems.first() {
+                        Some((m, s)) => {
+                            out.bulk(m);
+                            out.double(*s);
+                        }
+                        // Cannot happen (a served key is never empty); keep the shape.
+                        None => {
+                            out.bulk(b"");
+                            out.double(0.0);
+                        }
+                    }
                 }
             }
             Served::Moved(e) => out.bulk(e),
@@ -270,6 +317,50 @@ fn push_back(d: &mut Db, key: &[u8], end: End, elems: &[Vec<u8>], fill: i64, now
             String::from_utf8_lossy(key)
         ));
     }
+}
+
+/// Gives popped members back to the sorted set `key` (created when missing) with
+/// their scores. A member added again meanwhile keeps its newer score.
+fn zadd_back(d: &mut Db, key: &[u8], elems: &[(Vec<u8>, f64)], lim: ZLimits, now: u64) {
+    let Some((first, _)) = elems.first() else {
+        return;
+    };
+    let pos = match d.find_kind(key, now, Access::Write, Kind::ZSet) {
+        Ok(Some(p)) => p,
+        Ok(None) => d.create_object(key, Object::ZSet(ZSetValue::new_for(lim, first.len())), now),
+        Err(WrongType) => {
+            // The key became another type between pop and give-back (only possible
+            // across a core hop): nowhere to put them.
+            super::log::warning(&format!(
+                "Blocking pop: {} member(s) of '{}' could not be given back: the key now holds another type",
+                elems.len(),
+                String::from_utf8_lossy(key)
+            ));
+            return;
+        }
+    };
+    let z = d.zset_mut(pos);
+    for (m, s) in elems {
+        if z.score(m).is_none() {
+            z.set(m, *s, lim);
+        }
+    }
+}
+
+/// Pops up to `count` members (lowest or highest scores) of the sorted set at `key`
+/// (known to be a non-empty sorted set) and deletes the key when it empties.
+fn zpop_elems(d: &mut Db, key: &[u8], max: bool, count: usize, now: u64) -> Vec<(Vec<u8>, f64)> {
+    let Ok(Some(pos)) = d.find_kind(key, now, Access::Write, Kind::ZSet) else {
+        return Vec::new();
+    };
+    let z = d.zset_mut(pos);
+    let out = if max {
+        z.pop_max(count)
+    } else {
+        z.pop_min(count)
+    };
+    d.delete_if_empty(pos);
+    out
 }
 
 /// Pushes `elems` at `end` of the list `key`, creating it when missing.
@@ -465,6 +556,17 @@ pub fn attempt(
                     multi,
                 });
             }
+            Op::ZPop { max, count } => {
+                if !ticket.claim() {
+                    return Attempt::Lost;
+                }
+                let elems = zpop_elems(d, key, *max, count.unwrap_or(1), now);
+                return Attempt::Done(Served::ZPop {
+                    key: key.clone(),
+                    elems,
+                    multi: count.is_some(),
+                });
+            }
             Op::Move {
                 from,
                 to,
@@ -549,14 +651,15 @@ pub fn serve_ready(core: &Rc<Core>, shard: &mut Shard) {
         for (i, d) in dbs.iter_mut().enumerate() {
             if reg.uids.get(i).is_some_and(|&u| u != d.uid) {
                 // SWAPDB put another database at this index: as Redis's
-                // scanDatabaseForReadyLists, every waited key that now holds a
-                // list is ready.
+                // scanDatabaseForReadyKeys, every waited key that now holds a
+                // list or a sorted set is ready.
                 reg.uids[i] = d.uid;
                 if let Some(m) = reg.dbs.get(i) {
                     for k in m.keys() {
-                        if matches!(d.find_kind(k, now, Access::Silent, Kind::List), Ok(Some(_)))
-                            && !reg.ready.iter().any(|(db, r)| *db == i && r == k)
-                        {
+                        let servable = d
+                            .find(k, now, Access::Silent)
+                            .is_some_and(|p| matches!(d.kind(p), Kind::List | Kind::ZSet));
+                        if servable && !reg.ready.iter().any(|(db, r)| *db == i && r == k) {
                             reg.ready.push_back((i, k.clone()));
                         }
                     }
@@ -587,6 +690,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
     let now = now_ms();
     let here = shard.id;
     let fill = shard.limits.list_max_listpack_size;
+    let zlim = ZLimits::from(&shard.limits);
     let Shard {
         dbs, blocking: reg, ..
     } = &mut *shard;
@@ -643,6 +747,31 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     // The client is gone: nothing was taken.
                     if let Served::Pop { elems, .. } = e.into_inner().served {
                         push_back(d, key, *end, &elems, fill, now);
+                    }
+                }
+            }
+            Op::ZPop { max, count } => {
+                if !w.ticket.claim() {
+                    continue;
+                }
+                let elems = zpop_elems(d, key, *max, count.unwrap_or(1), now);
+                let delivery = Delivery {
+                    served: Served::ZPop {
+                        key: key.into(),
+                        elems,
+                        multi: count.is_some(),
+                    },
+                    // `end` means nothing for a sorted set: members go back by score.
+                    origin: Some(Origin {
+                        shard: here,
+                        db,
+                        end: End::Head,
+                    }),
+                };
+                if let Err(e) = w.tx.unbounded_send(delivery) {
+                    // The client is gone: nothing was taken.
+                    if let Served::ZPop { elems, .. } = e.into_inner().served {
+                        zadd_back(d, key, &elems, zlim, now);
                     }
                 }
             }
@@ -853,19 +982,34 @@ impl Blocked {
         if self.ticket.claim() {
             return;
         }
-        if let Some(Delivery {
-            served: Served::Pop { key, elems, .. },
+        let Some(Delivery {
+            served,
             origin: Some(o),
         }) = self.rx.next().await
-        {
-            // Popped for this client, who will never see it: back where it came from.
-            self.core
-                .run_on(o.shard, move |core| {
-                    let mut shard = core.shard.borrow_mut();
-                    let fill = shard.limits.list_max_listpack_size;
-                    push_back(&mut shard.dbs[o.db], &key, o.end, &elems, fill, now_ms());
-                })
-                .await;
+        else {
+            return;
+        };
+        // Popped for this client, who will never see it: back where it came from.
+        match served {
+            Served::Pop { key, elems, .. } => {
+                self.core
+                    .run_on(o.shard, move |core| {
+                        let mut shard = core.shard.borrow_mut();
+                        let fill = shard.limits.list_max_listpack_size;
+                        push_back(&mut shard.dbs[o.db], &key, o.end, &elems, fill, now_ms());
+                    })
+                    .await;
+            }
+            Served::ZPop { key, elems, .. } => {
+                self.core
+                    .run_on(o.shard, move |core| {
+                        let mut shard = core.shard.borrow_mut();
+                        let lim = ZLimits::from(&shard.limits);
+                        zadd_back(&mut shard.dbs[o.db], &key, &elems, lim, now_ms());
+                    })
+                    .await;
+            }
+            _ => {}
         }
     }
 }
@@ -1026,6 +1170,93 @@ mod tests {
 
     async fn settle() {
         glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+
+    /// Registers a BZMPOP-like waiter (MIN, count 2) on `key` and hands it to a new client.
+    fn block_zpop(core: &Rc<Core>, key: &str) -> Blocked {
+        let cmd = crate::commands::CommandTable::get()
+            .by_name("bzmpop")
+            .expect("bzmpop");
+        let mut w = Waiting::new();
+        let ks = keys(&[key]);
+        let op = Op::ZPop {
+            max: false,
+            count: Some(2),
+        };
+        let r = attempt(
+            &mut core.shard.borrow_mut(),
+            0,
+            &ks,
+            &op,
+            &w.ticket,
+            Some(&w.tx),
+        );
+        assert!(matches!(r, Attempt::Registered), "{r:?}");
+        w.registered(0, 0, ks);
+        let c = new_client();
+        w.block(core, &c, 0, cmd);
+        let b = c.blocked.borrow_mut().take().expect("blocked");
+        b
+    }
+
+    #[test]
+    fn popped_members_go_back_with_their_scores() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async move {
+                let core = new_core();
+                let first = block_zpop(&core, "z");
+                let mut second = block_zpop(&core, "z");
+                {
+                    let mut shard = core.shard.borrow_mut();
+                    let lim = ZLimits::from(&shard.limits);
+                    let d = &mut shard.dbs[0];
+                    let mut z = ZSetValue::new_for(lim, 1);
+                    z.set(b"a", 1.5, lim);
+                    z.set(b"b", -2.0, lim);
+                    d.create_object(b"z", Object::ZSet(z), 0);
+                }
+                after_shard_work(&core);
+                assert!(
+                    core.shard.borrow_mut().dbs[0]
+                        .find(b"z", 0, Access::Silent)
+                        .is_none(),
+                    "served at once"
+                );
+                // The first client vanished with both members: they go back, scores intact,
+                // and the next waiter gets them.
+                first.abandon().await;
+                match second.wait().await {
+                    Outcome::Delivered(Served::ZPop { key, elems, multi }) => {
+                        assert_eq!(&key[..], b"z");
+                        assert!(multi);
+                        assert_eq!(elems, vec![(b"b".to_vec(), -2.0), (b"a".to_vec(), 1.5)]);
+                    }
+                    o => panic!("{o:?}"),
+                }
+                drop(second);
+                settle().await;
+                assert_eq!(waiters(&core), 0);
+                // Given back to a key re-created meanwhile: a newer score wins.
+                let mut shard = core.shard.borrow_mut();
+                let lim = ZLimits::from(&shard.limits);
+                let d = &mut shard.dbs[0];
+                let mut z = ZSetValue::new_for(lim, 1);
+                z.set(b"a", 9.0, lim);
+                d.create_object(b"y", Object::ZSet(z), 0);
+                zadd_back(
+                    d,
+                    b"y",
+                    &[(b"a".to_vec(), 1.0), (b"c".to_vec(), 3.0)],
+                    lim,
+                    0,
+                );
+                let p = d.find(b"y", 0, Access::Silent).expect("y");
+                assert_eq!(d.zset(p).score(b"a"), Some(9.0));
+                assert_eq!(d.zset(p).score(b"c"), Some(3.0));
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
     }
 
     #[test]
