@@ -1,4 +1,4 @@
-//! Scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT LOAD/EXISTS/FLUSH (see `crate::scripting`).
+//! Scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT LOAD/EXISTS/FLUSH/KILL (see `crate::scripting`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -113,6 +113,23 @@ pub fn script_flush(ctx: MultiCtx) -> Reply {
         }
         scripting::flush();
         out.ok();
+        out
+    })
+}
+
+/// SCRIPT KILL
+pub fn script_kill(ctx: MultiCtx) -> Reply {
+    Box::pin(async move {
+        use std::sync::atomic::Ordering;
+        let mut out = ctx.reply();
+        if scripting::BUSY.load(Ordering::SeqCst) == 0 {
+            out.error("NOTBUSY No scripts in execution right now.");
+        } else if scripting::BUSY_WROTE.load(Ordering::Relaxed) {
+            out.error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+        } else {
+            scripting::KILL.store(true, Ordering::SeqCst);
+            out.ok();
+        }
         out
     })
 }

@@ -234,6 +234,7 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("script|load", Exec::Multi(scripting::script_load)),
     ("script|exists", Exec::Multi(scripting::script_exists)),
     ("script|flush", Exec::Multi(scripting::script_flush)),
+    ("script|kill", Exec::Multi(scripting::script_kill)),
     // -- end of scripting
     //
     // server

@@ -40,6 +40,42 @@ struct RunCtx {
     wrote: Cell<bool>,
     /// It touched keys it did not declare (or the whole keyspace).
     undeclared: Cell<bool>,
+    /// When it started (for busy-reply-threshold).
+    start: std::time::Instant,
+    /// It counts in [`super::BUSY`].
+    busy: Cell<bool>,
+}
+
+/// The instruction-count hook: past busy-reply-threshold the script makes
+/// other clients get BUSY; SCRIPT KILL stops it unless it wrote.
+fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
+    let Some(run) = RUN.with(|r| r.borrow().clone()) else {
+        return Ok(mlua::VmState::Continue);
+    };
+    if !run.busy.get() {
+        let limit = super::BUSY_THRESHOLD_MS.load(Ordering::Relaxed);
+        if run.start.elapsed().as_millis() as u64 >= limit {
+            run.busy.set(true);
+            if run.wrote.get() {
+                super::BUSY_WROTE.store(true, Ordering::Relaxed);
+            }
+            super::BUSY.fetch_add(1, Ordering::SeqCst);
+        }
+    } else if super::KILL.load(Ordering::SeqCst) && !run.wrote.get() {
+        return Err(mlua::Error::external(CallError {
+            msg: "ERR Script killed by user with SCRIPT KILL...".into(),
+            line: script_line(lua),
+        }));
+    }
+    Ok(mlua::VmState::Continue)
+}
+
+/// The script stopped: it no longer counts as busy.
+fn unbusy(run: &RunCtx) {
+    if run.busy.replace(false) && super::BUSY.fetch_sub(1, Ordering::SeqCst) == 1 {
+        super::KILL.store(false, Ordering::SeqCst);
+        super::BUSY_WROTE.store(false, Ordering::Relaxed);
+    }
 }
 
 /// An error raised by `redis.call` (a Redis error reply) with the script line that called it.
@@ -287,6 +323,9 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     }
     if write {
         run.wrote.set(true);
+        if run.busy.get() {
+            super::BUSY_WROTE.store(true, Ordering::Relaxed);
+        }
     }
     let mut out = ReplyBuf::new(Proto::Resp2);
     tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out).await;
@@ -574,6 +613,8 @@ async fn attempt(
         declared,
         wrote: Cell::new(false),
         undeclared: Cell::new(false),
+        start: std::time::Instant::now(),
+        busy: Cell::new(false),
     });
     RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
     let set = || -> mlua::Result<()> {
@@ -585,10 +626,21 @@ async fn attempt(
         Ok(())
     };
     let res = match set() {
-        Ok(()) => f.call_async::<Value>(()).await,
+        // Its own coroutine with the hook set on it (hooks are per Lua thread).
+        Ok(()) => match lua.create_thread(f.clone()) {
+            Ok(th) => {
+                th.set_hook(
+                    mlua::HookTriggers::new().every_nth_instruction(10_000),
+                    |lua, _| hook(lua),
+                );
+                th.into_async::<Value>(()).await
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     RUN.with(|r| *r.borrow_mut() = None);
+    unbusy(&run);
     {
         let mut info = client.info.borrow_mut();
         info.db = saved_db;

@@ -26,6 +26,31 @@ static SCRIPTS: Mutex<Option<HashMap<String, Bytes>>> = Mutex::new(None);
 /// What the scripts by sha were seen to do (see [`Shape`]).
 static SHAPES: Mutex<Option<HashMap<String, Shape>>> = Mutex::new(None);
 
+/// `busy-reply-threshold` in ms (set by the config).
+pub static BUSY_THRESHOLD_MS: AtomicU64 = AtomicU64::new(5000);
+
+/// Scripts running past the threshold right now (other clients get BUSY while > 0).
+pub static BUSY: AtomicU64 = AtomicU64::new(0);
+
+/// SCRIPT KILL asked the busy scripts to stop.
+pub static KILL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A busy script wrote already (SCRIPT KILL answers UNKILLABLE).
+pub static BUSY_WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The BUSY error other clients get.
+pub const BUSY_ERROR: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// True when a command must be refused with [`BUSY_ERROR`] (a script is past the threshold).
+#[inline]
+pub fn refuse_busy(cmd: &crate::commands::Command) -> bool {
+    BUSY.load(Ordering::Relaxed) > 0
+        && !cmd
+            .flags()
+            .contains(crate::commands::spec::CmdFlags::ALLOW_BUSY)
+}
+
 /// Bumped by SCRIPT FLUSH: cores then drop their Lua state.
 pub static GENERATION: AtomicU64 = AtomicU64::new(0);
 
