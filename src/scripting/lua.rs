@@ -46,6 +46,29 @@ struct RunCtx {
     busy: Cell<bool>,
 }
 
+/// Restores the script's surroundings when its run ends (or is dropped).
+struct Ended {
+    run: Rc<RunCtx>,
+    saved: (usize, Proto),
+    was_in_exec: bool,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        RUN.with(|r| *r.borrow_mut() = None);
+        unbusy(&self.run);
+        let ctx = &self.run.ctx;
+        {
+            let mut info = ctx.client.info.borrow_mut();
+            info.db = self.saved.0;
+            info.proto = self.saved.1;
+        }
+        if !self.was_in_exec {
+            ctx.core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
+        }
+    }
+}
+
 /// The instruction-count hook: past busy-reply-threshold the script makes
 /// other clients get BUSY; SCRIPT KILL stops it unless it wrote.
 fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
@@ -617,6 +640,13 @@ async fn attempt(
         busy: Cell::new(false),
     });
     RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
+    // Undone however the run ends, also when its connection goes away mid-script
+    // (the future is dropped): a stale busy mark would answer BUSY to everyone.
+    let _guard = Ended {
+        run: run.clone(),
+        saved: (saved_db, saved_proto),
+        was_in_exec,
+    };
     let set = || -> mlua::Result<()> {
         let g = lua.globals();
         let kt = lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).ok()))?;
@@ -639,16 +669,8 @@ async fn attempt(
         },
         Err(e) => Err(e),
     };
-    RUN.with(|r| *r.borrow_mut() = None);
-    unbusy(&run);
-    {
-        let mut info = client.info.borrow_mut();
-        info.db = saved_db;
-        info.proto = saved_proto;
-    }
-    if !was_in_exec {
-        core.tx.borrow_mut().in_exec.remove(&client.id);
-    }
+    drop(_guard);
+    let _ = (&core, &client);
     t.conclude().await;
     let mut reply = ReplyBuf::new(client_proto);
     let outcome = match res {
