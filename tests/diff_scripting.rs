@@ -514,3 +514,25 @@ fn common_busy() -> Vec<u8> {
     b"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
         .to_vec()
 }
+
+#[test]
+fn bit_library() {
+    each(|d| {
+        for body in [
+            "return {bit.tobit(2^32+5), bit.tobit(-1), bit.tobit(2.5), bit.tobit(3.5), bit.tobit('12')}",
+            "return {bit.tohex(-1), bit.tohex(255, -4), bit.tohex(255, 12), bit.tohex(1, 0), bit.tohex(65535, 2)}",
+            "return {bit.band(7, 3, 2), bit.bor(1, 2, 4), bit.bxor(5, 1), bit.bnot(0), bit.band(5)}",
+            "return {bit.lshift(1, 33), bit.rshift(-1, 28), bit.arshift(-16, 2), bit.rol(0x80000001, 1), bit.ror(1, 1)}",
+            "return {bit.bswap(0x12345678), bit.tobit(2^31), bit.lshift(1, 31)}",
+            "return tostring(bit.tobit(2^31))",
+            "return bit.tobit()",
+            "return bit.tobit('x')",
+            "return bit.tobit(nil)",
+            "return bit.band()",
+            "return bit.bor(1, {})",
+            "return bit.lshift(1)",
+        ] {
+            ev(d, body, &["0"]);
+        }
+    });
+}

@@ -211,6 +211,7 @@ fn new_state() -> mlua::Result<Lua> {
     redis.set("LOG_NOTICE", 2)?;
     redis.set("LOG_WARNING", 3)?;
     g.raw_set("redis", redis)?;
+    super::bit::register(&lua, &g)?;
     // error_reply/status_reply, and the globals protection (7.0.15's texts).
     lua.load(
         r#"
@@ -239,7 +240,7 @@ fn call_err(lua: &Lua, msg: String) -> mlua::Error {
 }
 
 /// The line of the innermost script frame (mlua's async glue adds frames of its own).
-fn script_line(lua: &Lua) -> i32 {
+pub(super) fn script_line(lua: &Lua) -> i32 {
     for level in 0..32 {
         let Some(d) = lua.inspect_stack(level) else {
             break;

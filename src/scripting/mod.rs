@@ -12,6 +12,7 @@
 //!   serving other clients while a script waits for a remote shard.
 //! * Atomicity: see [`Shape`] and `run_script`.
 
+pub mod bit;
 pub mod lua;
 
 use std::collections::HashMap;
