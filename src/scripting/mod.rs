@@ -11,6 +11,16 @@
 //!   RESP2, the script's database), awaiting other shards: the core keeps
 //!   serving other clients while a script waits for a remote shard.
 //! * Atomicity: see [`Shape`] and `run_script`.
+//! * Timeout: an instruction-count hook marks a script busy past
+//!   busy-reply-threshold ([`BUSY`]); connections on every core then answer
+//!   BUSY to commands without `allow_busy`, and SCRIPT KILL sets [`KILL`],
+//!   which the hook turns into the script's error. Connections on the core
+//!   running a pure-Lua loop are not read until it ends (the core is busy).
+//!
+//! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
+//! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
+//! the tail call replaces; no redis.setresp/set_repl/replicate_commands;
+//! no cjson, cmsgpack or struct (bit is reimplemented in Rust).
 
 pub mod bit;
 pub mod lua;
