@@ -50,6 +50,8 @@ pub struct Config {
     pub client_query_buffer_limit: u64,
     /// `hz`: background task frequency (default 10), clamped to 1..=500 as Redis does.
     pub hz: u32,
+    /// `busy-reply-threshold` (alias `lua-time-limit`), ms: past it a running script makes others get BUSY.
+    pub busy_reply_threshold: u64,
     /// `shards` (percore): executors/shards; default the usable cores.
     pub shards: usize,
     /// `pin-cores` (percore): pin each executor to its own CPU when shards <= CPUs.
@@ -106,6 +108,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             hz: 10,
+            busy_reply_threshold: 5000,
             shards: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -740,6 +743,19 @@ static PARAMS: &[Param] = &[
     },
     bool_param!("rdbcompression", 0, rdbcompression),
     bool_param!("rdbchecksum", IMMUTABLE, rdbchecksum),
+    Param {
+        name: "busy-reply-threshold",
+        aliases: &["lua-time-limit"],
+        flags: 0,
+        set: |c, a, _| {
+            c.busy_reply_threshold = numeric(a[0], Num::Int, 0, i64::MAX as i128)? as u64;
+            // Read by running scripts on every core.
+            crate::scripting::BUSY_THRESHOLD_MS
+                .store(c.busy_reply_threshold, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+        get: |c| c.busy_reply_threshold.to_string().into_bytes(),
+    },
     aliased_int_param!(
         "hash-max-listpack-entries",
         "hash-max-ziplist-entries",

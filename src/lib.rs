@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod persistence;
 pub mod protocol;
+pub mod scripting;
 pub mod server;
 pub mod storage;
 pub mod util;

@@ -14,6 +14,7 @@ pub mod introspect;
 pub mod keys;
 pub mod lists;
 pub mod persistence;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod spec;

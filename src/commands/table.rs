@@ -8,7 +8,7 @@
 // Families whose rows are still being filled in may be unused for a while.
 #[allow(unused_imports)]
 use super::{
-    connection as conn, hashes, keys, lists, persistence, server, sets, strings,
+    connection as conn, hashes, keys, lists, persistence, scripting, server, sets, strings,
     transactions as txn, zsets, Exec,
 };
 
@@ -228,6 +228,17 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("watch", Exec::Multi(txn::watch)),
     ("unwatch", Exec::Multi(txn::unwatch)),
     // -- end of transactions
+    //
+    // scripting
+    ("eval", Exec::Multi(scripting::eval)),
+    ("evalsha", Exec::Multi(scripting::evalsha)),
+    ("eval_ro", Exec::Multi(scripting::eval_ro)),
+    ("evalsha_ro", Exec::Multi(scripting::evalsha_ro)),
+    ("script|load", Exec::Multi(scripting::script_load)),
+    ("script|exists", Exec::Multi(scripting::script_exists)),
+    ("script|flush", Exec::Multi(scripting::script_flush)),
+    ("script|kill", Exec::Multi(scripting::script_kill)),
+    // -- end of scripting
     //
     // server
     ("command", Exec::Conn(server::command)),

@@ -110,6 +110,8 @@ enum Reject {
     NoAuth(&'static crate::commands::Command),
     /// DEBUG while enable-debug-command does not allow it.
     Protected(&'static crate::commands::Command),
+    /// A script runs past busy-reply-threshold (scripting).
+    Busy(&'static crate::commands::Command),
 }
 
 /// What ends a segment.
@@ -334,6 +336,8 @@ impl Connection {
                                 .contains(crate::commands::spec::CmdFlags::NO_AUTH)
                         {
                             Target::Reject(Reject::NoAuth(cmd))
+                        } else if crate::scripting::refuse_busy(cmd) {
+                            Target::Reject(Reject::Busy(cmd))
                         } else if in_multi && !super::tx::runs_in_multi(cmd) {
                             Target::Queue(cmd)
                         } else {
@@ -687,6 +691,10 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
             core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
             errors::NOAUTH.as_bytes().to_vec()
         }
+        Reject::Busy(cmd) => {
+            core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
+            crate::scripting::BUSY_ERROR.as_bytes().to_vec()
+        }
         Reject::Protected(cmd) => {
             core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
             crate::commands::server::DEBUG_NOT_ALLOWED
@@ -731,7 +739,9 @@ fn repr(s: &[u8]) -> String {
 fn command_of(t: &Target) -> Option<&'static crate::commands::Command> {
     match *t {
         Target::Conn(c) | Target::Local(c) | Target::Remote(_, _, c) | Target::Queue(c) => Some(c),
-        Target::Reject(Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c)) => Some(c),
+        Target::Reject(
+            Reject::Arity(c) | Reject::NoAuth(c) | Reject::Protected(c) | Reject::Busy(c),
+        ) => Some(c),
         _ => None,
     }
 }

@@ -1,0 +1,733 @@
+//! The per-core Lua state, the `redis` library, RESP ↔ Lua conversions and running a script.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+
+use super::Shape;
+use crate::commands::spec::CmdFlags;
+use crate::commands::{CommandTable, Exec, Lookup, MultiCtx};
+use crate::protocol::reply::{Proto, ReplyBuf};
+use crate::server::exec::shard_of_key;
+use crate::server::tx::{self, Mode, Tx};
+
+/// A core's Lua state and the scripts compiled in it.
+struct Engine {
+    lua: Lua,
+    gen: u64,
+    loaded: HashSet<String>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    /// One script at a time per core (they share the state's globals).
+    static GATE: Rc<futures::lock::Mutex<()>> = Rc::new(futures::lock::Mutex::new(()));
+    /// The running script's context, for `redis.call`.
+    static RUN: RefCell<Option<Rc<RunCtx>>> = const { RefCell::new(None) };
+}
+
+/// What `redis.call` needs about the running script.
+struct RunCtx {
+    ctx: MultiCtx,
+    read_only: bool,
+    /// Declared keys (database, key) when the script runs keyed; None when global or passthrough.
+    declared: Option<HashSet<(usize, Bytes)>>,
+    /// It wrote something.
+    wrote: Cell<bool>,
+    /// It touched keys it did not declare (or the whole keyspace).
+    undeclared: Cell<bool>,
+    /// When it started (for busy-reply-threshold).
+    start: std::time::Instant,
+    /// It counts in [`super::BUSY`].
+    busy: Cell<bool>,
+}
+
+/// Restores the script's surroundings when its run ends (or is dropped).
+struct Ended {
+    run: Rc<RunCtx>,
+    saved: (usize, Proto),
+    was_in_exec: bool,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        RUN.with(|r| *r.borrow_mut() = None);
+        unbusy(&self.run);
+        let ctx = &self.run.ctx;
+        {
+            let mut info = ctx.client.info.borrow_mut();
+            info.db = self.saved.0;
+            info.proto = self.saved.1;
+        }
+        if !self.was_in_exec {
+            ctx.core.tx.borrow_mut().in_exec.remove(&ctx.client.id);
+        }
+    }
+}
+
+/// The instruction-count hook: past busy-reply-threshold the script makes
+/// other clients get BUSY; SCRIPT KILL stops it unless it wrote.
+fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
+    let Some(run) = RUN.with(|r| r.borrow().clone()) else {
+        return Ok(mlua::VmState::Continue);
+    };
+    if !run.busy.get() {
+        let limit = super::BUSY_THRESHOLD_MS.load(Ordering::Relaxed);
+        if run.start.elapsed().as_millis() as u64 >= limit {
+            run.busy.set(true);
+            if run.wrote.get() {
+                super::BUSY_WROTE.store(true, Ordering::Relaxed);
+            }
+            super::BUSY.fetch_add(1, Ordering::SeqCst);
+        }
+    } else if super::KILL.load(Ordering::SeqCst) && !run.wrote.get() {
+        return Err(mlua::Error::external(CallError {
+            msg: "ERR Script killed by user with SCRIPT KILL...".into(),
+            line: script_line(lua),
+        }));
+    }
+    Ok(mlua::VmState::Continue)
+}
+
+/// The script stopped: it no longer counts as busy.
+fn unbusy(run: &RunCtx) {
+    if run.busy.replace(false) && super::BUSY.fetch_sub(1, Ordering::SeqCst) == 1 {
+        super::KILL.store(false, Ordering::SeqCst);
+        super::BUSY_WROTE.store(false, Ordering::Relaxed);
+    }
+}
+
+/// An error raised by `redis.call` (a Redis error reply) with the script line that called it.
+#[derive(Debug)]
+struct CallError {
+    msg: String,
+    line: i32,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A keyed run reached an undeclared key before writing: rerun globally.
+#[derive(Debug)]
+struct Retry;
+
+impl std::fmt::Display for Retry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("retry")
+    }
+}
+
+impl std::error::Error for Retry {}
+
+/// Builds a sandboxed state as Redis 7.0's scriptingInit does.
+fn new_state() -> mlua::Result<Lua> {
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+        LuaOptions::default(),
+    )?;
+    let g = lua.globals();
+    g.raw_set("loadfile", Value::Nil)?;
+    g.raw_set("dofile", Value::Nil)?;
+    let redis = lua.create_table()?;
+    redis.set(
+        "call",
+        lua.create_async_function(|lua, args| call(lua, args, true))?,
+    )?;
+    redis.set(
+        "pcall",
+        lua.create_async_function(|lua, args| call(lua, args, false))?,
+    )?;
+    redis.set(
+        "sha1hex",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return Err(call_err(lua, "wrong number of arguments".into()));
+            }
+            let s = match args.into_iter().next() {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                Some(Value::Integer(n)) => n.to_string().into_bytes(),
+                Some(v @ Value::Number(_)) => lua
+                    .coerce_string(v)?
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            Ok(super::sha1hex(&s))
+        })?,
+    )?;
+    redis.set(
+        "log",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() < 2 {
+                return Err(call_err(
+                    lua,
+                    "redis.log() requires two arguments or more.".into(),
+                ));
+            }
+            let mut it = args.into_iter();
+            let level = match it.next() {
+                Some(Value::Integer(n)) => n,
+                Some(Value::Number(n)) => n as i64,
+                _ => {
+                    return Err(call_err(
+                        lua,
+                        "First argument must be a number (log level).".into(),
+                    ))
+                }
+            };
+            if !(0..=3).contains(&level) {
+                return Err(call_err(lua, "Invalid debug level.".into()));
+            }
+            let mut msg = String::new();
+            for (i, v) in it.enumerate() {
+                if i > 0 {
+                    msg.push(' ');
+                }
+                if let Ok(Some(s)) = lua.coerce_string(v) {
+                    msg.push_str(&s.to_string_lossy());
+                }
+            }
+            let log = crate::server::log::warning;
+            match level {
+                0 => crate::server::log::debug(&msg),
+                1 => crate::server::log::verbose(&msg),
+                2 => crate::server::log::notice(&msg),
+                _ => log(&msg),
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.set("LOG_DEBUG", 0)?;
+    redis.set("LOG_VERBOSE", 1)?;
+    redis.set("LOG_NOTICE", 2)?;
+    redis.set("LOG_WARNING", 3)?;
+    g.raw_set("redis", redis)?;
+    super::bit::register(&lua, &g)?;
+    // error_reply/status_reply, and the globals protection (7.0.15's texts).
+    lua.load(
+        r#"
+redis.error_reply = function(e) return {err=e} end
+redis.status_reply = function(s) return {ok=s} end
+setmetatable(_G, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function() error("Attempt to modify a readonly table", 2) end,
+})
+"#,
+    )
+    .set_name("=init")
+    .exec()?;
+    Ok(lua)
+}
+
+/// A `redis.call`-style error raised at the calling script line.
+fn call_err(lua: &Lua, msg: String) -> mlua::Error {
+    let line = script_line(lua);
+    mlua::Error::external(CallError {
+        msg: format!("ERR {msg}"),
+        line,
+    })
+}
+
+/// The line of the innermost script frame (mlua's async glue adds frames of its own).
+pub(super) fn script_line(lua: &Lua) -> i32 {
+    for level in 0..32 {
+        let Some(d) = lua.inspect_stack(level) else {
+            break;
+        };
+        if d.source().source.as_deref() == Some("@user_script") {
+            return d.curr_line();
+        }
+    }
+    1
+}
+
+/// Converts a Lua argument of redis.call to bytes (strings and numbers only).
+fn arg_bytes(lua: &Lua, v: Value) -> Option<Bytes> {
+    match v {
+        Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Integer(n) => Some(Bytes::from(n.to_string())),
+        v @ Value::Number(_) => lua
+            .coerce_string(v)
+            .ok()
+            .flatten()
+            .map(|s| Bytes::copy_from_slice(&s.as_bytes())),
+        _ => None,
+    }
+}
+
+/// `redis.call` (raise = true) and `redis.pcall`.
+async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
+    let line = script_line(&lua);
+    let fail = |lua: &Lua, msg: String| -> mlua::Result<Value> {
+        if raise {
+            Err(mlua::Error::external(CallError { msg, line }))
+        } else {
+            let t = lua.create_table()?;
+            t.set("err", lua.create_string(msg)?)?;
+            Ok(Value::Table(t))
+        }
+    };
+    if args.is_empty() {
+        return Err(mlua::Error::external(CallError {
+            msg: "ERR Please specify at least one argument for this redis lib call".into(),
+            line,
+        }));
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for v in args {
+        match arg_bytes(&lua, v) {
+            Some(b) => argv.push(b),
+            None => {
+                return Err(mlua::Error::external(CallError {
+                    msg: "ERR Lua redis lib command arguments must be strings or integers".into(),
+                    line,
+                }))
+            }
+        }
+    }
+    let Some(run) = RUN.with(|r| r.borrow().clone()) else {
+        return fail(&lua, "ERR no script is running".into());
+    };
+    let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+    let cmd = match CommandTable::get().lookup(&av) {
+        Lookup::Found(c) => c,
+        Lookup::WrongArity(_) => {
+            return fail(
+                &lua,
+                "ERR Wrong number of args calling Redis command from script".into(),
+            )
+        }
+        _ => return fail(&lua, "ERR Unknown Redis command called from script".into()),
+    };
+    let flags = cmd.flags();
+    if flags.contains(CmdFlags::NOSCRIPT) {
+        return fail(
+            &lua,
+            "ERR This Redis command is not allowed from script".into(),
+        );
+    }
+    let write = flags.contains(CmdFlags::WRITE);
+    if write && run.read_only {
+        return fail(
+            &lua,
+            "ERR Write commands are not allowed from read-only scripts.".into(),
+        );
+    }
+    // Keys outside the declared ones (or the whole keyspace) under a keyed run.
+    let db = run.ctx.client.info.borrow().db;
+    let undeclared = match cmd.exec {
+        Exec::Multi(_) if !flags.contains(CmdFlags::BLOCKING) => true,
+        _ => cmd.key_positions(&av).iter().any(|&i| match &run.declared {
+            Some(d) => !d.contains(&(db, argv[i].clone())),
+            None => false,
+        }),
+    };
+    if undeclared {
+        run.undeclared.set(true);
+        if run.declared.is_some() {
+            if !run.wrote.get() {
+                return Err(mlua::Error::external(Retry));
+            }
+            return Err(mlua::Error::external(CallError {
+                msg: "ERR script accessed a key it did not declare after writing; it runs under a global lock from now on".into(),
+                line,
+            }));
+        }
+    }
+    if write {
+        run.wrote.set(true);
+        if run.busy.get() {
+            super::BUSY_WROTE.store(true, Ordering::Relaxed);
+        }
+    }
+    let mut out = ReplyBuf::new(Proto::Resp2);
+    tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out).await;
+    // run_block ends its own in_exec mark: the script still runs.
+    run.ctx
+        .core
+        .tx
+        .borrow_mut()
+        .in_exec
+        .insert(run.ctx.client.id);
+    let mut pos = 0;
+    let v = resp_to_lua(&lua, &out.buf, &mut pos)?;
+    if let Some(msg) = v.1 {
+        return fail(&lua, msg);
+    }
+    Ok(v.0)
+}
+
+/// Parses one RESP2 reply into a Lua value (Redis's rules); Some(error text) for an error reply.
+fn resp_to_lua(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<(Value, Option<String>)> {
+    let line_end = |p: usize| -> usize {
+        memchr::memchr(b'\r', &b[p..])
+            .map(|i| p + i)
+            .unwrap_or(b.len())
+    };
+    if *pos >= b.len() {
+        return Ok((Value::Boolean(false), None));
+    }
+    let t = b[*pos];
+    let e = line_end(*pos + 1);
+    let text = &b[*pos + 1..e];
+    *pos = (e + 2).min(b.len());
+    let num = || -> i64 {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(match t {
+        b':' => (Value::Integer(num() as _), None),
+        b'+' => {
+            let tb = lua.create_table()?;
+            tb.set("ok", lua.create_string(text)?)?;
+            (Value::Table(tb), None)
+        }
+        b'-' => {
+            let msg = String::from_utf8_lossy(text).into_owned();
+            let tb = lua.create_table()?;
+            tb.set("err", lua.create_string(text)?)?;
+            (Value::Table(tb), Some(msg))
+        }
+        b'$' => {
+            let n = num();
+            if n < 0 {
+                (Value::Boolean(false), None)
+            } else {
+                let n = n as usize;
+                let end = (*pos + n).min(b.len());
+                let s = lua.create_string(&b[*pos..end])?;
+                *pos = (end + 2).min(b.len());
+                (Value::String(s), None)
+            }
+        }
+        b'*' => {
+            let n = num();
+            if n < 0 {
+                (Value::Boolean(false), None)
+            } else {
+                let tb = lua.create_table()?;
+                for i in 0..n {
+                    let (v, err) = resp_to_lua(lua, b, pos)?;
+                    // Nested errors become {err=...} elements, as Redis does.
+                    let _ = err;
+                    tb.raw_set(i + 1, v)?;
+                }
+                (Value::Table(tb), None)
+            }
+        }
+        _ => (Value::Boolean(false), None),
+    })
+}
+
+/// Writes a Lua value as a reply, by Redis's rules.
+fn lua_to_resp(v: &Value, out: &mut ReplyBuf, depth: usize) {
+    match v {
+        Value::Integer(n) => out.int(*n),
+        Value::Number(n) => out.int(trunc(*n)),
+        Value::String(s) => out.bulk(&s.as_bytes()),
+        Value::Boolean(true) => out.int(1),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                return out.error_bytes(&e.as_bytes());
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                return out.simple_bytes(&s.as_bytes());
+            }
+            if depth > 1000 {
+                return out.error("ERR reached lua stack limit");
+            }
+            let mut items = Vec::new();
+            let mut i = 1;
+            loop {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(v) => items.push(v),
+                }
+                i += 1;
+            }
+            out.array_len(items.len());
+            for it in &items {
+                lua_to_resp(it, out, depth + 1);
+            }
+        }
+        _ => out.null(),
+    }
+}
+
+/// A Lua number as Redis's (long long) cast on x86: out of range and NaN give i64::MIN.
+fn trunc(n: f64) -> i64 {
+    if n.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) {
+        i64::MIN
+    } else {
+        n as i64
+    }
+}
+
+/// This core's Lua state (fresh after SCRIPT FLUSH).
+fn engine_lua() -> mlua::Result<Lua> {
+    let gen = super::GENERATION.load(Ordering::Relaxed);
+    ENGINE.with(|e| {
+        let mut e = e.borrow_mut();
+        if e.as_ref().is_none_or(|x| x.gen != gen) {
+            *e = Some(Engine {
+                lua: new_state()?,
+                gen,
+                loaded: HashSet::new(),
+            });
+        }
+        Ok(e.as_ref().map(|x| x.lua.clone()).expect("just set"))
+    })
+}
+
+/// Compiles `body` as function f_<sha> in this core's state; Err(reply text) on a syntax error.
+fn function(lua: &Lua, sha: &str, body: &[u8]) -> Result<Function, String> {
+    let name = format!("f_{sha}");
+    let known = ENGINE.with(|e| e.borrow().as_ref().is_some_and(|x| x.loaded.contains(sha)));
+    if known {
+        if let Ok(Value::Function(f)) = lua.named_registry_value::<Value>(&name) {
+            return Ok(f);
+        }
+    }
+    let f = lua
+        .load(body)
+        .set_name("@user_script")
+        .into_function()
+        .map_err(|e| {
+            let m = match &e {
+                mlua::Error::SyntaxError { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            format!("ERR Error compiling script (new function): {m}")
+        })?;
+    let _ = lua.set_named_registry_value(&name, f.clone());
+    ENGINE.with(|e| {
+        if let Some(x) = e.borrow_mut().as_mut() {
+            x.loaded.insert(sha.to_string());
+        }
+    });
+    Ok(f)
+}
+
+/// Compiles a script for SCRIPT LOAD: Err(reply text) on a syntax error.
+pub fn compile(sha: &str, body: &[u8]) -> Result<(), String> {
+    let lua = engine_lua().map_err(|e| format!("ERR {e}"))?;
+    function(&lua, sha, body).map(|_| ())
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Done,
+    Retry,
+}
+
+/// Runs script `sha` (its body known) with `keys` and `args` as EVAL does; the reply goes in `out`.
+pub async fn run_script(
+    ctx: MultiCtx,
+    sha: String,
+    body: Bytes,
+    keys: Vec<Bytes>,
+    args: Vec<Bytes>,
+    read_only: bool,
+    out: &mut ReplyBuf,
+) {
+    let lua = match engine_lua() {
+        Ok(l) => l,
+        Err(e) => return out.error(&format!("ERR {e}")),
+    };
+    let f = match function(&lua, &sha, &body) {
+        Ok(f) => f,
+        Err(e) => return out.error(&e),
+    };
+    let gate = GATE.with(|g| g.clone());
+    let _turn = gate.lock().await;
+    let passthrough = tx::in_exec(&ctx.core, ctx.client.id);
+    let mut global = passthrough || super::shape(&sha) != Some(Shape::Keyed);
+    loop {
+        let sub = MultiCtx {
+            core: ctx.core.clone(),
+            client: ctx.client.clone(),
+            cmd: ctx.cmd,
+            argv: Vec::new(),
+            db: ctx.db,
+            proto: ctx.proto,
+            now_ms: ctx.now_ms,
+        };
+        match attempt(
+            &lua,
+            &f,
+            sub,
+            &sha,
+            &keys,
+            &args,
+            read_only,
+            global,
+            passthrough,
+            out,
+        )
+        .await
+        {
+            Attempt::Done => return,
+            Attempt::Retry => {
+                super::set_shape(&sha, Shape::Global);
+                global = true;
+            }
+        }
+    }
+}
+
+/// One run of a script under a transaction (global or on its declared keys).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    lua: &Lua,
+    f: &Function,
+    ctx: MultiCtx,
+    sha: &str,
+    keys: &[Bytes],
+    args: &[Bytes],
+    read_only: bool,
+    global: bool,
+    passthrough: bool,
+    out: &mut ReplyBuf,
+) -> Attempt {
+    let mode = if read_only {
+        Mode::Shared
+    } else {
+        Mode::Exclusive
+    };
+    let db = ctx.db;
+    let mut t = Tx::with(ctx.core.clone(), db, passthrough);
+    let declared = if global {
+        t.global(mode);
+        None
+    } else {
+        for k in keys {
+            t.key(k, mode);
+        }
+        Some(keys.iter().map(|k| (db, k.clone())).collect::<HashSet<_>>())
+    };
+    let _ = shard_of_key;
+    t.schedule().await;
+    let (saved_db, saved_proto) = {
+        let mut info = ctx.client.info.borrow_mut();
+        let s = (info.db, info.proto);
+        info.proto = Proto::Resp2;
+        s
+    };
+    let was_in_exec = tx::in_exec(&ctx.core, ctx.client.id);
+    ctx.core.tx.borrow_mut().in_exec.insert(ctx.client.id);
+    let client_proto = ctx.proto;
+    let core = ctx.core.clone();
+    let client = ctx.client.clone();
+    let run = Rc::new(RunCtx {
+        ctx,
+        read_only,
+        declared,
+        wrote: Cell::new(false),
+        undeclared: Cell::new(false),
+        start: std::time::Instant::now(),
+        busy: Cell::new(false),
+    });
+    RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
+    // Undone however the run ends, also when its connection goes away mid-script
+    // (the future is dropped): a stale busy mark would answer BUSY to everyone.
+    let _guard = Ended {
+        run: run.clone(),
+        saved: (saved_db, saved_proto),
+        was_in_exec,
+    };
+    let set = || -> mlua::Result<()> {
+        let g = lua.globals();
+        let kt = lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).ok()))?;
+        let at = lua.create_sequence_from(args.iter().map(|a| lua.create_string(a).ok()))?;
+        g.raw_set("KEYS", kt)?;
+        g.raw_set("ARGV", at)?;
+        Ok(())
+    };
+    let res = match set() {
+        // Its own coroutine with the hook set on it (hooks are per Lua thread).
+        Ok(()) => match lua.create_thread(f.clone()) {
+            Ok(th) => {
+                th.set_hook(
+                    mlua::HookTriggers::new().every_nth_instruction(10_000),
+                    |lua, _| hook(lua),
+                );
+                th.into_async::<Value>(()).await
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    drop(_guard);
+    let _ = (&core, &client);
+    t.conclude().await;
+    let mut reply = ReplyBuf::new(client_proto);
+    let outcome = match res {
+        Ok(v) => {
+            lua_to_resp(&v, &mut reply, 0);
+            Attempt::Done
+        }
+        Err(e) => {
+            if find::<Retry>(&e).is_some() {
+                return Attempt::Retry;
+            }
+            reply.error(&error_text(&e, sha));
+            Attempt::Done
+        }
+    };
+    if global && !passthrough && !run.undeclared.get() && super::shape(sha).is_none() {
+        super::set_shape(sha, Shape::Keyed);
+    } else if run.undeclared.get() {
+        super::set_shape(sha, Shape::Global);
+    }
+    out.raw(&reply.buf);
+    outcome
+}
+
+/// Finds an external error of type `T` inside `e` (through callback wrappers).
+fn find<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T> {
+    match e {
+        mlua::Error::ExternalError(x) => x.downcast_ref::<T>(),
+        mlua::Error::CallbackError { cause, .. } => find(cause),
+        mlua::Error::WithContext { cause, .. } => find(cause),
+        _ => None,
+    }
+}
+
+/// The reply text of a failed script, as Redis 7.0 formats it.
+fn error_text(e: &mlua::Error, sha: &str) -> String {
+    if let Some(c) = find::<CallError>(e) {
+        return format!("{} script: {sha}, on @user_script:{}.", c.msg, c.line);
+    }
+    let msg = match e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => return error_text(cause, sha),
+        other => other.to_string(),
+    };
+    // Only the message's first line (mlua may append a traceback).
+    let msg = msg.lines().next().unwrap_or("").to_string();
+    let line = msg
+        .strip_prefix("user_script:")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(1);
+    format!("ERR {msg} script: {sha}, on @user_script:{line}.")
+}
+
+/// Reads a table field (unused helper kept private to this module).
+#[allow(dead_code)]
+fn field(t: &Table, k: &str) -> Option<Value> {
+    t.raw_get(k).ok()
+}

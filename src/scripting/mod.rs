@@ -1,0 +1,134 @@
+//! Lua scripting (EVAL and SCRIPT), with Redis 7.0's Lua 5.1 semantics through `mlua`.
+//!
+//! * The script cache (SCRIPT LOAD, EVAL bodies) is process-wide: a script
+//!   loaded through a connection on one core runs by sha on every core. It is
+//!   a mutex-guarded map touched once per EVAL, never on the keyspace path.
+//! * Each core has its own Lua state (thread-local), compiled lazily from
+//!   the cache; SCRIPT FLUSH bumps a generation that makes every core start
+//!   a fresh state. One script runs at a time per core (a core-local async
+//!   mutex), since scripts share their state's KEYS/ARGV globals.
+//! * `redis.call` runs a command exactly as EXEC does (`tx::run_block`,
+//!   RESP2, the script's database), awaiting other shards: the core keeps
+//!   serving other clients while a script waits for a remote shard.
+//! * Atomicity: see [`Shape`] and `run_script`.
+//! * Timeout: an instruction-count hook marks a script busy past
+//!   busy-reply-threshold ([`BUSY`]); connections on every core then answer
+//!   BUSY to commands without `allow_busy`, and SCRIPT KILL sets [`KILL`],
+//!   which the hook turns into the script's error. Connections on the core
+//!   running a pure-Lua loop are not read until it ends (the core is busy).
+//!
+//! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
+//! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
+//! the tail call replaces; no redis.setresp/set_repl/replicate_commands;
+//! no cjson, cmsgpack or struct (bit is reimplemented in Rust).
+
+pub mod bit;
+pub mod lua;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Bodies of the known scripts by lowercase hex sha1.
+static SCRIPTS: Mutex<Option<HashMap<String, Bytes>>> = Mutex::new(None);
+
+/// What the scripts by sha were seen to do (see [`Shape`]).
+static SHAPES: Mutex<Option<HashMap<String, Shape>>> = Mutex::new(None);
+
+/// `busy-reply-threshold` in ms (set by the config).
+pub static BUSY_THRESHOLD_MS: AtomicU64 = AtomicU64::new(5000);
+
+/// Scripts running past the threshold right now (other clients get BUSY while > 0).
+pub static BUSY: AtomicU64 = AtomicU64::new(0);
+
+/// SCRIPT KILL asked the busy scripts to stop.
+pub static KILL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A busy script wrote already (SCRIPT KILL answers UNKILLABLE).
+pub static BUSY_WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The BUSY error other clients get.
+pub const BUSY_ERROR: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// True when a command must be refused with [`BUSY_ERROR`] (a script is past the threshold).
+#[inline]
+pub fn refuse_busy(cmd: &crate::commands::Command) -> bool {
+    BUSY.load(Ordering::Relaxed) > 0
+        && !cmd
+            .flags()
+            .contains(crate::commands::spec::CmdFlags::ALLOW_BUSY)
+}
+
+/// Bumped by SCRIPT FLUSH: cores then drop their Lua state.
+pub static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How a script with a given sha must be locked.
+///
+/// A script is run the first time under a whole-keyspace transaction (its
+/// shape is unknown) while recording whether it touched keys it did not
+/// declare. Scripts that only touched their declared keys run from then on
+/// locking only those keys. Should such a script later reach an undeclared
+/// key, it is restarted under the global lock if it wrote nothing yet (and
+/// becomes `Global` for good); if it had written, it is aborted with an
+/// error (its earlier writes stay, as after any script error in Redis) and
+/// is `Global` from then on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Seen to touch only its declared keys.
+    Keyed,
+    /// Touches undeclared keys or the whole keyspace: always runs globally.
+    Global,
+}
+
+/// The sha1 of a script body, lowercase hex.
+pub fn sha1hex(body: &[u8]) -> String {
+    sha1_smol::Sha1::from(body).digest().to_string()
+}
+
+/// Stores a script body; returns its sha.
+pub fn store(body: &[u8]) -> String {
+    let sha = sha1hex(body);
+    let mut g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(HashMap::new)
+        .entry(sha.clone())
+        .or_insert_with(|| Bytes::copy_from_slice(body));
+    sha
+}
+
+/// The body of script `sha` (lowercase hex), when known.
+pub fn body(sha: &str) -> Option<Bytes> {
+    let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().and_then(|m| m.get(sha).cloned())
+}
+
+/// True when script `sha` is known.
+pub fn exists(sha: &str) -> bool {
+    let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().is_some_and(|m| m.contains_key(sha))
+}
+
+/// Forgets every script (SCRIPT FLUSH).
+pub fn flush() {
+    SCRIPTS.lock().unwrap_or_else(|e| e.into_inner()).take();
+    SHAPES.lock().unwrap_or_else(|e| e.into_inner()).take();
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What script `sha` was seen to do, if it ran before.
+pub fn shape(sha: &str) -> Option<Shape> {
+    let g = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().and_then(|m| m.get(sha).copied())
+}
+
+/// Records what script `sha` did (Global is sticky).
+pub fn set_shape(sha: &str, s: Shape) {
+    let mut g = SHAPES.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(HashMap::new);
+    let e = m.entry(sha.to_string()).or_insert(s);
+    if s == Shape::Global {
+        *e = Shape::Global;
+    }
+}
