@@ -33,7 +33,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use futures::io::AsyncWriteExt;
 
 use crate::commands::spec::CmdFlags;
 use crate::commands::{Command, CommandTable, Exec, ShardCtx};
@@ -829,6 +828,70 @@ fn register_waiter(id: usize, want: u64) -> Option<oneshot::Receiver<()>> {
     })
 }
 
+/// Bytes written per full direct-I/O write.
+const REGION: usize = 256 << 10;
+
+/// A direct-I/O appender: staged bytes go to the file from aligned DMA
+/// buffers whose tail past the logical end is zeroed by us (Glommio recycles
+/// buffers, so its own padding may hold stale bytes that would read back as
+/// records). Writes are awaited one at a time, so they never overlap.
+struct DioLog {
+    file: glommio::io::DmaFile,
+    /// File offset of `staged[0]` (a multiple of the alignment).
+    base: u64,
+    /// Logical bytes from `base` on.
+    staged: Vec<u8>,
+    /// Staged bytes already written (padded) to the file.
+    flushed: usize,
+}
+
+impl DioLog {
+    /// Appends, writing every full region.
+    async fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.staged.extend_from_slice(data);
+        while self.staged.len() >= REGION {
+            self.write_padded(REGION).await?;
+            self.staged.drain(..REGION);
+            self.base += REGION as u64;
+            self.flushed = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes `staged[..n]`, zero-padded up to the alignment, at `base`.
+    async fn write_padded(&mut self, n: usize) -> std::io::Result<()> {
+        let len = self.file.align_up(n as u64) as usize;
+        let mut buf = self.file.alloc_dma_buffer(len);
+        let b = buf.as_bytes_mut();
+        b[..n].copy_from_slice(&self.staged[..n]);
+        b[n..].fill(0);
+        self.file
+            .write_at(buf, self.base)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Writes the partial tail (padded), unless written already.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.staged.len() > self.flushed {
+            let n = self.staged.len();
+            self.write_padded(n).await?;
+            self.flushed = n;
+        }
+        Ok(())
+    }
+
+    /// Flush, then fdatasync.
+    async fn sync(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
 /// Opens this shard's incr file, replays what the plan holds, starts the writer task.
 pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
     let id = core.id;
@@ -838,10 +901,12 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
         .dma_open(&path)
         .await
         .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-    let writer = glommio::io::DmaStreamWriterBuilder::new(file)
-        .with_buffer_size(32 << 10)
-        .with_write_behind(4)
-        .build();
+    let writer = DioLog {
+        file,
+        base: 0,
+        staged: Vec::with_capacity(REGION * 2),
+        flushed: 0,
+    };
     LOG.with(|l| {
         *l.borrow_mut() = Some(ShardLog {
             pending: Vec::new(),
@@ -865,13 +930,16 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             }
         }
     }
-    let _ = plan.fsync;
     glommio::spawn_local(writer_task(id, writer)).detach();
     Ok(())
 }
 
-/// Hands pending records to the DMA writer and syncs as appendfsync says.
-async fn writer_task(id: usize, mut writer: glommio::io::DmaStreamWriter) {
+/// How long the everysec/no writer waits between rounds (what a process
+/// crash, not only a power loss, can lose in those modes).
+const ROUND: Duration = Duration::from_millis(2);
+
+/// Hands pending records to the file and syncs as appendfsync says.
+async fn writer_task(id: usize, mut writer: DioLog) {
     let mut last_sync = Instant::now();
     let mut written = 0u64;
     loop {
@@ -880,7 +948,7 @@ async fn writer_task(id: usize, mut writer: glommio::io::DmaStreamWriter) {
             let mut l = l.borrow_mut();
             let l = l.as_mut().expect("log state");
             let data = std::mem::take(&mut l.pending);
-            let kick = if data.is_empty() && (mode == Fsync::Always || l.waiters.is_empty()) {
+            let kick = if data.is_empty() && mode == Fsync::Always {
                 let (tx, rx) = oneshot::channel();
                 l.kick = Some(tx);
                 Some(rx)
@@ -890,31 +958,14 @@ async fn writer_task(id: usize, mut writer: glommio::io::DmaStreamWriter) {
             (data, l.appended, kick)
         });
         if let Some(rx) = kick {
-            if mode == Fsync::Always {
-                // Wait for records (or for shutdown: the sender is never dropped while running).
-                let timer = glommio::timer::sleep(Duration::from_millis(100));
-                futures::pin_mut!(timer);
-                let _ = futures::future::select(rx, timer).await;
-            } else {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                // A record may have arrived: the kick sender is dropped on the next round.
-                LOG.with(|l| {
-                    if let Some(l) = l.borrow_mut().as_mut() {
-                        l.kick = None;
-                    }
-                });
-                if mode == Fsync::EverySec
-                    && last_sync.elapsed() >= Duration::from_secs(1)
-                    && DURABLE[id].load(Ordering::Relaxed) < written
-                {
-                    sync(id, &writer, written).await;
-                    last_sync = Instant::now();
-                }
-            }
+            // Wait for records; the timeout notices a switch out of `always`.
+            let timer = glommio::timer::sleep(Duration::from_millis(100));
+            futures::pin_mut!(timer);
+            let _ = futures::future::select(rx, timer).await;
             continue;
         }
         if !data.is_empty() {
-            if let Err(e) = writer.write_all(&data).await {
+            if let Err(e) = writer.append(&data).await {
                 WRITE_OK.store(false, Ordering::Relaxed);
                 crate::server::log::warning(&format!("Error writing to the AOF file: {e}"));
                 glommio::timer::sleep(Duration::from_millis(100)).await;
@@ -923,32 +974,30 @@ async fn writer_task(id: usize, mut writer: glommio::io::DmaStreamWriter) {
             written = upto;
         }
         match mode {
-            Fsync::Always => sync(id, &writer, written).await,
-            Fsync::EverySec => {
-                let _ = writer.flush().await;
-                if last_sync.elapsed() >= Duration::from_secs(1) {
-                    sync(id, &writer, written).await;
-                    last_sync = Instant::now();
-                } else {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
+            Fsync::Always => sync(id, &mut writer, written).await,
+            Fsync::EverySec | Fsync::No => {
+                if writer.flush().await.is_err() {
+                    WRITE_OK.store(false, Ordering::Relaxed);
                 }
+                if mode == Fsync::EverySec
+                    && last_sync.elapsed() >= Duration::from_secs(1)
+                    && DURABLE[id].load(Ordering::Relaxed) < written
+                {
+                    sync(id, &mut writer, written).await;
+                    last_sync = Instant::now();
+                }
+                // Waiters left from a switch out of `always`: release them.
+                wake(id, u64::MAX);
+                glommio::timer::sleep(ROUND).await;
             }
-            Fsync::No => {
-                let _ = writer.flush().await;
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        if mode != Fsync::Always {
-            // Waiters left from a switch out of `always`: release them.
-            wake(id, u64::MAX);
         }
     }
 }
 
 /// fdatasync (padding the partial block), then wakes the waiters it covers.
-async fn sync(id: usize, writer: &glommio::io::DmaStreamWriter, upto: u64) {
+async fn sync(id: usize, writer: &mut DioLog, upto: u64) {
     match writer.sync().await {
-        Ok(_) => {
+        Ok(()) => {
             WRITE_OK.store(true, Ordering::Relaxed);
             DURABLE[id].store(upto, Ordering::Release);
             wake(id, upto);
