@@ -711,11 +711,7 @@ fn truncated_and_corrupted_files() {
     let mut bad = good.clone();
     let second = bad
         .windows(7)
-        .position(|w| {
-            w == b"
-*3
-$"
-        })
+        .position(|w| w == b"\r\n*3\r\n$")
         .expect("record")
         + 2;
     bad[second] = b'?';
