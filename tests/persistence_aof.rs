@@ -733,3 +733,84 @@ fn truncated_and_corrupted_files() {
     let log = refused(&dir.0, 2, AOF);
     assert!(log.contains("different number of shards"), "{log}");
 }
+
+fn wait_rewrite(p: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = p.raw().cmds("INFO persistence").text();
+        if info.contains("aof_rewrite_in_progress:0") && !info.contains("aof_rewrites:0\r") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rewrite never finished: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// BGREWRITEAOF while clients write (always and everysec): nothing is lost,
+/// the manifest then lists base + new incr files only, old files are gone.
+#[test]
+fn bgrewriteaof_while_writing_keeps_everything() {
+    let _s = serial();
+    for (shards, fsync) in [(1, "always"), (4, "everysec")] {
+        let dir = Dir::new("rewrite");
+        let args = ["--appendonly", "yes", "--save", "", "--appendfsync", fsync];
+        let mut p = percore(&dir.0, shards, &args);
+        fill(&p);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for t in 0..3 {
+            let (stop, port) = (stop.clone(), p.port);
+            writers.push(std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    assert!(!c
+                        .cmd(&["RPUSH", &format!("w:{t}"), &i.to_string()])
+                        .is_error());
+                    assert!(!c.cmd(&["INCR", &format!("n:{t}")]).is_error());
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            p.raw().cmds("BGREWRITEAOF").text(),
+            "Background append only file rewriting started"
+        );
+        wait_rewrite(&p);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let before = contents(&p, 16);
+        let info = p.raw().cmds("INFO persistence").text();
+        assert!(
+            info.contains("aof_rewrites:1\r\n") && info.contains("aof_last_bgrewrite_status:ok"),
+            "{info}"
+        );
+        // everysec: give the background sync its second.
+        std::thread::sleep(Duration::from_millis(1200));
+        p.crash();
+        let manifest =
+            std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).unwrap();
+        let files: Vec<String> = std::fs::read_dir(dir.aofdir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".manifest"))
+            .collect();
+        assert_eq!(files.len(), 2 * shards, "{files:?}\n{manifest}");
+        if shards == 1 {
+            assert_eq!(
+                manifest,
+                "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+            );
+        }
+        let q = percore(&dir.0, shards, &args);
+        assert_same(
+            &before,
+            &contents(&q, 16),
+            &format!("after BGREWRITEAOF, {shards} shards, {fsync}"),
+        );
+    }
+}

@@ -30,6 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
@@ -80,11 +81,6 @@ impl Fsync {
 #[inline]
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
-}
-
-/// INFO's aof_enabled / aof_last_write_status.
-pub fn info_fields() -> (bool, bool) {
-    (enabled(), WRITE_OK.load(Ordering::Relaxed))
 }
 
 /// Sets appendfsync at run time (CONFIG SET appendfsync).
@@ -451,6 +447,12 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
     write_atomic(&dir, &manifest_path, format_manifest(list).as_bytes())
         .map_err(|e| format!("Can't persist the AOF manifest file: {e}"))?;
     let fsync = Fsync::parse(&config.appendfsync);
+    *LAYOUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Layout {
+        dir: dir.clone(),
+        manifest: manifest_path.clone(),
+        prefix: config.appendfilename.clone(),
+        entries: list.clone(),
+    });
     ENABLED.store(true, Ordering::SeqCst);
     set_fsync(&config.appendfsync);
     Ok(Plan {
@@ -548,6 +550,8 @@ struct ShardLog {
     waiters: Vec<(u64, oneshot::Sender<()>)>,
     /// Wakes the writer task.
     kick: Option<oneshot::Sender<()>>,
+    /// A rewrite's switch: (new incr file, last records for the old one, appended at the switch).
+    switch: Option<(PathBuf, Vec<u8>, u64)>,
 }
 
 thread_local! {
@@ -828,6 +832,209 @@ fn register_waiter(id: usize, want: u64) -> Option<oneshot::Receiver<()>> {
     })
 }
 
+/// Where the AOF lives and what the manifest lists (for rewrites).
+#[derive(Debug)]
+struct Layout {
+    dir: PathBuf,
+    manifest: PathBuf,
+    prefix: String,
+    entries: Vec<Entry>,
+}
+
+static LAYOUT: std::sync::Mutex<Option<Layout>> = std::sync::Mutex::new(None);
+/// Shards whose writer switched files (a rewrite waits for all of them).
+static SWITCHED: AtomicU64 = AtomicU64::new(0);
+/// aof_rewrite_in_progress.
+static REWRITING: AtomicBool = AtomicBool::new(false);
+/// aof_rewrites.
+static REWRITES: AtomicU64 = AtomicU64::new(0);
+/// aof_last_rewrite_time_sec (-1: none).
+static LAST_REWRITE_SECS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+/// aof_last_bgrewrite_status.
+static LAST_REWRITE_OK: AtomicBool = AtomicBool::new(true);
+/// When the running rewrite started (s since the epoch).
+static REWRITE_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// INFO persistence's aof_* lines (Redis's names).
+pub fn info_lines() -> String {
+    let running = REWRITING.load(Ordering::SeqCst);
+    let cur = if running {
+        super::snapshot::now_secs().saturating_sub(REWRITE_STARTED.load(Ordering::Relaxed)) as i64
+    } else {
+        -1
+    };
+    format!(
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{cur}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\n",
+        enabled() as u8,
+        running as u8,
+        LAST_REWRITE_SECS.load(Ordering::Relaxed),
+        if LAST_REWRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
+        REWRITES.load(Ordering::Relaxed),
+        if WRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
+    )
+}
+
+/// Starts BGREWRITEAOF in the background on this core.
+pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
+    if !enabled() {
+        return Err("ERR BGREWRITEAOF needs appendonly yes in percore".into());
+    }
+    if REWRITING
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err("ERR Background append only file rewriting already in progress".into());
+    }
+    REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        let started = Instant::now();
+        let r = rewrite(&core).await;
+        match &r {
+            Ok(()) => {
+                REWRITES.fetch_add(1, Ordering::Relaxed);
+                crate::server::log::notice("Background AOF rewrite finished successfully");
+            }
+            Err(e) => crate::server::log::warning(&format!("Background AOF rewrite failed: {e}")),
+        }
+        LAST_REWRITE_OK.store(r.is_ok(), Ordering::Relaxed);
+        LAST_REWRITE_SECS.store(started.elapsed().as_secs() as i64, Ordering::Relaxed);
+        REWRITING.store(false, Ordering::SeqCst);
+    })
+    .detach();
+    Ok(())
+}
+
+/// A rewrite: new incr files listed next to the old ones; on every shard at
+/// once (one synchronous step) the dataset is dumped as commands and the log
+/// switches to the new incr file; the dumps become the new base files; the
+/// manifest then lists base + new incr only; old files are removed.
+async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
+    let nshards = core.nshards;
+    let (dir, manifest, prefix, entries) = {
+        let l = LAYOUT.lock().unwrap_or_else(|e| e.into_inner());
+        let l = l.as_ref().ok_or("no AOF layout")?;
+        (
+            l.dir.clone(),
+            l.manifest.clone(),
+            l.prefix.clone(),
+            l.entries.clone(),
+        )
+    };
+    let next = |k: Kind| {
+        entries
+            .iter()
+            .filter(|e| e.kind == k)
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0)
+            + 1
+    };
+    let (bseq, iseq) = (next(Kind::Base), next(Kind::Incr));
+    let mut incr = Vec::new();
+    let mut with_new = entries.clone();
+    for s in 0..nshards {
+        let name = file_name(&prefix, iseq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        with_new.push(Entry {
+            name,
+            seq: iseq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
+        .map_err(|e| e.to_string())?;
+    set_layout(&with_new);
+    let switched_before = SWITCHED.load(Ordering::SeqCst);
+    let incr = Arc::new(incr);
+    let bases = core
+        .run_on_all(move |c| {
+            let id = c.id;
+            let tail = LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut()?;
+                l.db = usize::MAX;
+                Some(std::mem::take(&mut l.pending))
+            })?;
+            let at = APPENDED[id].load(Ordering::Acquire);
+            {
+                let mut shard = c.shard.borrow_mut();
+                for db in 0..shard.dbs.len() {
+                    let mut keys = Vec::new();
+                    shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
+                    for k in keys {
+                        log_key_state(id, &mut shard, db, &k);
+                    }
+                }
+            }
+            LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut()?;
+                let base = std::mem::take(&mut l.pending);
+                l.db = usize::MAX;
+                l.switch = Some((incr[id].clone(), tail, at));
+                if let Some(k) = l.kick.take() {
+                    let _ = k.send(());
+                }
+                Some(base)
+            })
+        })
+        .await;
+    let mut base_entries = Vec::new();
+    let mut to_write = Vec::new();
+    for (s, b) in bases.into_iter().enumerate() {
+        let b = b.ok_or("AOF off on a shard")?;
+        let name = file_name(&prefix, bseq, Kind::Base, s, nshards);
+        to_write.push((dir.join(&name), b));
+        base_entries.push(Entry {
+            name,
+            seq: bseq,
+            kind: Kind::Base,
+            shard: s,
+        });
+    }
+    glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            for (path, data) in to_write {
+                let mut f = std::fs::File::create(&path)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("writing the base files: {e}"))?;
+    // Every shard's writer is on its new incr file before the old ones go.
+    while SWITCHED.load(Ordering::SeqCst) < switched_before + nshards as u64 {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let mut fresh = base_entries;
+    fresh.extend(
+        with_new
+            .iter()
+            .filter(|e| e.kind == Kind::Incr && e.seq == iseq)
+            .cloned(),
+    );
+    write_atomic(&dir, &manifest, format_manifest(&fresh).as_bytes()).map_err(|e| e.to_string())?;
+    set_layout(&fresh);
+    for e in &entries {
+        let _ = std::fs::remove_file(dir.join(&e.name));
+    }
+    Ok(())
+}
+
+fn set_layout(entries: &[Entry]) {
+    if let Some(l) = LAYOUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        l.entries = entries.to_vec();
+    }
+}
+
 /// Bytes written per full direct-I/O write.
 const REGION: usize = 256 << 10;
 
@@ -914,6 +1121,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             appended: 0,
             waiters: Vec::new(),
             kick: None,
+            switch: None,
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -941,14 +1149,58 @@ const ROUND: Duration = Duration::from_millis(2);
 /// Hands pending records to the file and syncs as appendfsync says.
 async fn writer_task(id: usize, mut writer: DioLog) {
     let mut last_sync = Instant::now();
-    let mut written = 0u64;
+
     loop {
+        let switch = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.switch.take()));
+        if let Some((path, tail, at)) = switch {
+            // The old file gets its last records, synced and cut to its logical size.
+            let r = async {
+                writer.append(&tail).await?;
+                writer.sync().await?;
+                let size = writer.base + writer.staged.len() as u64;
+                writer
+                    .file
+                    .truncate(size)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                glommio::io::OpenOptions::new()
+                    .write(true)
+                    .dma_open(&path)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            .await;
+            match r {
+                Ok(file) => {
+                    let old = std::mem::replace(
+                        &mut writer,
+                        DioLog {
+                            file,
+                            base: 0,
+                            staged: Vec::with_capacity(REGION * 2),
+                            flushed: 0,
+                        },
+                    );
+                    let _ = old.file.close().await;
+                    DURABLE[id].fetch_max(at, Ordering::AcqRel);
+                    wake(id, at);
+                }
+                Err(e) => {
+                    WRITE_OK.store(false, Ordering::Relaxed);
+                    crate::server::log::warning(&format!(
+                        "AOF rewrite: switching files failed: {e}"
+                    ));
+                }
+            }
+            SWITCHED.fetch_add(1, Ordering::SeqCst);
+        }
         let mode = fsync_mode();
         let (data, upto, kick) = LOG.with(|l| {
             let mut l = l.borrow_mut();
             let l = l.as_mut().expect("log state");
             let data = std::mem::take(&mut l.pending);
-            let kick = if data.is_empty() && mode == Fsync::Always {
+            let synced = DURABLE[id].load(Ordering::Acquire) >= l.appended;
+            let kick = if data.is_empty() && synced && mode == Fsync::Always && l.switch.is_none() {
                 let (tx, rx) = oneshot::channel();
                 l.kick = Some(tx);
                 Some(rx)
@@ -971,8 +1223,8 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                 glommio::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            written = upto;
         }
+        let written = upto;
         match mode {
             Fsync::Always => sync(id, &mut writer, written).await,
             Fsync::EverySec | Fsync::No => {
