@@ -94,6 +94,10 @@ pub struct Config {
     pub aof_load_truncated: bool,
     /// `aof-use-rdb-preamble` (default yes; percore's base files are AOF-format either way).
     pub aof_use_rdb_preamble: bool,
+    /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
+    pub auto_aof_rewrite_percentage: u64,
+    /// `auto-aof-rewrite-min-size` (default 64mb).
+    pub auto_aof_rewrite_min_size: u64,
     /// Absolute path of the configuration file named on the command line, if any.
     pub config_file: Option<String>,
 }
@@ -145,6 +149,8 @@ impl Default for Config {
             appendfilename: "appendonly.aof".into(),
             aof_load_truncated: true,
             aof_use_rdb_preamble: true,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             config_file: None,
         }
     }
@@ -806,6 +812,22 @@ static PARAMS: &[Param] = &[
     },
     bool_param!("aof-load-truncated", 0, aof_load_truncated),
     bool_param!("aof-use-rdb-preamble", 0, aof_use_rdb_preamble),
+    int_param!(
+        "auto-aof-rewrite-percentage",
+        0,
+        auto_aof_rewrite_percentage: u64,
+        0,
+        INT_MAX,
+        Num::Int
+    ),
+    int_param!(
+        "auto-aof-rewrite-min-size",
+        0,
+        auto_aof_rewrite_min_size: u64,
+        0,
+        i64::MAX as i128,
+        Num::Memory
+    ),
     aliased_int_param!(
         "hash-max-listpack-entries",
         "hash-max-ziplist-entries",

@@ -671,6 +671,8 @@ fn truncated_and_corrupted_files() {
     let file = dir.aofdir().join("appendonly.aof.1.incr.aof");
     let data = std::fs::read(&file).expect("incr file");
     let good = logical(&data).to_vec();
+    // A clean shutdown cuts the file to its logical size: no padding left.
+    assert_eq!(data.len(), good.len());
     assert!(
         good.ends_with(b"$3\r\nv49\r\n"),
         "{:?}",
@@ -813,4 +815,37 @@ fn bgrewriteaof_while_writing_keeps_everything() {
             &format!("after BGREWRITEAOF, {shards} shards, {fsync}"),
         );
     }
+}
+
+/// auto-aof-rewrite-percentage / min-size start a rewrite by themselves.
+#[test]
+fn auto_rewrite() {
+    let _s = serial();
+    let dir = Dir::new("auto");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--auto-aof-rewrite-min-size",
+        "20kb",
+        "--auto-aof-rewrite-percentage",
+        "100",
+    ];
+    let mut p = percore(&dir.0, 2, &args);
+    let mut c = p.raw();
+    for i in 0..400 {
+        c.cmd(&["SET", &format!("k{}", i % 50), &"v".repeat(100)]);
+    }
+    wait_rewrite(&p);
+    let before = contents(&p, 1);
+    p.raw().send_cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(p.wait_exit(Duration::from_secs(30)).is_some());
+    assert!(
+        p.log().contains("Starting automatic rewriting of AOF"),
+        "{}",
+        p.log()
+    );
+    let q = percore(&dir.0, 2, &args);
+    assert_same(&before, &contents(&q, 1), "after an automatic rewrite");
 }

@@ -394,6 +394,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                     ))
                 }
             };
+            BASE_SIZE.fetch_add(data.len() as u64, Ordering::Relaxed);
             match parse_file(&data) {
                 Ok((cmds, tail)) => {
                     if let Tail::Truncated(off) = tail {
@@ -552,6 +553,8 @@ struct ShardLog {
     kick: Option<oneshot::Sender<()>>,
     /// A rewrite's switch: (new incr file, last records for the old one, appended at the switch).
     switch: Option<(PathBuf, Vec<u8>, u64)>,
+    /// Shutdown: write, sync and cut the file to its logical size, then say so.
+    close: Option<oneshot::Sender<()>>,
 }
 
 thread_local! {
@@ -874,6 +877,29 @@ pub fn info_lines() -> String {
     )
 }
 
+/// Logical AOF bytes appended over all cores since start.
+fn total_appended() -> u64 {
+    APPENDED.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+}
+
+/// Size of the AOF after the last rewrite (or at start), and `total_appended` then.
+static BASE_SIZE: AtomicU64 = AtomicU64::new(0);
+static BASE_MARK: AtomicU64 = AtomicU64::new(0);
+
+/// auto-aof-rewrite-percentage / min-size: true when a rewrite is due (serverCron's rule).
+pub fn auto_rewrite_due(percentage: u64, min_size: u64) -> bool {
+    if !enabled() || percentage == 0 || REWRITING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let base = BASE_SIZE.load(Ordering::Relaxed);
+    let current = base + total_appended().saturating_sub(BASE_MARK.load(Ordering::Relaxed));
+    if current < min_size {
+        return false;
+    }
+    let base = base.max(1);
+    (current - base.min(current)) * 100 / base >= percentage
+}
+
 /// Starts BGREWRITEAOF in the background on this core.
 pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
     if !enabled() {
@@ -987,8 +1013,10 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
         .await;
     let mut base_entries = Vec::new();
     let mut to_write = Vec::new();
+    let mut base_bytes = 0u64;
     for (s, b) in bases.into_iter().enumerate() {
         let b = b.ok_or("AOF off on a shard")?;
+        base_bytes += b.len() as u64;
         let name = file_name(&prefix, bseq, Kind::Base, s, nshards);
         to_write.push((dir.join(&name), b));
         base_entries.push(Entry {
@@ -1023,6 +1051,8 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
     );
     write_atomic(&dir, &manifest, format_manifest(&fresh).as_bytes()).map_err(|e| e.to_string())?;
     set_layout(&fresh);
+    BASE_SIZE.store(base_bytes, Ordering::Relaxed);
+    BASE_MARK.store(total_appended(), Ordering::Relaxed);
     for e in &entries {
         let _ = std::fs::remove_file(dir.join(&e.name));
     }
@@ -1122,6 +1152,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             waiters: Vec::new(),
             kick: None,
             switch: None,
+            close: None,
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -1140,6 +1171,23 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
     }
     glommio::spawn_local(writer_task(id, writer)).detach();
     Ok(())
+}
+
+/// At shutdown: this core's log is written, synced and cut to its logical size.
+pub async fn close(_core: &Rc<Core>) {
+    let rx = LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let l = l.as_mut()?;
+        let (tx, rx) = oneshot::channel();
+        l.close = Some(tx);
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+        Some(rx)
+    });
+    if let Some(rx) = rx {
+        let _ = rx.await;
+    }
 }
 
 /// How long the everysec/no writer waits between rounds (what a process
@@ -1193,6 +1241,33 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                 }
             }
             SWITCHED.fetch_add(1, Ordering::SeqCst);
+        }
+        let close = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.close.take()));
+        if let Some(done) = close {
+            let (data, upto) = LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut().expect("log state");
+                (std::mem::take(&mut l.pending), l.appended)
+            });
+            let r = async {
+                writer.append(&data).await?;
+                writer.sync().await?;
+                let size = writer.base + writer.staged.len() as u64;
+                writer
+                    .file
+                    .truncate(size)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            .await;
+            if let Err(e) = r {
+                crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
+            } else {
+                DURABLE[id].store(upto, Ordering::Release);
+                wake(id, upto);
+            }
+            let _ = done.send(());
+            return;
         }
         let mode = fsync_mode();
         let (data, upto, kick) = LOG.with(|l| {
