@@ -25,6 +25,13 @@
 //! keys on its shard; keyless ones (FLUSHALL, FLUSHDB, SWAPDB) verbatim on
 //! every shard. Expirations are not logged: expiry times are absolute and
 //! loading does not expire keys, so the replay reaches the same state.
+//!
+//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less: each shard, in
+//! one synchronous step, dumps its keys as commands (the new base) and
+//! switches its log to a new incr file. Base files are AOF-format even with
+//! `aof-use-rdb-preamble yes` (not yet an RDB preamble). Multi-shard
+//! transactions are not yet wrapped in markers: after a crash each shard's
+//! part of one is present or not independently.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
