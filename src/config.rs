@@ -84,6 +84,22 @@ pub struct Config {
     pub rdbcompression: bool,
     /// `rdbchecksum`: write and verify the RDB CRC-64 (default yes).
     pub rdbchecksum: bool,
+    /// `appendonly`: keep an append-only file (default no).
+    pub appendonly: bool,
+    /// `appendfsync`: `always`, `everysec` (default) or `no`.
+    pub appendfsync: String,
+    /// `appenddirname` (default appendonlydir), inside `dir`.
+    pub appenddirname: String,
+    /// `appendfilename` (default appendonly.aof): the prefix of the AOF files.
+    pub appendfilename: String,
+    /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
+    pub aof_load_truncated: bool,
+    /// `aof-use-rdb-preamble` (default yes; percore's base files are AOF-format either way).
+    pub aof_use_rdb_preamble: bool,
+    /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
+    pub auto_aof_rewrite_percentage: u64,
+    /// `auto-aof-rewrite-min-size` (default 64mb).
+    pub auto_aof_rewrite_min_size: u64,
     /// Absolute path of the configuration file named on the command line, if any.
     pub config_file: Option<String>,
 }
@@ -130,6 +146,14 @@ impl Default for Config {
             save: vec![(3600, 1), (300, 100), (60, 10000)],
             rdbcompression: true,
             rdbchecksum: true,
+            appendonly: false,
+            appendfsync: "everysec".into(),
+            appenddirname: "appendonlydir".into(),
+            appendfilename: "appendonly.aof".into(),
+            aof_load_truncated: true,
+            aof_use_rdb_preamble: true,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             config_file: None,
         }
     }
@@ -756,6 +780,70 @@ static PARAMS: &[Param] = &[
         },
         get: |c| c.busy_reply_threshold.to_string().into_bytes(),
     },
+    // Switching the AOF on or off at run time is not supported: percore would
+    // have to rewrite it on every core first.
+    bool_param!("appendonly", IMMUTABLE, appendonly),
+    Param {
+        name: "appendfsync",
+        aliases: &[],
+        flags: 0,
+        set: |c, a, _| match ["always", "everysec", "no"]
+            .iter()
+            .find(|l| a[0].eq_ignore_ascii_case(l.as_bytes()))
+        {
+            Some(l) => {
+                c.appendfsync = l.to_string();
+                crate::persistence::aof::set_fsync(l);
+                Ok(())
+            }
+            None => Err("argument(s) must be one of the following: always, everysec, no".into()),
+        },
+        get: |c| c.appendfsync.clone().into_bytes(),
+    },
+    Param {
+        name: "appenddirname",
+        aliases: &[],
+        flags: IMMUTABLE,
+        set: |c, a, _| {
+            if a[0].contains(&b'/') || a[0].contains(&b'\\') {
+                return Err("appenddirname can't be a path, just a dirname".into());
+            }
+            c.appenddirname = utf8(a[0])?;
+            Ok(())
+        },
+        get: |c| c.appenddirname.clone().into_bytes(),
+    },
+    Param {
+        name: "appendfilename",
+        aliases: &[],
+        flags: IMMUTABLE,
+        set: |c, a, _| {
+            if a[0].contains(&b'/') || a[0].contains(&b'\\') {
+                return Err("appendfilename can't be a path, just a filename".into());
+            }
+            c.appendfilename = utf8(a[0])?;
+            Ok(())
+        },
+        get: |c| c.appendfilename.clone().into_bytes(),
+    },
+    bool_param!("aof-load-truncated", 0, aof_load_truncated),
+    bool_param!("aof-use-rdb-preamble", 0, aof_use_rdb_preamble),
+    int_param!(
+        "auto-aof-rewrite-percentage",
+        0,
+        auto_aof_rewrite_percentage: u64,
+        0,
+        INT_MAX,
+        Num::Int
+    ),
+    int_param!(
+        "auto-aof-rewrite-min-size",
+        0,
+        auto_aof_rewrite_min_size: u64,
+        0,
+        i64::MAX as i128,
+        Num::Memory
+    ),
     aliased_int_param!(
         "hash-max-listpack-entries",
         "hash-max-ziplist-entries",

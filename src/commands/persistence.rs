@@ -47,3 +47,13 @@ pub fn lastsave(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
     let t = crate::persistence::state().lastsave.load(Ordering::SeqCst);
     ctx.out.int(t as i64);
 }
+
+/// BGREWRITEAOF
+pub fn bgrewriteaof(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
+    match crate::persistence::aof::start_rewrite(ctx.core) {
+        Ok(()) => ctx
+            .out
+            .simple("Background append only file rewriting started"),
+        Err(e) => ctx.out.error(&e),
+    }
+}

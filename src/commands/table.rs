@@ -262,4 +262,5 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("save", Exec::Multi(persistence::save)),
     ("bgsave", Exec::Multi(persistence::bgsave)),
     ("lastsave", Exec::Conn(persistence::lastsave)),
+    ("bgrewriteaof", Exec::Conn(persistence::bgrewriteaof)),
 ];

@@ -1,5 +1,6 @@
 //! Persistence: Redis-format RDB snapshots (fork-less), their loading, and the shared save state.
 
+pub mod aof;
 pub mod crc64;
 pub mod lzf;
 pub mod rdb;

@@ -269,6 +269,8 @@ impl Connection {
         if self.wbuf.buf.is_empty() {
             return true;
         }
+        // appendfsync always: the replies leave once the writes they acknowledge are durable.
+        crate::persistence::aof::wait_durable(&self.core).await;
         self.client.info.borrow_mut().omem = self.wbuf.buf.len();
         let res = {
             let write = self.stream.write_all(&self.wbuf.buf);
@@ -557,6 +559,8 @@ impl Connection {
                         };
                         let reply = super::tx::run_coordinator(ctx, f).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
+                        crate::persistence::aof::after_multi(&self.core, cmd, argv, db, &reply.buf)
+                            .await;
                         self.wbuf.raw(&reply.buf);
                         // A blocking command that must wait (BLPOP...): its reply comes later.
                         let blocked = self.client.blocked.borrow_mut().take();

@@ -39,6 +39,8 @@ async fn run(core: Rc<Core>, stop: oneshot::Sender<()>) {
         let period = Duration::from_micros(1_000_000 / hz);
         glommio::timer::sleep(period).await;
         if SHUTDOWN.load(Ordering::SeqCst) {
+            // As Redis at shutdown: the AOF is written and fsynced.
+            crate::persistence::aof::close(&core).await;
             core.shutting_down.set(true);
             let _ = stop.send(());
             return;
@@ -83,6 +85,14 @@ fn persistence_cron(core: &Rc<Core>) {
         })
         .detach();
         return;
+    }
+    let (pct, min) = {
+        let c = core.config.borrow();
+        (c.auto_aof_rewrite_percentage, c.auto_aof_rewrite_min_size)
+    };
+    if crate::persistence::aof::auto_rewrite_due(pct, min) {
+        super::log::notice("Starting automatic rewriting of AOF");
+        let _ = crate::persistence::aof::start_rewrite(core);
     }
     let st = state();
     if st.in_progress.load(Ordering::SeqCst) {

@@ -79,8 +79,16 @@ pub fn run_shard_cmd(
     };
     f(&mut ctx, argv);
     record(core, cmd, start, &out.buf[before..]);
+    crate::persistence::aof::feed(core.id, shard, cmd, argv, db, &out.buf[before..]);
+    let waiting = crate::persistence::aof::enabled() && shard.blocking.waiters() > 0;
     // As Redis's handleClientsBlockedOnKeys after each command.
     super::blocking::serve_ready(core, shard);
+    if waiting {
+        // Blocked clients may have been served from these keys: log their state.
+        for k in cmd.key_positions(argv) {
+            crate::persistence::aof::log_key_state(core.id, shard, db, argv[k]);
+        }
+    }
 }
 
 /// Records one executed command: calls, time, and whether it replied with an error.

@@ -251,10 +251,21 @@ pub fn run(mut config: Config) -> Result<(), String> {
     // stored: a bad file stops the start-up instead of half-loading.
     let rdb_path = std::path::Path::new(&config.dir).join(&config.dbfilename);
     let load_started = Instant::now();
-    let rdb_data =
+    // appendonly yes: the AOF, when one exists, is the dataset; else the RDB.
+    let aof_plan = if config.appendonly {
+        Some(std::sync::Arc::new(
+            crate::persistence::aof::prepare(&config).inspect_err(|e| log::warning(e))?,
+        ))
+    } else {
+        None
+    };
+    let rdb_data = if aof_plan.as_ref().is_some_and(|p| p.replay.is_some()) {
+        None
+    } else {
         crate::persistence::read_and_check(&rdb_path, config.databases, config.rdbchecksum)
             .inspect_err(|e| log::warning(e))?
-            .map(std::sync::Arc::new);
+            .map(std::sync::Arc::new)
+    };
 
     // The CPUs we may run on: online and in the affinity mask we were started
     // with, so that `taskset -c 0 percore` pins the shard to CPU 0.
@@ -296,6 +307,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
             let mesh = mesh.clone();
             let ready = ready.clone();
             let rdb_data = rdb_data.clone();
+            let aof_plan = aof_plan.clone();
             async move {
                 let (senders, receivers) = if shards > 1 {
                     // Glommio 0.9 wakes a task waiting for its channel peer to
@@ -324,6 +336,24 @@ pub fn run(mut config: Config) -> Result<(), String> {
                 let core = Rc::new(Core::new(id, shards, config, senders, started, ncommands));
                 if let Some(data) = rdb_data {
                     load_shard(&core, &data, load_started);
+                }
+                if let Some(plan) = aof_plan {
+                    if let Some(cmds) = plan.replay.as_ref().and_then(|r| r.get(core.id)) {
+                        let (ok, failed) = crate::persistence::aof::replay(
+                            &mut core.shard.borrow_mut(),
+                            cmds,
+                        );
+                        log::notice(&format!(
+                            "DB loaded from append only file (shard {}): {ok} commands replayed, {failed} refused, {:.3} seconds",
+                            core.id,
+                            load_started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    if let Err(e) = crate::persistence::aof::start(&core, &plan).await {
+                        log::warning(&e);
+                        listener::LISTEN_FAILED.store(true, Ordering::SeqCst);
+                        SHUTDOWN.store(true, Ordering::SeqCst);
+                    }
                 }
                 if let Some(mut receivers) = receivers {
                     for (_, rx) in receivers.streams() {

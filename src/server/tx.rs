@@ -971,6 +971,8 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
                             now_ms: super::core::now_ms(),
                         };
                         let r = f(sub).await;
+                        let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+                        crate::persistence::aof::after_multi(core, cmd, &av, db, &r.buf).await;
                         out.raw(&r.buf);
                     }
                     Exec::Shard(_) | Exec::Container => {

@@ -1,0 +1,1418 @@
+//! The append-only file: per-shard RESP logs written with O_DIRECT through
+//! Glommio's DMA stream writer, Redis 7's multi-part layout, group commit.
+//!
+//! Layout (in `dir`/`appenddirname`): `appendfilename.manifest` lists the
+//! files in Redis 7's syntax (`file <name> seq <n> type <b|i>`). With one
+//! shard the names are exactly Redis's (`appendonly.aof.<n>.incr.aof`);
+//! with several, every shard has its own file per sequence number, named
+//! with a `.s<shard>` suffix (`appendonly.aof.<n>.incr.aof.s3`), one
+//! manifest line each. Every start adds a new incr sequence (files of a
+//! previous run are never appended to, so their direct-I/O padding stays
+//! behind their last record).
+//!
+//! Direct-I/O padding: a synced partial block is padded with zero bytes.
+//! A record always starts with `*`, so the loader treats a zero byte where
+//! a record should start as the end of the file, provided only zeros
+//! follow; anything else there is corruption.
+//!
+//! What is logged: a shard command's argv when it did not reply with an
+//! error, except commands whose effect depends on time or chance, which are
+//! logged as their effect (Redis's rewrites): SET/SETEX/PSETEX/GETEX/
+//! INCRBYFLOAT/EXPIRE family as the key's resulting state (SET ... and
+//! PEXPIREAT absolute, or DEL), SPOP as SREM of the popped members,
+//! blocking commands as the resulting state of their keys. Coordinator
+//! (multi-shard) writes are logged as the resulting state of each of their
+//! keys on its shard; keyless ones (FLUSHALL, FLUSHDB, SWAPDB) verbatim on
+//! every shard. Expirations are not logged: expiry times are absolute and
+//! loading does not expire keys, so the replay reaches the same state.
+//!
+//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less: each shard, in
+//! one synchronous step, dumps its keys as commands (the new base) and
+//! switches its log to a new incr file. Base files are AOF-format even with
+//! `aof-use-rdb-preamble yes` (not yet an RDB preamble). Multi-shard
+//! transactions are not yet wrapped in markers: after a crash each shard's
+//! part of one is present or not independently.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+
+use crate::commands::spec::CmdFlags;
+use crate::commands::{Command, CommandTable, Exec, ShardCtx};
+use crate::config::Config;
+use crate::protocol::reply::{Proto, ReplyBuf};
+use crate::server::core::Core;
+use crate::server::shard::Shard;
+use crate::storage::db::Access;
+use crate::storage::value::{Object, StrRef};
+
+/// Logical bytes appended per core (records handed to the log, durable or not).
+static APPENDED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+/// Logical bytes known durable (fdatasync done) per core.
+static DURABLE: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+/// appendfsync always: replies wait for durability.
+static ALWAYS: AtomicBool = AtomicBool::new(false);
+/// The AOF is on (appendonly yes at start).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// aof_last_write_status.
+static WRITE_OK: AtomicBool = AtomicBool::new(true);
+
+/// How records are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// fdatasync before the replies of a batch leave (group commit).
+    Always,
+    /// fdatasync once a second in the background.
+    EverySec,
+    /// Written, never synced explicitly.
+    No,
+}
+
+impl Fsync {
+    /// From the `appendfsync` value.
+    pub fn parse(s: &str) -> Fsync {
+        match s {
+            "always" => Fsync::Always,
+            "no" => Fsync::No,
+            _ => Fsync::EverySec,
+        }
+    }
+}
+
+/// True when the AOF is on.
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Sets appendfsync at run time (CONFIG SET appendfsync).
+pub fn set_fsync(s: &str) {
+    ALWAYS.store(
+        enabled() && Fsync::parse(s) == Fsync::Always,
+        Ordering::SeqCst,
+    );
+    FSYNC_MODE.store(
+        match Fsync::parse(s) {
+            Fsync::Always => 0,
+            Fsync::EverySec => 1,
+            Fsync::No => 2,
+        },
+        Ordering::SeqCst,
+    );
+}
+
+static FSYNC_MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+fn fsync_mode() -> Fsync {
+    match FSYNC_MODE.load(Ordering::Relaxed) {
+        0 => Fsync::Always,
+        2 => Fsync::No,
+        _ => Fsync::EverySec,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Manifest and file names
+// ---------------------------------------------------------------------------
+
+/// Kind of a file in the manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A base file (type b).
+    Base,
+    /// An incremental file (type i).
+    Incr,
+}
+
+/// One manifest line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// File name inside the AOF directory.
+    pub name: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Base or incr.
+    pub kind: Kind,
+    /// Shard it belongs to.
+    pub shard: usize,
+}
+
+/// A file's name: Redis's with one shard, `.s<shard>` appended with several.
+pub fn file_name(prefix: &str, seq: u64, kind: Kind, shard: usize, nshards: usize) -> String {
+    let k = match kind {
+        Kind::Base => "base",
+        Kind::Incr => "incr",
+    };
+    if nshards == 1 {
+        format!("{prefix}.{seq}.{k}.aof")
+    } else {
+        format!("{prefix}.{seq}.{k}.aof.s{shard}")
+    }
+}
+
+/// The manifest's text.
+pub fn format_manifest(entries: &[Entry]) -> String {
+    let mut s = String::new();
+    for e in entries {
+        let t = match e.kind {
+            Kind::Base => 'b',
+            Kind::Incr => 'i',
+        };
+        s.push_str(&format!("file {} seq {} type {t}\n", e.name, e.seq));
+    }
+    s
+}
+
+/// Parses a manifest; the shard of each file comes from its `.s<N>` suffix (0 without).
+pub fn parse_manifest(text: &str) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !words.len().is_multiple_of(2) {
+            return Err(format!(
+                "Invalid AOF manifest file format at line {}",
+                n + 1
+            ));
+        }
+        let (mut name, mut seq, mut kind) = (None, None, None);
+        for kv in words.chunks(2) {
+            match kv[0] {
+                "file" => name = Some(kv[1].to_string()),
+                "seq" => seq = kv[1].parse::<u64>().ok(),
+                "type" => {
+                    kind = match kv[1] {
+                        "b" => Some(Kind::Base),
+                        "i" => Some(Kind::Incr),
+                        _ => None,
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
+            return Err(format!(
+                "Invalid AOF manifest file format at line {}",
+                n + 1
+            ));
+        };
+        let shard = name
+            .rsplit_once(".s")
+            .and_then(|(_, s)| s.parse::<usize>().ok())
+            .unwrap_or(0);
+        out.push(Entry {
+            name,
+            seq,
+            kind,
+            shard,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path` atomically (temp file, fsync, rename, fsync of the directory).
+fn write_atomic(dir: &Path, path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("temp-{}.manifest", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Parsing a file
+// ---------------------------------------------------------------------------
+
+/// One command of a file: its arguments.
+pub type Argv = Vec<Vec<u8>>;
+
+/// How a file ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// After a whole record (possibly followed by direct-I/O zero padding).
+    Clean,
+    /// Cut short inside a record that starts at this offset.
+    Truncated(usize),
+}
+
+/// Parses a file into commands. Err((offset, message)) on corruption.
+pub fn parse_file(data: &[u8]) -> Result<(Vec<Argv>, Tail), (usize, String)> {
+    let mut cmds = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        if data[pos] == 0 {
+            // Direct-I/O padding: only zeros may follow.
+            if data[pos..].iter().all(|&b| b == 0) {
+                return Ok((cmds, Tail::Clean));
+            }
+            return Err((pos, "unexpected zero byte".into()));
+        }
+        match parse_record(data, pos) {
+            Ok((argv, next)) => {
+                cmds.push(argv);
+                pos = next;
+            }
+            Err(None) => return Ok((cmds, Tail::Truncated(pos))),
+            Err(Some((at, msg))) => {
+                // A record cut short and then zero padded is a truncation too.
+                if data[at..].iter().all(|&b| b == 0) {
+                    return Ok((cmds, Tail::Truncated(pos)));
+                }
+                return Err((at, msg));
+            }
+        }
+    }
+    Ok((cmds, Tail::Clean))
+}
+
+/// One `*N\r\n($len\r\nbytes\r\n)*N` record from `pos`; Err(None) when the data ends inside it.
+#[allow(clippy::type_complexity)]
+fn parse_record(data: &[u8], pos: usize) -> Result<(Argv, usize), Option<(usize, String)>> {
+    let line = |at: usize, lead: u8| -> Result<(i64, usize), Option<(usize, String)>> {
+        if at >= data.len() {
+            return Err(None);
+        }
+        if data[at] != lead {
+            return Err(Some((
+                at,
+                format!("expected '{}' found byte 0x{:02x}", lead as char, data[at]),
+            )));
+        }
+        let Some(nl) = memchr::memchr(b'\n', &data[at..]) else {
+            return Err(None);
+        };
+        let end = at + nl;
+        if end == at + 1 || data[end - 1] != b'\r' {
+            return Err(Some((at, "malformed length line".into())));
+        }
+        let n = std::str::from_utf8(&data[at + 1..end - 1])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| Some((at, "invalid length".to_string())))?;
+        Ok((n, end + 1))
+    };
+    let (argc, mut at) = line(pos, b'*')?;
+    if !(1..=1 << 20).contains(&argc) {
+        return Err(Some((pos, format!("invalid argument count {argc}"))));
+    }
+    let mut argv = Vec::with_capacity(argc as usize);
+    for _ in 0..argc {
+        let (len, next) = line(at, b'$')?;
+        if !(0..=1 << 32).contains(&len) {
+            return Err(Some((at, format!("invalid bulk length {len}"))));
+        }
+        let len = len as usize;
+        if next + len + 2 > data.len() {
+            return Err(None);
+        }
+        if &data[next + len..next + len + 2] != b"\r\n" {
+            return Err(Some((next + len, "bulk not terminated by CRLF".into())));
+        }
+        argv.push(data[next..next + len].to_vec());
+        at = next + len + 2;
+    }
+    Ok((argv, at))
+}
+
+// ---------------------------------------------------------------------------
+// Start-up: validate, plan, replay
+// ---------------------------------------------------------------------------
+
+/// What start-up found and decided, shared by the executors.
+#[derive(Debug)]
+pub struct Plan {
+    /// The AOF directory.
+    pub dir: PathBuf,
+    /// Commands to replay per shard (None: no AOF existed).
+    pub replay: Option<Vec<Vec<Argv>>>,
+    /// The new incr file of each shard.
+    pub incr: Vec<PathBuf>,
+    /// appendfsync.
+    pub fsync: Fsync,
+}
+
+/// Reads and validates the AOF (before any executor starts) and writes the
+/// manifest with this run's new incr files. Err: refuse to start.
+pub fn prepare(config: &Config) -> Result<Plan, String> {
+    let nshards = config.shards;
+    let dir = Path::new(&config.dir).join(&config.appenddirname);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "Can't open or create append-only dir {}: {e}",
+            dir.display()
+        )
+    })?;
+    let manifest_path = dir.join(format!("{}.manifest", config.appendfilename));
+    let mut entries = match std::fs::read_to_string(&manifest_path) {
+        Ok(t) => Some(parse_manifest(&t)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("Unable to read the AOF manifest file: {e}")),
+    };
+    let mut replay = None;
+    if let Some(entries) = &entries {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.shard >= nshards)
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| nshards > 1 && !e.name.contains(".s"))
+            })
+            .or_else(|| {
+                entries.iter().find(|e| {
+                    nshards == 1
+                        && e.name
+                            .rsplit_once(".s")
+                            .is_some_and(|(_, s)| s.parse::<usize>().is_ok())
+                })
+            })
+        {
+            return Err(format!(
+                "The AOF file {} was written with a different number of shards than --shards {nshards}: start percore with the shard count that wrote it",
+                e.name
+            ));
+        }
+        let mut per: Vec<Vec<Argv>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut ordered = entries.clone();
+        // Base first, then incr files by sequence.
+        ordered.sort_by_key(|e| (e.kind == Kind::Incr, e.seq, e.shard));
+        for e in &ordered {
+            let path = dir.join(&e.name);
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(err) => {
+                    return Err(format!(
+                        "Unable to open the AOF file {}: {err}",
+                        path.display()
+                    ))
+                }
+            };
+            BASE_SIZE.fetch_add(data.len() as u64, Ordering::Relaxed);
+            match parse_file(&data) {
+                Ok((cmds, tail)) => {
+                    if let Tail::Truncated(off) = tail {
+                        if !config.aof_load_truncated {
+                            return Err(format!(
+                                "Unexpected end of file reading the append only file {} at offset {off}. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server.",
+                                e.name
+                            ));
+                        }
+                        crate::server::log::warning(&format!(
+                            "!!! Warning: short read while loading the AOF file {}!!! AOF loaded anyway because aof-load-truncated is enabled: {} commands loaded, the last command (at offset {off}) is incomplete and was skipped.",
+                            e.name,
+                            cmds.len()
+                        ));
+                    }
+                    per[e.shard].extend(cmds);
+                }
+                Err((off, msg)) => {
+                    return Err(format!(
+                        "Bad file format reading the append only file {} at offset {off}: {msg}. Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>.",
+                        e.name
+                    ));
+                }
+            }
+        }
+        replay = Some(per);
+    }
+    let list = entries.get_or_insert_with(Vec::new);
+    let seq = list
+        .iter()
+        .filter(|e| e.kind == Kind::Incr)
+        .map(|e| e.seq)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut incr = Vec::new();
+    for s in 0..nshards {
+        let name = file_name(&config.appendfilename, seq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+        list.push(Entry {
+            name,
+            seq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    write_atomic(&dir, &manifest_path, format_manifest(list).as_bytes())
+        .map_err(|e| format!("Can't persist the AOF manifest file: {e}"))?;
+    let fsync = Fsync::parse(&config.appendfsync);
+    *LAYOUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Layout {
+        dir: dir.clone(),
+        manifest: manifest_path.clone(),
+        prefix: config.appendfilename.clone(),
+        entries: list.clone(),
+    });
+    ENABLED.store(true, Ordering::SeqCst);
+    set_fsync(&config.appendfsync);
+    Ok(Plan {
+        dir,
+        replay,
+        incr,
+        fsync,
+    })
+}
+
+/// Replays this shard's commands through the normal handlers. Loading
+/// never expires keys (time 0), as Redis's loading does not.
+pub fn replay(shard: &mut Shard, cmds: &[Argv]) -> (u64, u64) {
+    let table = CommandTable::get();
+    let mut db = 0usize;
+    let mut out = ReplyBuf::new(Proto::Resp2);
+    let (mut ok, mut failed) = (0u64, 0u64);
+    for argv in cmds {
+        let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+        let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+        let num = |i: usize| -> Option<usize> {
+            std::str::from_utf8(av.get(i)?)
+                .ok()?
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n < shard.dbs.len())
+        };
+        match name.as_str() {
+            "select" => {
+                if let Some(n) = num(1) {
+                    db = n;
+                }
+                continue;
+            }
+            "multi" | "exec" => continue,
+            "flushall" => {
+                for d in shard.dbs.iter_mut() {
+                    d.clear();
+                }
+                continue;
+            }
+            "flushdb" => {
+                shard.dbs[db].clear();
+                continue;
+            }
+            "swapdb" => {
+                if let (Some(a), Some(b)) = (num(1), num(2)) {
+                    shard.dbs.swap(a, b);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let Some(cmd) = table.by_name(&name) else {
+            failed += 1;
+            continue;
+        };
+        let f = match cmd.exec {
+            Exec::Shard(f) | Exec::Keys(f, _) => f,
+            _ => {
+                failed += 1;
+                continue;
+            }
+        };
+        out.buf.clear();
+        let mut ctx = ShardCtx {
+            shard,
+            db,
+            now_ms: 0,
+            out: &mut out,
+        };
+        f(&mut ctx, &av);
+        if out.buf.first() == Some(&b'-') {
+            failed += 1;
+        } else {
+            ok += 1;
+        }
+    }
+    (ok, failed)
+}
+
+// ---------------------------------------------------------------------------
+// The per-shard log
+// ---------------------------------------------------------------------------
+
+/// This core's log state.
+struct ShardLog {
+    /// Records not yet handed to the DMA writer.
+    pending: Vec<u8>,
+    /// The database the last record ran in (usize::MAX: none yet).
+    db: usize,
+    /// Logical bytes appended (pending included).
+    appended: u64,
+    /// Waiters for durability: (appended offset, wake-up).
+    waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Wakes the writer task.
+    kick: Option<oneshot::Sender<()>>,
+    /// A rewrite's switch: (new incr file, last records for the old one, appended at the switch).
+    switch: Option<(PathBuf, Vec<u8>, u64)>,
+    /// Shutdown: write, sync and cut the file to its logical size, then say so.
+    close: Option<oneshot::Sender<()>>,
+}
+
+thread_local! {
+    static LOG: RefCell<Option<ShardLog>> = const { RefCell::new(None) };
+    static ON: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Appends one command's RESP to this core's log.
+fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(l) = l.as_mut() else { return };
+        let before = l.pending.len();
+        if l.db != db {
+            let d = db.to_string();
+            encode(&mut l.pending, &[b"SELECT", d.as_bytes()]);
+            l.db = db;
+        }
+        encode(&mut l.pending, argv);
+        l.appended += (l.pending.len() - before) as u64;
+        if let Some(a) = APPENDED.get(core_id) {
+            a.store(l.appended, Ordering::Release);
+        }
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+    });
+}
+
+/// RESP array of bulk strings.
+fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
+    out.push(b'*');
+    out.extend_from_slice(argv.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in argv {
+        out.push(b'$');
+        out.extend_from_slice(a.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Logs the current state of `key` (DEL, then commands recreating it, then its TTL).
+pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8]) {
+    let Some(d) = shard.dbs.get_mut(db) else {
+        return;
+    };
+    let Some(pos) = d.find(key, 0, Access::Silent) else {
+        append(core_id, db, &[b"DEL", key]);
+        return;
+    };
+    let ttl = d.expire_at(pos);
+    if let Some(s) = d.str_at(pos) {
+        let v = match s {
+            StrRef::Int(i) => i.to_string().into_bytes(),
+            StrRef::Bytes(b) => b.to_vec(),
+        };
+        append(core_id, db, &[b"SET", key, &v]);
+    } else {
+        append(core_id, db, &[b"DEL", key]);
+        const CHUNK: usize = 64;
+        match d.object(pos) {
+            Some(Object::Hash(h)) => {
+                for c in h.pairs().chunks(CHUNK) {
+                    let mut av: Vec<&[u8]> = vec![b"HSET", key];
+                    for (f, v) in c {
+                        av.push(f);
+                        av.push(v);
+                    }
+                    append(core_id, db, &av);
+                }
+            }
+            Some(Object::List(l)) => {
+                let items: Vec<Vec<u8>> = l.iter(0).map(|e| e.to_vec()).collect();
+                for c in items.chunks(CHUNK) {
+                    let mut av: Vec<&[u8]> = vec![b"RPUSH", key];
+                    av.extend(c.iter().map(|x| &x[..]));
+                    append(core_id, db, &av);
+                }
+            }
+            Some(Object::Set(s)) => {
+                let items = s.members();
+                for c in items.chunks(CHUNK) {
+                    let mut av: Vec<&[u8]> = vec![b"SADD", key];
+                    av.extend(c.iter().map(|x| &x[..]));
+                    append(core_id, db, &av);
+                }
+            }
+            Some(Object::ZSet(z)) => {
+                let n = z.len();
+                let items = if n == 0 {
+                    Vec::new()
+                } else {
+                    z.range(0, n - 1, false)
+                };
+                let scores: Vec<Vec<u8>> = items
+                    .iter()
+                    .map(|(_, s)| crate::util::num::format_double(*s, &mut [0; 64]).to_vec())
+                    .collect();
+                for (c, sc) in items.chunks(CHUNK).zip(scores.chunks(CHUNK)) {
+                    let mut av: Vec<&[u8]> = vec![b"ZADD", key];
+                    for ((m, _), s) in c.iter().zip(sc) {
+                        av.push(s);
+                        av.push(m);
+                    }
+                    append(core_id, db, &av);
+                }
+            }
+            Some(Object::RawStr(v)) => {
+                let v = v.clone();
+                append(core_id, db, &[b"SET", key, &v]);
+            }
+            _ => {}
+        }
+    }
+    if let Some(at) = ttl {
+        let t = at.to_string();
+        append(core_id, db, &[b"PEXPIREAT", key, t.as_bytes()]);
+    }
+}
+
+/// After a shard command ran: logs its effect (see the module doc).
+#[inline]
+pub fn feed(
+    core_id: usize,
+    shard: &mut Shard,
+    cmd: &Command,
+    argv: &[&[u8]],
+    db: usize,
+    reply: &[u8],
+) {
+    if !ON.with(|o| o.get()) || !cmd.flags().contains(CmdFlags::WRITE) {
+        return;
+    }
+    if reply.first() == Some(&b'-') {
+        return;
+    }
+    feed_slow(core_id, shard, cmd, argv, db, reply);
+}
+
+#[inline(never)]
+fn feed_slow(
+    core_id: usize,
+    shard: &mut Shard,
+    cmd: &Command,
+    argv: &[&[u8]],
+    db: usize,
+    reply: &[u8],
+) {
+    match cmd.name {
+        "set" if argv.len() <= 3 => append(core_id, db, argv),
+        "set" | "setex" | "psetex" | "getex" | "incrbyfloat" | "expire" | "pexpire"
+        | "expireat" | "pexpireat" | "persist" => {
+            if let Some(k) = argv.get(1) {
+                log_key_state(core_id, shard, db, k);
+            }
+        }
+        "spop" => {
+            let members = bulks(reply);
+            if !members.is_empty() {
+                let mut av: Vec<&[u8]> = vec![b"SREM", argv[1]];
+                av.extend(members.iter().map(|m| &m[..]));
+                append(core_id, db, &av);
+            }
+        }
+        _ if cmd.flags().contains(CmdFlags::BLOCKING) => {
+            for k in cmd.key_positions(argv) {
+                log_key_state(core_id, shard, db, argv[k]);
+            }
+        }
+        _ => append(core_id, db, argv),
+    }
+}
+
+/// The bulk strings of a reply (a bulk or an array of bulks).
+fn bulks(reply: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let read_line = |pos: &mut usize| -> Option<i64> {
+        let nl = memchr::memchr(b'\n', &reply[*pos..])?;
+        let s = std::str::from_utf8(&reply[*pos + 1..*pos + nl - 1]).ok()?;
+        *pos += nl + 1;
+        s.parse().ok()
+    };
+    let mut count = 1;
+    if reply.first() == Some(&b'*') || reply.first() == Some(&b'~') {
+        count = read_line(&mut pos).unwrap_or(0);
+    }
+    for _ in 0..count.max(0) {
+        if reply.get(pos) != Some(&b'$') {
+            break;
+        }
+        let Some(n) = read_line(&mut pos) else { break };
+        if n < 0 || pos + n as usize > reply.len() {
+            break;
+        }
+        out.push(reply[pos..pos + n as usize].to_vec());
+        pos += n as usize + 2;
+    }
+    out
+}
+
+/// After a coordinator write (multi-shard command): logs the resulting state
+/// of each key on its shard, or a keyless write verbatim on every shard.
+pub async fn after_multi(
+    core: &Rc<Core>,
+    cmd: &'static Command,
+    argv: &[&[u8]],
+    db: usize,
+    reply: &[u8],
+) {
+    if !enabled() || !cmd.flags().contains(CmdFlags::WRITE) || reply.first() == Some(&b'-') {
+        return;
+    }
+    let keys = cmd.key_positions(argv);
+    if keys.is_empty() {
+        let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+        core.run_on_all(move |c| {
+            let r: Vec<&[u8]> = av.iter().map(|a| &a[..]).collect();
+            append(c.id, db, &r);
+        })
+        .await;
+        return;
+    }
+    let mut per: Vec<Vec<Vec<u8>>> = (0..core.nshards).map(|_| Vec::new()).collect();
+    for k in keys {
+        per[crate::server::exec::shard_of_key(argv[k], core.nshards)].push(argv[k].to_vec());
+    }
+    for (s, ks) in per.into_iter().enumerate() {
+        if ks.is_empty() {
+            continue;
+        }
+        core.run_on(s, move |c| {
+            let mut shard = c.shard.borrow_mut();
+            for k in &ks {
+                log_key_state(c.id, &mut shard, db, k);
+            }
+        })
+        .await;
+    }
+}
+
+/// appendfsync always: waits until every record appended so far on any core is durable.
+pub async fn wait_durable(core: &Rc<Core>) {
+    if !ALWAYS.load(Ordering::Relaxed) {
+        return;
+    }
+    for s in 0..core.nshards {
+        let want = APPENDED[s].load(Ordering::Acquire);
+        if DURABLE[s].load(Ordering::Acquire) >= want {
+            continue;
+        }
+        if s == core.id {
+            if let Some(rx) = register_waiter(s, want) {
+                let _ = rx.await;
+            }
+        } else if let Some(Some(rx)) = core.run_on(s, move |c| register_waiter(c.id, want)).await {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// A wake-up for when `want` bytes of this core's log are durable (None: already).
+fn register_waiter(id: usize, want: u64) -> Option<oneshot::Receiver<()>> {
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let l = l.as_mut()?;
+        if DURABLE[id].load(Ordering::Acquire) >= want {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        l.waiters.push((want, tx));
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+        Some(rx)
+    })
+}
+
+/// Where the AOF lives and what the manifest lists (for rewrites).
+#[derive(Debug)]
+struct Layout {
+    dir: PathBuf,
+    manifest: PathBuf,
+    prefix: String,
+    entries: Vec<Entry>,
+}
+
+static LAYOUT: std::sync::Mutex<Option<Layout>> = std::sync::Mutex::new(None);
+/// Shards whose writer switched files (a rewrite waits for all of them).
+static SWITCHED: AtomicU64 = AtomicU64::new(0);
+/// aof_rewrite_in_progress.
+static REWRITING: AtomicBool = AtomicBool::new(false);
+/// aof_rewrites.
+static REWRITES: AtomicU64 = AtomicU64::new(0);
+/// aof_last_rewrite_time_sec (-1: none).
+static LAST_REWRITE_SECS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+/// aof_last_bgrewrite_status.
+static LAST_REWRITE_OK: AtomicBool = AtomicBool::new(true);
+/// When the running rewrite started (s since the epoch).
+static REWRITE_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// INFO persistence's aof_* lines (Redis's names).
+pub fn info_lines() -> String {
+    let running = REWRITING.load(Ordering::SeqCst);
+    let cur = if running {
+        super::snapshot::now_secs().saturating_sub(REWRITE_STARTED.load(Ordering::Relaxed)) as i64
+    } else {
+        -1
+    };
+    format!(
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{cur}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\n",
+        enabled() as u8,
+        running as u8,
+        LAST_REWRITE_SECS.load(Ordering::Relaxed),
+        if LAST_REWRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
+        REWRITES.load(Ordering::Relaxed),
+        if WRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
+    )
+}
+
+/// Logical AOF bytes appended over all cores since start.
+fn total_appended() -> u64 {
+    APPENDED.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+}
+
+/// Size of the AOF after the last rewrite (or at start), and `total_appended` then.
+static BASE_SIZE: AtomicU64 = AtomicU64::new(0);
+static BASE_MARK: AtomicU64 = AtomicU64::new(0);
+
+/// auto-aof-rewrite-percentage / min-size: true when a rewrite is due (serverCron's rule).
+pub fn auto_rewrite_due(percentage: u64, min_size: u64) -> bool {
+    if !enabled() || percentage == 0 || REWRITING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let base = BASE_SIZE.load(Ordering::Relaxed);
+    let current = base + total_appended().saturating_sub(BASE_MARK.load(Ordering::Relaxed));
+    if current < min_size {
+        return false;
+    }
+    let base = base.max(1);
+    (current - base.min(current)) * 100 / base >= percentage
+}
+
+/// Starts BGREWRITEAOF in the background on this core.
+pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
+    if !enabled() {
+        return Err("ERR BGREWRITEAOF needs appendonly yes in percore".into());
+    }
+    if REWRITING
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err("ERR Background append only file rewriting already in progress".into());
+    }
+    REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        let started = Instant::now();
+        let r = rewrite(&core).await;
+        match &r {
+            Ok(()) => {
+                REWRITES.fetch_add(1, Ordering::Relaxed);
+                crate::server::log::notice("Background AOF rewrite finished successfully");
+            }
+            Err(e) => crate::server::log::warning(&format!("Background AOF rewrite failed: {e}")),
+        }
+        LAST_REWRITE_OK.store(r.is_ok(), Ordering::Relaxed);
+        LAST_REWRITE_SECS.store(started.elapsed().as_secs() as i64, Ordering::Relaxed);
+        REWRITING.store(false, Ordering::SeqCst);
+    })
+    .detach();
+    Ok(())
+}
+
+/// A rewrite: new incr files listed next to the old ones; on every shard at
+/// once (one synchronous step) the dataset is dumped as commands and the log
+/// switches to the new incr file; the dumps become the new base files; the
+/// manifest then lists base + new incr only; old files are removed.
+async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
+    let nshards = core.nshards;
+    let (dir, manifest, prefix, entries) = {
+        let l = LAYOUT.lock().unwrap_or_else(|e| e.into_inner());
+        let l = l.as_ref().ok_or("no AOF layout")?;
+        (
+            l.dir.clone(),
+            l.manifest.clone(),
+            l.prefix.clone(),
+            l.entries.clone(),
+        )
+    };
+    let next = |k: Kind| {
+        entries
+            .iter()
+            .filter(|e| e.kind == k)
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0)
+            + 1
+    };
+    let (bseq, iseq) = (next(Kind::Base), next(Kind::Incr));
+    let mut incr = Vec::new();
+    let mut with_new = entries.clone();
+    for s in 0..nshards {
+        let name = file_name(&prefix, iseq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        with_new.push(Entry {
+            name,
+            seq: iseq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
+        .map_err(|e| e.to_string())?;
+    set_layout(&with_new);
+    let switched_before = SWITCHED.load(Ordering::SeqCst);
+    let incr = Arc::new(incr);
+    let bases = core
+        .run_on_all(move |c| {
+            let id = c.id;
+            let tail = LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut()?;
+                l.db = usize::MAX;
+                Some(std::mem::take(&mut l.pending))
+            })?;
+            let at = APPENDED[id].load(Ordering::Acquire);
+            {
+                let mut shard = c.shard.borrow_mut();
+                for db in 0..shard.dbs.len() {
+                    let mut keys = Vec::new();
+                    shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
+                    for k in keys {
+                        log_key_state(id, &mut shard, db, &k);
+                    }
+                }
+            }
+            LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut()?;
+                let base = std::mem::take(&mut l.pending);
+                l.db = usize::MAX;
+                l.switch = Some((incr[id].clone(), tail, at));
+                if let Some(k) = l.kick.take() {
+                    let _ = k.send(());
+                }
+                Some(base)
+            })
+        })
+        .await;
+    let mut base_entries = Vec::new();
+    let mut to_write = Vec::new();
+    let mut base_bytes = 0u64;
+    for (s, b) in bases.into_iter().enumerate() {
+        let b = b.ok_or("AOF off on a shard")?;
+        base_bytes += b.len() as u64;
+        let name = file_name(&prefix, bseq, Kind::Base, s, nshards);
+        to_write.push((dir.join(&name), b));
+        base_entries.push(Entry {
+            name,
+            seq: bseq,
+            kind: Kind::Base,
+            shard: s,
+        });
+    }
+    glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            for (path, data) in to_write {
+                let mut f = std::fs::File::create(&path)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("writing the base files: {e}"))?;
+    // Every shard's writer is on its new incr file before the old ones go.
+    while SWITCHED.load(Ordering::SeqCst) < switched_before + nshards as u64 {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let mut fresh = base_entries;
+    fresh.extend(
+        with_new
+            .iter()
+            .filter(|e| e.kind == Kind::Incr && e.seq == iseq)
+            .cloned(),
+    );
+    write_atomic(&dir, &manifest, format_manifest(&fresh).as_bytes()).map_err(|e| e.to_string())?;
+    set_layout(&fresh);
+    BASE_SIZE.store(base_bytes, Ordering::Relaxed);
+    BASE_MARK.store(total_appended(), Ordering::Relaxed);
+    for e in &entries {
+        let _ = std::fs::remove_file(dir.join(&e.name));
+    }
+    Ok(())
+}
+
+fn set_layout(entries: &[Entry]) {
+    if let Some(l) = LAYOUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        l.entries = entries.to_vec();
+    }
+}
+
+/// Bytes written per full direct-I/O write.
+const REGION: usize = 256 << 10;
+
+/// A direct-I/O appender: staged bytes go to the file from aligned DMA
+/// buffers whose tail past the logical end is zeroed by us (Glommio recycles
+/// buffers, so its own padding may hold stale bytes that would read back as
+/// records). Writes are awaited one at a time, so they never overlap.
+struct DioLog {
+    file: glommio::io::DmaFile,
+    /// File offset of `staged[0]` (a multiple of the alignment).
+    base: u64,
+    /// Logical bytes from `base` on.
+    staged: Vec<u8>,
+    /// Staged bytes already written (padded) to the file.
+    flushed: usize,
+}
+
+impl DioLog {
+    /// Appends, writing every full region.
+    async fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.staged.extend_from_slice(data);
+        while self.staged.len() >= REGION {
+            self.write_padded(REGION).await?;
+            self.staged.drain(..REGION);
+            self.base += REGION as u64;
+            self.flushed = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes `staged[..n]`, zero-padded up to the alignment, at `base`.
+    async fn write_padded(&mut self, n: usize) -> std::io::Result<()> {
+        let len = self.file.align_up(n as u64) as usize;
+        let mut buf = self.file.alloc_dma_buffer(len);
+        let b = buf.as_bytes_mut();
+        b[..n].copy_from_slice(&self.staged[..n]);
+        b[n..].fill(0);
+        self.file
+            .write_at(buf, self.base)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Writes the partial tail (padded), unless written already.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.staged.len() > self.flushed {
+            let n = self.staged.len();
+            self.write_padded(n).await?;
+            self.flushed = n;
+        }
+        Ok(())
+    }
+
+    /// Flush, then fdatasync.
+    async fn sync(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// Opens this shard's incr file, replays what the plan holds, starts the writer task.
+pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
+    let id = core.id;
+    let path = plan.incr[id].clone();
+    let file = glommio::io::OpenOptions::new()
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+    let writer = DioLog {
+        file,
+        base: 0,
+        staged: Vec::with_capacity(REGION * 2),
+        flushed: 0,
+    };
+    LOG.with(|l| {
+        *l.borrow_mut() = Some(ShardLog {
+            pending: Vec::new(),
+            db: usize::MAX,
+            appended: 0,
+            waiters: Vec::new(),
+            kick: None,
+            switch: None,
+            close: None,
+        })
+    });
+    APPENDED[id].store(0, Ordering::SeqCst);
+    DURABLE[id].store(0, Ordering::SeqCst);
+    ON.with(|o| o.set(true));
+    if plan.replay.is_none() {
+        // No AOF existed: the dataset loaded from the RDB starts the log.
+        let mut shard = core.shard.borrow_mut();
+        for db in 0..shard.dbs.len() {
+            let mut keys = Vec::new();
+            shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
+            for k in keys {
+                log_key_state(id, &mut shard, db, &k);
+            }
+        }
+    }
+    glommio::spawn_local(writer_task(id, writer)).detach();
+    Ok(())
+}
+
+/// At shutdown: this core's log is written, synced and cut to its logical size.
+pub async fn close(_core: &Rc<Core>) {
+    let rx = LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let l = l.as_mut()?;
+        let (tx, rx) = oneshot::channel();
+        l.close = Some(tx);
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+        Some(rx)
+    });
+    if let Some(rx) = rx {
+        let _ = rx.await;
+    }
+}
+
+/// How long the everysec/no writer waits between rounds (what a process
+/// crash, not only a power loss, can lose in those modes).
+const ROUND: Duration = Duration::from_millis(2);
+
+/// Hands pending records to the file and syncs as appendfsync says.
+async fn writer_task(id: usize, mut writer: DioLog) {
+    let mut last_sync = Instant::now();
+
+    loop {
+        let switch = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.switch.take()));
+        if let Some((path, tail, at)) = switch {
+            // The old file gets its last records, synced and cut to its logical size.
+            let r = async {
+                writer.append(&tail).await?;
+                writer.sync().await?;
+                let size = writer.base + writer.staged.len() as u64;
+                writer
+                    .file
+                    .truncate(size)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                glommio::io::OpenOptions::new()
+                    .write(true)
+                    .dma_open(&path)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            .await;
+            match r {
+                Ok(file) => {
+                    let old = std::mem::replace(
+                        &mut writer,
+                        DioLog {
+                            file,
+                            base: 0,
+                            staged: Vec::with_capacity(REGION * 2),
+                            flushed: 0,
+                        },
+                    );
+                    let _ = old.file.close().await;
+                    DURABLE[id].fetch_max(at, Ordering::AcqRel);
+                    wake(id, at);
+                }
+                Err(e) => {
+                    WRITE_OK.store(false, Ordering::Relaxed);
+                    crate::server::log::warning(&format!(
+                        "AOF rewrite: switching files failed: {e}"
+                    ));
+                }
+            }
+            SWITCHED.fetch_add(1, Ordering::SeqCst);
+        }
+        let close = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.close.take()));
+        if let Some(done) = close {
+            let (data, upto) = LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                let l = l.as_mut().expect("log state");
+                (std::mem::take(&mut l.pending), l.appended)
+            });
+            let r = async {
+                writer.append(&data).await?;
+                writer.sync().await?;
+                let size = writer.base + writer.staged.len() as u64;
+                writer
+                    .file
+                    .truncate(size)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            .await;
+            if let Err(e) = r {
+                crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
+            } else {
+                DURABLE[id].store(upto, Ordering::Release);
+                wake(id, upto);
+            }
+            let _ = done.send(());
+            return;
+        }
+        let mode = fsync_mode();
+        let (data, upto, kick) = LOG.with(|l| {
+            let mut l = l.borrow_mut();
+            let l = l.as_mut().expect("log state");
+            let data = std::mem::take(&mut l.pending);
+            let synced = DURABLE[id].load(Ordering::Acquire) >= l.appended;
+            let kick = if data.is_empty() && synced && mode == Fsync::Always && l.switch.is_none() {
+                let (tx, rx) = oneshot::channel();
+                l.kick = Some(tx);
+                Some(rx)
+            } else {
+                None
+            };
+            (data, l.appended, kick)
+        });
+        if let Some(rx) = kick {
+            // Wait for records; the timeout notices a switch out of `always`.
+            let timer = glommio::timer::sleep(Duration::from_millis(100));
+            futures::pin_mut!(timer);
+            let _ = futures::future::select(rx, timer).await;
+            continue;
+        }
+        if !data.is_empty() {
+            if let Err(e) = writer.append(&data).await {
+                WRITE_OK.store(false, Ordering::Relaxed);
+                crate::server::log::warning(&format!("Error writing to the AOF file: {e}"));
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let written = upto;
+        match mode {
+            Fsync::Always => sync(id, &mut writer, written).await,
+            Fsync::EverySec | Fsync::No => {
+                if writer.flush().await.is_err() {
+                    WRITE_OK.store(false, Ordering::Relaxed);
+                }
+                if mode == Fsync::EverySec
+                    && last_sync.elapsed() >= Duration::from_secs(1)
+                    && DURABLE[id].load(Ordering::Relaxed) < written
+                {
+                    sync(id, &mut writer, written).await;
+                    last_sync = Instant::now();
+                }
+                // Waiters left from a switch out of `always`: release them.
+                wake(id, u64::MAX);
+                glommio::timer::sleep(ROUND).await;
+            }
+        }
+    }
+}
+
+/// fdatasync (padding the partial block), then wakes the waiters it covers.
+async fn sync(id: usize, writer: &mut DioLog, upto: u64) {
+    match writer.sync().await {
+        Ok(()) => {
+            WRITE_OK.store(true, Ordering::Relaxed);
+            DURABLE[id].store(upto, Ordering::Release);
+            wake(id, upto);
+        }
+        Err(e) => {
+            WRITE_OK.store(false, Ordering::Relaxed);
+            crate::server::log::warning(&format!("Error syncing the AOF file: {e}"));
+        }
+    }
+}
+
+fn wake(_id: usize, upto: u64) {
+    LOG.with(|l| {
+        if let Some(l) = l.borrow_mut().as_mut() {
+            let mut i = 0;
+            while i < l.waiters.len() {
+                if l.waiters[i].0 <= upto {
+                    let (_, tx) = l.waiters.swap_remove(i);
+                    let _ = tx.send(());
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip() {
+        let e = vec![
+            Entry {
+                name: file_name("appendonly.aof", 1, Kind::Base, 0, 1),
+                seq: 1,
+                kind: Kind::Base,
+                shard: 0,
+            },
+            Entry {
+                name: file_name("appendonly.aof", 2, Kind::Incr, 3, 4),
+                seq: 2,
+                kind: Kind::Incr,
+                shard: 3,
+            },
+        ];
+        let t = format_manifest(&e);
+        assert_eq!(
+            t,
+            "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof.s3 seq 2 type i\n"
+        );
+        assert_eq!(parse_manifest(&t).unwrap(), e);
+    }
+
+    #[test]
+    fn parse_tails() {
+        let mut d = Vec::new();
+        encode(&mut d, &[b"SET", b"a", b"1"]);
+        let whole = d.len();
+        encode(&mut d, &[b"SET", b"b", b"2"]);
+        assert_eq!(parse_file(&d).unwrap().0.len(), 2);
+        let mut padded = d.clone();
+        padded.extend(std::iter::repeat_n(0, 100));
+        assert_eq!(
+            parse_file(&padded).unwrap(),
+            (parse_file(&d).unwrap().0, Tail::Clean)
+        );
+        let (c, t) = parse_file(&d[..whole + 5]).unwrap();
+        assert_eq!((c.len(), t), (1, Tail::Truncated(whole)));
+        let mut cut = d[..whole + 5].to_vec();
+        cut.extend([0; 50]);
+        assert_eq!(parse_file(&cut).unwrap().1, Tail::Truncated(whole));
+        let mut bad = d.clone();
+        bad[whole + 1] = b'x';
+        assert_eq!(parse_file(&bad).unwrap_err().0, whole);
+        assert_eq!(
+            bulks(b"*2\r\n$1\r\na\r\n$2\r\nbc\r\n"),
+            vec![b"a".to_vec(), b"bc".to_vec()]
+        );
+        assert_eq!(bulks(b"$1\r\nz\r\n"), vec![b"z".to_vec()]);
+        assert!(bulks(b"$-1\r\n").is_empty());
+    }
+}

@@ -1,0 +1,851 @@
+//! AOF persistence: round trips through kill -9 and restarts (1 and 4 shards,
+//! every type), appendfsync always crash safety (every acknowledged write
+//! survives kill -9), the everysec loss window (measured), truncated and
+//! corrupted files, and the manifest layout.
+//!
+//! Helpers below are copied from persistence_rdb.rs (tests/common is shared
+//! and not edited).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Raw, Resp};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// One test at a time: each starts several multi-shard servers.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scratch directory kept across restarts of the servers using it.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("percore-aof-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        Dir(d)
+    }
+
+    fn aofdir(&self) -> PathBuf {
+        self.0.join("appendonlydir")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server process in a given directory.
+struct Proc {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn raw(&self) -> Raw {
+        Raw::connect(self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
+    }
+
+    /// kill -9.
+    fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+const AOF: &[&str] = &["--appendonly", "yes", "--save", ""];
+
+fn spawn_percore(dir: &Path, shards: usize, extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+        .args(["--pin-cores", "no", "--enable-debug-command", "yes"])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start percore");
+    (child, port)
+}
+
+fn wait_ready(p: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("server exited early ({st}): {}", p.log());
+        }
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p.port)) {
+            use std::io::{Read, Write};
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 64];
+            if c.write_all(b"PING\r\n").is_ok()
+                && matches!(c.read(&mut buf), Ok(n) if n > 0)
+                && buf.starts_with(b"+PONG")
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start: {}", p.log());
+}
+
+fn percore(dir: &Path, shards: usize, extra: &[&str]) -> Proc {
+    let (child, port) = spawn_percore(dir, shards, extra);
+    let mut p = Proc {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    wait_ready(&mut p);
+    p
+}
+
+/// Starts a server that must refuse to start; its log.
+fn refused(dir: &Path, shards: usize, extra: &[&str]) -> String {
+    let (child, port) = spawn_percore(dir, shards, extra);
+    let mut p = Proc {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    let st = p.wait_exit(Duration::from_secs(30));
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "server did not refuse: {}",
+        p.log()
+    );
+    p.log()
+}
+
+/// (db, key) -> (value, OBJECT ENCODING, PEXPIRETIME).
+type Contents = BTreeMap<(usize, Vec<u8>), (Vec<u8>, String, i64)>;
+fn contents(p: &Proc, dbs: usize) -> Contents {
+    let mut c = p.raw();
+    let mut out = Contents::new();
+    for db in 0..dbs {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]).text(), "OK");
+        let Resp::Array(Some(keys)) = c.cmds("KEYS *") else {
+            panic!("KEYS")
+        };
+        for k in keys {
+            let Resp::Bulk(Some(k)) = k else {
+                panic!("key")
+            };
+            let v = value_of(&mut c, &k);
+            let enc = c.cmd(&[&b"OBJECT"[..], b"ENCODING", &k]).text();
+            let exp = c.cmd(&[&b"PEXPIRETIME"[..], &k]).int();
+            out.insert((db, k), (v, enc, exp));
+        }
+    }
+    out
+}
+
+/// A key's value as comparable bytes, whatever its type.
+fn value_of(c: &mut Raw, k: &[u8]) -> Vec<u8> {
+    let t = c.cmd(&[&b"TYPE"[..], k]).text();
+    let flat = |r: Resp| -> Vec<Vec<u8>> {
+        let Resp::Array(Some(v)) = r else {
+            panic!("{r:?}")
+        };
+        v.into_iter()
+            .map(|x| match x {
+                Resp::Bulk(Some(b)) => b,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut out = t.clone().into_bytes();
+    out.push(b':');
+    match t.as_str() {
+        "string" => match c.cmd(&[&b"GET"[..], k]) {
+            Resp::Bulk(Some(v)) => out.extend(v),
+            other => panic!("GET {k:?}: {other:?}"),
+        },
+        "hash" => {
+            let f = flat(c.cmd(&[&b"HGETALL"[..], k]));
+            let mut pairs: Vec<Vec<u8>> = f
+                .chunks(2)
+                .map(|p| [&p[0][..], b"=", &p[1][..]].concat())
+                .collect();
+            pairs.sort();
+            out.extend(pairs.join(&b"\n"[..]));
+        }
+        "list" => out.extend(flat(c.cmd(&[&b"LRANGE"[..], k, b"0", b"-1"])).join(&b"\n"[..])),
+        "set" => {
+            let mut m = flat(c.cmd(&[&b"SMEMBERS"[..], k]));
+            m.sort();
+            out.extend(m.join(&b"\n"[..]));
+        }
+        "zset" => {
+            let f = flat(c.cmd(&[&b"ZRANGE"[..], k, b"0", b"-1", b"WITHSCORES"]));
+            out.extend(f.join(&b"\n"[..]));
+        }
+        other => panic!("type {other} of {k:?} not compared yet"),
+    }
+    out
+}
+
+fn lcg(x: &mut u64) -> u64 {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *x >> 33
+}
+
+/// Writes strings of every encoding and RDB string form, keys with TTLs, several dbs.
+fn fill(p: &Proc) {
+    let mut c = p.raw();
+    let mut seed = 42u64;
+    let random: Vec<u8> = (0..1000).map(|_| lcg(&mut seed) as u8).collect();
+    let far = 4_000_000_000_000i64; // year 2096, in ms
+    for db in [0usize, 1, 5, 15] {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]).text(), "OK");
+        let vals: Vec<(String, Vec<u8>)> = vec![
+            ("i0".into(), b"0".to_vec()),
+            ("ineg".into(), b"-1".to_vec()),
+            ("i127".into(), b"127".to_vec()),
+            ("i128".into(), b"128".to_vec()),
+            ("i16".into(), b"-32768".to_vec()),
+            ("i32".into(), b"40000".to_vec()),
+            ("imax32".into(), b"2147483647".to_vec()),
+            ("ibig".into(), b"2147483648".to_vec()),
+            ("imin".into(), b"-9223372036854775808".to_vec()),
+            ("imax".into(), b"9223372036854775807".to_vec()),
+            ("lead0".into(), b"007".to_vec()),
+            ("plus".into(), b"+5".to_vec()),
+            ("float".into(), b"3.14".to_vec()),
+            ("empty".into(), b"".to_vec()),
+            ("hello".into(), b"hello".to_vec()),
+            ("emb44".into(), vec![b'e'; 44]),
+            ("raw45".into(), vec![b'r'; 45]),
+            ("s20".into(), b"abcdefghijabcdefghij".to_vec()),
+            ("s21".into(), vec![b'a'; 21]),
+            ("lzf".into(), b"0123456789".repeat(100)),
+            ("random".into(), random.clone()),
+            ("bin\0\u{ff}key".into(), b"\0\x01\x02\xff".to_vec()),
+            ("k".repeat(300), b"long key".to_vec()),
+            (format!("db{db}"), db.to_string().into_bytes()),
+        ];
+        for (k, v) in &vals {
+            assert_eq!(c.cmd(&[b"SET", k.as_bytes(), &v[..]]).text(), "OK");
+        }
+        // Hashes: listpack, hashtable by size and by value length, with a TTL.
+        let mut h = vec!["HSET".to_string(), "hash:small".into()];
+        for i in 0..10 {
+            h.push(format!("f{i}"));
+            h.push(if i % 2 == 0 {
+                i.to_string()
+            } else {
+                format!("v{i}")
+            });
+        }
+        c.cmd(&h);
+        let mut h = vec!["HSET".to_string(), "hash:big".into()];
+        for i in 0..600 {
+            h.push(format!("field:{i}"));
+            h.push(format!("{}", i * 7));
+        }
+        c.cmd(&h);
+        c.cmd(&["HSET", "hash:longval", "f", &"L".repeat(100), "g", "1"]);
+        c.cmd(&["HSET", "hash:ttl", "a", "1"]);
+        c.cmd(&["PEXPIREAT", "hash:ttl", &far.to_string()]);
+        // Lists: one node, several nodes, a big element; sets: intset, hashtable, big intset.
+        c.cmd(&[
+            "RPUSH",
+            "list:small",
+            "a",
+            "1",
+            "-2",
+            "300",
+            "70000",
+            "hello",
+        ]);
+        let mut l = vec!["RPUSH".to_string(), "list:big".into()];
+        for i in 0..3000 {
+            l.push(if i % 2 == 0 {
+                i.to_string()
+            } else {
+                format!("element-{i}")
+            });
+        }
+        c.cmd(&l);
+        c.cmd(&["LPUSH", "list:huge-elem", &"H".repeat(20_000), "x"]);
+        c.cmd(&["SADD", "set:int", "1", "-5", "70000", "3000000000"]);
+        c.cmd(&["SADD", "set:str", "a", "b", "1", "hello world"]);
+        let mut st = vec!["SADD".to_string(), "set:bigint".into()];
+        for i in 0..600 {
+            st.push((i * 3).to_string());
+        }
+        c.cmd(&st);
+        // Sorted sets: listpack, skiplist by size and by member length, odd scores.
+        c.cmd(&[
+            "ZADD",
+            "zset:small",
+            "1",
+            "a",
+            "-2.5",
+            "b",
+            "3e100",
+            "c",
+            "inf",
+            "d",
+            "-inf",
+            "e",
+            "0",
+            "f",
+        ]);
+        let mut z = vec!["ZADD".to_string(), "zset:big".into()];
+        for i in 0..300 {
+            z.push(format!("{}", i as f64 / 7.0));
+            z.push(format!("m{i}"));
+        }
+        c.cmd(&z);
+        c.cmd(&["ZADD", "zset:longmember", "1", &"M".repeat(100)]);
+        c.cmd(&["SADD", "set:ttl", "x"]);
+        c.cmd(&["PEXPIREAT", "set:ttl", &far.to_string()]);
+        // raw by APPEND, short.
+        assert_eq!(c.cmds("APPEND appended ab").int(), 2);
+        for (i, k) in ["ttl1", "ttl2", "ttl3"].iter().enumerate() {
+            let at = (far + i as i64 * 1000).to_string();
+            assert_eq!(c.cmd(&["SET", k, "v", "PXAT", &at]).text(), "OK");
+        }
+        for i in 0..300 {
+            let k = format!("bulk:{i}");
+            let v = if i % 3 == 0 {
+                i.to_string()
+            } else {
+                format!("value-{i}-{}", "z".repeat(i % 60))
+            };
+            c.send_cmd(&["SET", &k, &v]);
+        }
+        for _ in 0..300 {
+            assert_eq!(c.read().text(), "OK");
+        }
+    }
+}
+
+/// The contents as redis-server would hold them: encodings are the same
+/// rules, so compare everything.
+fn assert_same(a: &Contents, b: &Contents, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: key counts differ");
+    for (k, va) in a {
+        match b.get(k) {
+            Some(vb) => assert_eq!(va, vb, "{what}: key {:?} differs", k),
+            None => panic!("{what}: key {k:?} missing"),
+        }
+    }
+}
+
+/// Writes whose logging is rewritten (time, chance, several shards, blocking).
+fn rewritten_writes(p: &Proc) {
+    let mut c = p.raw();
+    for line in [
+        "SET ex:1 v EX 1000",
+        "SET px:1 v PX 5000000",
+        "SETEX ex:2 1000 v",
+        "PSETEX ex:3 1000000 v",
+        "SET ex:4 v",
+        "EXPIRE ex:4 1000",
+        "SET ex:5 v",
+        "PEXPIRE ex:5 1000000",
+        "SET ex:6 v EX 100",
+        "PERSIST ex:6",
+        "SET ex:7 v",
+        "GETEX ex:7 EX 500",
+        "SET gone:1 v",
+        "EXPIRE gone:1 -1",
+        "SET f:1 10.5",
+        "INCRBYFLOAT f:1 0.1",
+        "INCRBYFLOAT f:2 3.25",
+        "SADD sp:1 a b c d e f g h",
+        "SPOP sp:1",
+        "SPOP sp:1 3",
+        "SADD sp:2 1 2",
+        "SPOP sp:2 10",
+        "MSET m:a 1 m:b 2 m:c 3 m:d 4 m:e 5",
+        "DEL m:a m:b",
+        "RENAME m:c m:renamed",
+        "RPUSH bl:1 x y z",
+        "BLPOP bl:1 0",
+        "BRPOP bl:1 bl:none 0",
+        "LMOVE bl:1 moved:1 LEFT RIGHT",
+        "SADD sm:1 a b",
+        "SMOVE sm:1 sm:2 a",
+        "ZADD zp:1 1 a 2 b 3 c",
+        "ZPOPMIN zp:1",
+        "INCR counter",
+        "INCRBY counter 41",
+        "APPEND app hello",
+        "SETRANGE app 10 world",
+        "HINCRBYFLOAT hf:1 f 1.5",
+        "SELECT 3",
+        "SET in3 x",
+        "SET flushme y",
+        "SELECT 4",
+        "SET in4 x",
+        "SWAPDB 3 4",
+        "SELECT 7",
+        "SET gone7 x",
+        "FLUSHDB",
+        "SELECT 0",
+    ] {
+        let r = c.cmds(line);
+        assert!(!r.is_error(), "{line}: {r:?}");
+    }
+    // A blocked client served by a later push.
+    let port = p.port;
+    let t = std::thread::spawn(move || Raw::connect(port).cmds("BLPOP waited:1 10"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.cmds("RPUSH waited:1 a b").int(), 2);
+    assert!(!t.join().expect("blpop").is_error());
+    // MULTI/EXEC across shards.
+    for line in ["MULTI", "SET tx:a 1", "SET tx:b 2", "INCR tx:c", "DEL m:d"] {
+        c.cmds(line);
+    }
+    assert!(!c.cmds("EXEC").is_error());
+}
+
+fn round_trip(shards: usize) {
+    let _s = serial();
+    let dir = Dir::new("rt");
+    let mut p = percore(&dir.0, shards, AOF);
+    fill(&p);
+    rewritten_writes(&p);
+    let before = contents(&p, 16);
+    p.crash();
+    // The manifest uses Redis's names with one shard, `.s<N>` suffixes with several.
+    let manifest =
+        std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).expect("manifest");
+    if shards == 1 {
+        assert_eq!(manifest, "file appendonly.aof.1.incr.aof seq 1 type i\n");
+    } else {
+        assert!(
+            manifest.contains("file appendonly.aof.1.incr.aof.s3 seq 1 type i\n"),
+            "{manifest}"
+        );
+    }
+    for round in 0..2 {
+        let mut q = percore(&dir.0, shards, AOF);
+        let after = contents(&q, 16);
+        assert_same(
+            &before,
+            &after,
+            &format!("{shards} shards, restart {round}"),
+        );
+        assert!(q
+            .raw()
+            .cmds("INFO persistence")
+            .text()
+            .contains("aof_enabled:1"));
+        if round == 0 {
+            q.crash();
+        } else {
+            q.raw().send_cmd(&["SHUTDOWN", "NOSAVE"]);
+            assert!(q.wait_exit(Duration::from_secs(30)).is_some());
+        }
+    }
+    let manifest =
+        std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).expect("manifest");
+    assert!(manifest.contains(" seq 3 type i"), "{manifest}");
+}
+
+#[test]
+fn round_trip_one_shard() {
+    round_trip(1);
+}
+
+#[test]
+fn round_trip_four_shards() {
+    round_trip(4);
+}
+
+/// Per writer thread: (acknowledged INCR value, acknowledged SET indexes).
+type Acked = Arc<Mutex<BTreeMap<usize, (i64, Vec<u64>)>>>;
+
+/// appendfsync always: writers record every acknowledged write; kill -9 at
+/// random moments; after each restart every acknowledged write is there.
+#[test]
+fn always_survives_kill_9() {
+    let _s = serial();
+    for shards in [1, 4] {
+        let dir = Dir::new("always");
+        let args = [
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--appendfsync",
+            "always",
+        ];
+        let mut seed = 7u64 + shards as u64;
+        // thread -> (acknowledged INCR count, acknowledged SET indexes).
+        let acked: Acked = Arc::default();
+        for kill in 0..2 {
+            let mut p = percore(&dir.0, shards, &args);
+            // Everything acknowledged before is still there.
+            {
+                let mut c = p.raw();
+                for (t, (n, sets)) in acked.lock().unwrap().iter() {
+                    let v = c.cmd(&["GET", &format!("ctr:{{{t}}}")]);
+                    let got: i64 = if matches!(v, Resp::Bulk(None)) {
+                        0
+                    } else {
+                        v.text().parse().unwrap()
+                    };
+                    assert!(
+                        got >= *n,
+                        "{shards} shards, kill {kill}: counter {t} = {got} < acknowledged {n}"
+                    );
+                    for i in sets.iter().rev().take(200) {
+                        let v = c.cmd(&["GET", &format!("set:{t}:{i}")]);
+                        assert_eq!(
+                            v,
+                            Resp::bulk(&i.to_string()),
+                            "{shards} shards: SET {t}:{i} acknowledged, lost"
+                        );
+                    }
+                }
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut threads = Vec::new();
+            for t in 0..4usize {
+                let (stop, acked, port) = (stop.clone(), acked.clone(), p.port);
+                threads.push(std::thread::spawn(move || {
+                    let Ok(mut c) = std::panic::catch_unwind(|| Raw::connect(port)) else {
+                        return;
+                    };
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        // Pipelined pair: the replies are read after both are sent.
+                        c.send_cmd(&["INCR", &format!("ctr:{{{t}}}")]);
+                        c.send_cmd(&["SET", &format!("set:{t}:{i}"), &i.to_string()]);
+                        let (Some(a), Some(b)) = (c.try_read(), c.try_read()) else {
+                            return;
+                        };
+                        if a.is_error() || b.is_error() {
+                            return;
+                        }
+                        let mut m = acked.lock().unwrap();
+                        let e = m.entry(t).or_default();
+                        e.0 = a.int();
+                        e.1.push(i);
+                    }
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(300 + lcg(&mut seed) % 700));
+            p.crash();
+            stop.store(true, Ordering::Relaxed);
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+        let p = percore(&dir.0, shards, &args);
+        let mut c = p.raw();
+        let m = acked.lock().unwrap();
+        let total: usize = m.values().map(|v| v.1.len()).sum();
+        assert!(total > 0, "no write acknowledged");
+        for (t, (n, sets)) in m.iter() {
+            let got: i64 = c
+                .cmd(&["GET", &format!("ctr:{{{t}}}")])
+                .text()
+                .parse()
+                .unwrap();
+            assert!(got >= *n, "counter {t} = {got} < {n}");
+            for i in sets {
+                assert_eq!(
+                    c.cmd(&["GET", &format!("set:{t}:{i}")]),
+                    Resp::bulk(&i.to_string())
+                );
+            }
+        }
+        eprintln!("appendfsync always, {shards} shard(s): {total} acknowledged SET+INCR pairs over 2 kills, none lost");
+    }
+}
+
+/// appendfsync everysec: the acknowledged writes lost by kill -9 span at most ~1 s (measured).
+#[test]
+fn everysec_loss_window() {
+    let _s = serial();
+    let dir = Dir::new("everysec");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--appendfsync",
+        "everysec",
+    ];
+    let p0 = percore(&dir.0, 2, &args);
+    let mut p = p0;
+    let mut c = p.raw();
+    let start = Instant::now();
+    let mut acks: Vec<(u64, Duration)> = Vec::new();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_millis(2500) {
+        i += 1;
+        assert_eq!(c.cmd(&["SET", &format!("seq:{i}"), "x"]).text(), "OK");
+        acks.push((i, start.elapsed()));
+    }
+    let killed_at = start.elapsed();
+    p.crash();
+    let q = percore(&dir.0, 2, &args);
+    let mut c = q.raw();
+    let last_kept = acks
+        .iter()
+        .rev()
+        .find(|(i, _)| c.cmd(&["EXISTS", &format!("seq:{i}")]).int() == 1)
+        .map(|(_, t)| *t)
+        .unwrap_or_default();
+    let lost = acks.iter().filter(|(_, t)| *t > last_kept).count();
+    let window = killed_at.saturating_sub(last_kept);
+    eprintln!(
+        "appendfsync everysec: {lost} of {} acknowledged writes lost by kill -9, loss window {:.3} s",
+        acks.len(),
+        window.as_secs_f64()
+    );
+    assert!(
+        window < Duration::from_millis(2000),
+        "loss window {window:?}"
+    );
+}
+
+/// The logical end of a file written with direct I/O: before the zero padding.
+fn logical(data: &[u8]) -> &[u8] {
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &data[..end]
+}
+
+#[test]
+fn truncated_and_corrupted_files() {
+    let _s = serial();
+    let dir = Dir::new("bad");
+    let mut p = percore(&dir.0, 1, AOF);
+    {
+        let mut c = p.raw();
+        for i in 0..50 {
+            c.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]);
+        }
+    }
+    p.raw().send_cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(p.wait_exit(Duration::from_secs(30)).is_some());
+    let file = dir.aofdir().join("appendonly.aof.1.incr.aof");
+    let data = std::fs::read(&file).expect("incr file");
+    let good = logical(&data).to_vec();
+    // A clean shutdown cuts the file to its logical size: no padding left.
+    assert_eq!(data.len(), good.len());
+    assert!(
+        good.ends_with(b"$3\r\nv49\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&good[good.len() - 20..])
+    );
+    // A record cut short at the end, then direct-I/O style zero padding.
+    let mut cut = good.clone();
+    cut.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$3\r\nk50\r\n$3\r\nv5");
+    cut.extend([0u8; 300]);
+    std::fs::write(&file, &cut).unwrap();
+    let log = refused(
+        &dir.0,
+        1,
+        &[
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--aof-load-truncated",
+            "no",
+        ],
+    );
+    assert!(
+        log.contains(&format!("Unexpected end of file reading the append only file appendonly.aof.1.incr.aof at offset {}", good.len())),
+        "{log}"
+    );
+    let q = percore(&dir.0, 1, AOF);
+    assert!(
+        q.log()
+            .contains(&format!("at offset {}) is incomplete", good.len())),
+        "{}",
+        q.log()
+    );
+    assert_eq!(q.raw().cmds("DBSIZE").int(), 50);
+    assert_eq!(q.raw().cmds("GET k49").text(), "v49");
+    drop(q);
+    // A corrupt record in the middle: refused, naming file and offset.
+    let mut bad = good.clone();
+    let second = bad
+        .windows(7)
+        .position(|w| w == b"\r\n*3\r\n$")
+        .expect("record")
+        + 2;
+    bad[second] = b'?';
+    std::fs::write(&file, &bad).unwrap();
+    let log = refused(&dir.0, 1, AOF);
+    assert!(
+        log.contains(&format!("Bad file format reading the append only file appendonly.aof.1.incr.aof at offset {second}")),
+        "{log}"
+    );
+    // Zeros then data (padding is only ever at the end): corrupt too.
+    let mut holes = good.clone();
+    holes.extend([0u8; 10]);
+    holes.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    std::fs::write(&file, &holes).unwrap();
+    let log = refused(&dir.0, 1, AOF);
+    assert!(log.contains(&format!("at offset {}", good.len())), "{log}");
+    // A manifest written with another shard count is refused.
+    std::fs::write(&file, &good).unwrap();
+    let log = refused(&dir.0, 2, AOF);
+    assert!(log.contains("different number of shards"), "{log}");
+}
+
+fn wait_rewrite(p: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = p.raw().cmds("INFO persistence").text();
+        if info.contains("aof_rewrite_in_progress:0") && !info.contains("aof_rewrites:0\r") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rewrite never finished: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// BGREWRITEAOF while clients write (always and everysec): nothing is lost,
+/// the manifest then lists base + new incr files only, old files are gone.
+#[test]
+fn bgrewriteaof_while_writing_keeps_everything() {
+    let _s = serial();
+    for (shards, fsync) in [(1, "always"), (4, "everysec")] {
+        let dir = Dir::new("rewrite");
+        let args = ["--appendonly", "yes", "--save", "", "--appendfsync", fsync];
+        let mut p = percore(&dir.0, shards, &args);
+        fill(&p);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for t in 0..3 {
+            let (stop, port) = (stop.clone(), p.port);
+            writers.push(std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    assert!(!c
+                        .cmd(&["RPUSH", &format!("w:{t}"), &i.to_string()])
+                        .is_error());
+                    assert!(!c.cmd(&["INCR", &format!("n:{t}")]).is_error());
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            p.raw().cmds("BGREWRITEAOF").text(),
+            "Background append only file rewriting started"
+        );
+        wait_rewrite(&p);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let before = contents(&p, 16);
+        let info = p.raw().cmds("INFO persistence").text();
+        assert!(
+            info.contains("aof_rewrites:1\r\n") && info.contains("aof_last_bgrewrite_status:ok"),
+            "{info}"
+        );
+        // everysec: give the background sync its second.
+        std::thread::sleep(Duration::from_millis(1200));
+        p.crash();
+        let manifest =
+            std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).unwrap();
+        let files: Vec<String> = std::fs::read_dir(dir.aofdir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".manifest"))
+            .collect();
+        assert_eq!(files.len(), 2 * shards, "{files:?}\n{manifest}");
+        if shards == 1 {
+            assert_eq!(
+                manifest,
+                "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+            );
+        }
+        let q = percore(&dir.0, shards, &args);
+        assert_same(
+            &before,
+            &contents(&q, 16),
+            &format!("after BGREWRITEAOF, {shards} shards, {fsync}"),
+        );
+    }
+}
+
+/// auto-aof-rewrite-percentage / min-size start a rewrite by themselves.
+#[test]
+fn auto_rewrite() {
+    let _s = serial();
+    let dir = Dir::new("auto");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--auto-aof-rewrite-min-size",
+        "20kb",
+        "--auto-aof-rewrite-percentage",
+        "100",
+    ];
+    let mut p = percore(&dir.0, 2, &args);
+    let mut c = p.raw();
+    for i in 0..400 {
+        c.cmd(&["SET", &format!("k{}", i % 50), &"v".repeat(100)]);
+    }
+    wait_rewrite(&p);
+    let before = contents(&p, 1);
+    p.raw().send_cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(p.wait_exit(Duration::from_secs(30)).is_some());
+    assert!(
+        p.log().contains("Starting automatic rewriting of AOF"),
+        "{}",
+        p.log()
+    );
+    let q = percore(&dir.0, 2, &args);
+    assert_same(&before, &contents(&q, 1), "after an automatic rewrite");
+}
