@@ -154,6 +154,24 @@ fn raise_nofile(maxclients: u64) -> u64 {
     }
 }
 
+/// Serializes the polls of every executor's mesh join (see `run`): each poll may
+/// clone or drop the builder's thread-unsafe shared count.
+static MESH_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A future polled only while holding MESH_LOCK.
+struct MeshLocked<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for MeshLocked<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let _guard = MESH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// The CPUs in this process's affinity mask, or None when it cannot be read.
 fn affinity_cpus() -> Option<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data for which all-zero is a valid (empty)
@@ -290,7 +308,16 @@ pub fn run(mut config: Config) -> Result<(), String> {
         },
         config.port
     ));
-    let mesh: MeshBuilder<Msg, _> = MeshBuilder::full(shards, 1024);
+    // Glommio 0.9's MeshBuilder is Send but shares an `Rc` between its copies:
+    // cloning or dropping copies on several threads at once races on that
+    // count (a lost update frees the block twice: heap corruption at start-up).
+    // So every copy is made here, before any executor runs, and moved out one
+    // per executor; each join (which drops its copy) runs under MESH_LOCK.
+    let meshes = {
+        let mesh: MeshBuilder<Msg, _> = MeshBuilder::full(shards, 1024);
+        let copies: Vec<_> = (0..shards).map(|_| mesh.clone()).collect();
+        std::sync::Arc::new(std::sync::Mutex::new(copies))
+    };
     let started = Instant::now();
     let ncommands = crate::commands::CommandTable::get().cmds.len();
     let ready = std::sync::Arc::new(AtomicUsize::new(0));
@@ -304,11 +331,17 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let handles = builder
         .on_all_shards(move || {
             let config = config.clone();
-            let mesh = mesh.clone();
+            let meshes = meshes.clone();
             let ready = ready.clone();
             let rdb_data = rdb_data.clone();
             let aof_plan = aof_plan.clone();
             async move {
+                // A move out of the vector: the shared count is not touched.
+                let mesh = meshes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop()
+                    .expect("one mesh builder per executor");
                 let (senders, receivers) = if shards > 1 {
                     // Glommio 0.9 wakes a task waiting for its channel peer to
                     // connect only when its executor polls again; it sends no
@@ -324,11 +357,15 @@ pub fn run(mut config: Config) -> Result<(), String> {
                             }
                         }
                     });
-                    let (s, r) = mesh.join().await.expect("join the shard mesh");
+                    let (s, r) = MeshLocked(Box::pin(mesh.join()))
+                        .await
+                        .expect("join the shard mesh");
                     joined.set(true);
                     ticker.await;
                     (Some(s), Some(r))
                 } else {
+                    // The only copy left: dropping it here races with no one.
+                    drop(mesh);
                     (None, None)
                 };
                 let id = senders.as_ref().map(|s| s.peer_id()).unwrap_or(0);
