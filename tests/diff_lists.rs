@@ -10,60 +10,9 @@
 mod common;
 use common::{Diff, Rng, Server};
 
-/// Splits a command line like redis-cli: blanks separate words, `"..."`
-/// quotes with `\"`, `\\`, `\r`, `\n`, `\0` and `\xHH` escapes.
-fn words(line: &str) -> Vec<Vec<u8>> {
-    let b = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let mut w = Vec::new();
-        if b[i] == b'"' {
-            i += 1;
-            while b[i] != b'"' {
-                if b[i] == b'\\' {
-                    i += 1;
-                    match b[i] {
-                        b'r' => w.push(b'\r'),
-                        b'n' => w.push(b'\n'),
-                        b'0' => w.push(0),
-                        b'x' => {
-                            let h = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
-                            w.push(u8::from_str_radix(h, 16).expect("hex escape"));
-                            i += 2;
-                        }
-                        c => w.push(c),
-                    }
-                } else {
-                    w.push(b[i]);
-                }
-                i += 1;
-            }
-            i += 1;
-        } else {
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                w.push(b[i]);
-                i += 1;
-            }
-        }
-        out.push(w);
-    }
-    out
-}
-
 /// Runs each non-blank, non-`#` line of `text` on both servers, compared exactly.
 fn script(d: &mut Diff, text: &str) {
-    for l in text.lines() {
-        let l = l.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        d.check(&words(l));
-    }
+    d.quoted_script(text);
 }
 
 fn pair(shards: usize) -> (Server, Server) {

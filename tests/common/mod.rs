@@ -416,6 +416,52 @@ pub fn read_resp<R: BufRead>(r: &mut R) -> std::io::Result<Resp> {
     })
 }
 
+/// Splits a command line like redis-cli does: words separated by blanks, `"..."` quoted
+/// with `\"`, `\\`, `\r`, `\n`, `\0` and `\xHH` escapes (so empty strings, spaces and
+/// binary bytes can be written in scripts).
+pub fn words(line: &str) -> Vec<Vec<u8>> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let mut w = Vec::new();
+        if b[i] == b'"' {
+            i += 1;
+            while b[i] != b'"' {
+                if b[i] == b'\\' {
+                    i += 1;
+                    match b[i] {
+                        b'r' => w.push(b'\r'),
+                        b'n' => w.push(b'\n'),
+                        b'0' => w.push(0),
+                        b'x' => {
+                            let h = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+                            w.push(u8::from_str_radix(h, 16).expect("hex escape"));
+                            i += 2;
+                        }
+                        c => w.push(c),
+                    }
+                } else {
+                    w.push(b[i]);
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                w.push(b[i]);
+                i += 1;
+            }
+        }
+        out.push(w);
+    }
+    out
+}
+
 /// How two replies are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cmp {
@@ -486,6 +532,21 @@ impl Diff {
     pub fn line_unordered(&mut self, line: &str) -> Resp {
         let args: Vec<&str> = line.split_whitespace().collect();
         self.run(Cmp::Unordered, &args)
+    }
+
+    /// Exact comparison of a command line with redis-cli quoting (see [`words`]).
+    pub fn quoted(&mut self, line: &str) -> Resp {
+        self.check(&words(line))
+    }
+
+    /// Runs each line of a script with redis-cli quoting (blank lines and `#` comments
+    /// skipped), exactly compared.
+    pub fn quoted_script(&mut self, text: &str) {
+        for l in text.lines().map(str::trim) {
+            if !l.is_empty() && !l.starts_with('#') {
+                self.quoted(l);
+            }
+        }
     }
 
     /// Runs each line of a script (blank lines and `#` comments skipped), exactly compared.
