@@ -80,7 +80,8 @@ pub fn run_shard_cmd(
     f(&mut ctx, argv);
     record(core, cmd, start, &out.buf[before..]);
     crate::persistence::aof::feed(core.id, shard, cmd, argv, db, &out.buf[before..]);
-    let waiting = crate::persistence::aof::enabled() && shard.blocking.waiters() > 0;
+    // O(1): a registry with waited keys (logging a key's state again is harmless).
+    let waiting = crate::persistence::aof::enabled() && shard.blocking.waited_keys() > 0;
     // As Redis's handleClientsBlockedOnKeys after each command.
     super::blocking::serve_ready(core, shard);
     if waiting {
