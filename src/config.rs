@@ -60,6 +60,8 @@ pub struct Config {
     pub spin_before_park_us: u64,
     /// `preempt-timer-us` (percore): how long a task queue runs before yielding to others.
     pub preempt_timer_us: u64,
+    /// `snapshot-shares` (percore): CPU shares of the snapshot/rewrite task queue (connections have 1000).
+    pub snapshot_shares: usize,
     /// `hash-max-listpack-entries`: small hashes stay compact up to this many fields.
     pub hash_max_listpack_entries: u64,
     /// `hash-max-listpack-value`: ... and while every field and value is at most this long.
@@ -134,6 +136,9 @@ impl Default for Config {
             spin_before_park_us: 50,
             // Glommio's default.
             preempt_timer_us: 100_000,
+            // A twentieth of the connections' share: a snapshot of 1M keys
+            // still finishes in seconds while clients barely notice it.
+            snapshot_shares: 50,
             hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
@@ -897,6 +902,7 @@ static PARAMS: &[Param] = &[
     bool_param!("pin-cores", IMMUTABLE, pin_cores),
     int_param!("spin-before-park-us", IMMUTABLE, spin_before_park_us: u64, 0, 1_000_000, Num::Int),
     int_param!("preempt-timer-us", IMMUTABLE, preempt_timer_us: u64, 100, 10_000_000, Num::Int),
+    int_param!("snapshot-shares", IMMUTABLE, snapshot_shares: usize, 1, 1000, Num::Int),
 ];
 
 /// `loglevel` names, as Redis 7.0 (`nothing` came in 7.2, and 7.0 refuses it).

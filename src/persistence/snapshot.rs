@@ -219,12 +219,13 @@ thread_local! {
     static WALKER_TQ: std::cell::OnceCell<glommio::TaskQueueHandle> = const { std::cell::OnceCell::new() };
 }
 
-/// Spawns the walker in the snapshot task queue (fewer shares than connections).
+/// Spawns the walker in the snapshot task queue (`snapshot-shares`, fewer than connections).
 fn spawn_walker(core: Rc<Core>) {
+    let shares = core.config.borrow().snapshot_shares;
     let tq = WALKER_TQ.with(|c| {
         *c.get_or_init(|| {
             glommio::executor().create_task_queue(
-                glommio::Shares::Static(50),
+                glommio::Shares::Static(shares),
                 glommio::Latency::NotImportant,
                 "percore-snapshot",
             )
