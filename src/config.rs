@@ -770,7 +770,25 @@ static PARAMS: &[Param] = &[
             parts.join(" ").into_bytes()
         },
     },
-    bool_param!("rdbcompression", 0, rdbcompression),
+    Param {
+        name: "rdbcompression",
+        aliases: &[],
+        flags: 0,
+        set: |c, a, _| {
+            c.rdbcompression = yes_no(a[0])?;
+            // DUMP reads it on every core.
+            crate::persistence::rdb::DUMP_COMPRESSION
+                .store(c.rdbcompression, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+        get: |c| {
+            if c.rdbcompression {
+                b"yes".to_vec()
+            } else {
+                b"no".to_vec()
+            }
+        },
+    },
     bool_param!("rdbchecksum", IMMUTABLE, rdbchecksum),
     Param {
         name: "busy-reply-threshold",

@@ -715,7 +715,7 @@ fn feed_slow(
     match cmd.name {
         "set" if argv.len() <= 3 => append(core_id, db, argv),
         "set" | "setex" | "psetex" | "getex" | "incrbyfloat" | "expire" | "pexpire"
-        | "expireat" | "pexpireat" | "persist" => {
+        | "expireat" | "pexpireat" | "persist" | "restore" => {
             if let Some(k) = argv.get(1) {
                 log_key_state(core_id, shard, db, k);
             }

@@ -628,6 +628,14 @@ impl Db {
         }
     }
 
+    /// Makes the key at `pos` look idle for `secs` seconds (RESTORE ... IDLETIME).
+    pub fn set_idle_at(&mut self, pos: Pos, secs: u64, now_ms: u64) {
+        let clock = u64::from(lru_clock(now_ms));
+        // The clock wraps every 2^24 s, as Redis's does: idle times wrap with it.
+        let lru = (clock + (1 << 24) - (secs & 0xff_ffff)) & 0xff_ffff;
+        self.table.at_mut(pos).set_lru(lru as u32);
+    }
+
     /// The absolute expiry (ms) of the key at `pos`.
     pub fn expire_at(&self, pos: Pos) -> Option<u64> {
         self.table.at(pos).expire_at()
