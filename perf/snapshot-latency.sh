@@ -60,6 +60,27 @@ in_progress() {
     redis-cli -p "$SERVER_PORT" info persistence | tr -d '\r' | awk -F: -v f="$1" '$1==f{print $2}'
 }
 
+# PSS (bytes) of the server and its children: a fork shares pages, so RSS would count them twice.
+pss_bytes() {
+    local pid=$1 total=0 p v
+    for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+        v=$(awk '/^Pss:/{print $2 * 1024}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# mem_sampler PID OUTFILE STOPFILE: the peak PSS until STOPFILE exists.
+mem_sampler() {
+    local pid=$1 out=$2 stop=$3 peak=0 v
+    while [ ! -e "$stop" ]; do
+        v=$(pss_bytes "$pid")
+        [ "$v" -gt "$peak" ] && peak=$v
+        sleep 0.05
+    done
+    echo "$peak" >"$out"
+}
+
 # persist_loop CMD FIELD COUNTFILE STOPFILE: runs CMD back to back until STOPFILE
 # exists; appends each completed job's duration (ms) to COUNTFILE.
 persist_loop() {
@@ -80,8 +101,13 @@ persist_loop() {
 phase() {
     local server=$1 config=$2 name=$3 cmd=${4:-} field=${5:-}
     N=$((N + 1))
-    local json=$TMPD/runs/$N.json count=$TMPD/count.$N stop=$TMPD/stop.$N loop=""
+    local json=$TMPD/runs/$N.json count=$TMPD/count.$N stop=$TMPD/stop.$N loop="" sampler
+    local pid mem0
     : >"$count"
+    pid=$(server_pid)
+    mem0=$(pss_bytes "$pid")
+    mem_sampler "$pid" "$TMPD/peak.$N" "$stop" &
+    sampler=$!
     echo "== $server ($config): $name" >&2
     if [ -n "$cmd" ]; then
         persist_loop "$cmd" "$field" "$count" "$stop" &
@@ -92,16 +118,17 @@ phase() {
     bench "$CLIENT_CPUS" -c "$CONNS" -P 1 --rate "$RATE" --ratio 1:10 --keyspace "$KEYS" \
         --assume-loaded "$KEYS" -s 32 --warmup 1 --duration "$DURATION" -q \
         --label "$server $config $name" --json "$json" >/dev/null
-    if [ -n "$loop" ]; then
-        touch "$stop"
-        wait "$loop"
-    fi
+    touch "$stop"
+    [ -n "$loop" ] && wait "$loop"
+    wait "$sampler"
     local jobs mean
     jobs=$(wc -l <"$count")
     mean=$(awk '{s+=$1} END {if (NR) printf "%d", s/NR; else print 0}' "$count")
     jq -c --arg server "$server" --arg config "$config" --arg phase "$name" \
         --argjson jobs "$jobs" --argjson mean "$mean" --arg file "$json" \
+        --argjson mem0 "$mem0" --argjson peak "$(cat "$TMPD/peak.$N")" \
         '{server:$server, config:$config, phase:$phase, jobs:$jobs, job_ms_mean:$mean,
+          pss_before_mb:($mem0 / 1048576), pss_extra_peak_mb:(($peak - $mem0) / 1048576),
           ops_per_sec:.totals.ops_per_sec, p50_us:.totals.latency_us.p50,
           p99_us:.totals.latency_us.p99, p99_9_us:.totals.latency_us["p99.9"],
           max_us:.totals.latency_us.max,
@@ -163,13 +190,14 @@ jq -n --slurpfile rows "$TMPD/rows.json" --slurpfile runs "$TMPD/runs.json" \
       server_cpus:$server_cpus, client_cpus:$client,
       rows:[$rows[0][] | del(.file)], runs:$runs[0]}' >"$OUT/$STAMP-snapshot-latency.json"
 
-printf '%-7s %-20s %-13s %5s %7s %10s %8s %8s %9s %8s %6s\n' \
-    server config phase jobs job_ms ops/s p50_us p99_us p99.9_us vs_idle errors
+printf '%-7s %-20s %-13s %5s %7s %10s %8s %8s %9s %8s %8s %6s\n' \
+    server config phase jobs job_ms ops/s p50_us p99_us p99.9_us vs_idle +mem_MB errors
 jq -r '.rows[] | [.server, .config, .phase, .jobs, .job_ms_mean, (.ops_per_sec | floor),
     (.p50_us | floor), (.p99_us | floor), (.p99_9_us | floor),
-    ((.p99_9_vs_idle // 0) * 100 | floor / 100), .errors] | @tsv' "$OUT/$STAMP-snapshot-latency.json" |
-    while IFS=$'\t' read -r a b c d e f g h i j k; do
-        printf '%-7s %-20s %-13s %5s %7s %10s %8s %8s %9s %8s %6s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i" "$j" "$k"
+    ((.p99_9_vs_idle // 0) * 100 | floor / 100), (.pss_extra_peak_mb | floor), .errors] | @tsv' \
+    "$OUT/$STAMP-snapshot-latency.json" |
+    while IFS=$'\t' read -r a b c d e f g h i j k l; do
+        printf '%-7s %-20s %-13s %5s %7s %10s %8s %8s %9s %8s %8s %6s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i" "$j" "$k" "$l"
     done
 for cfg in $(jq -r '[.[] | .server + "|" + .config] | unique | .[] | @sh' "$TMPD/rows.json" | tr -d "'" | tr ' ' '_'); do
     want=${cfg//_/ }
