@@ -307,6 +307,18 @@ impl Record {
         unsafe { std::slice::from_raw_parts(self.0.as_ptr(), MIN_ALLOC) }
     }
 
+    /// The first `MIN_ALLOC` bytes, writable: for the header bits that `shape`
+    /// does not read (snapshot bit, own-int bit of an int, LRU), without
+    /// parsing the lengths (LRU is written on every read hit).
+    #[inline]
+    fn head_mut(&mut self) -> &mut [u8] {
+        // SAFETY: by the invariant the allocation has at least MIN_ALLOC
+        // initialized bytes and this record owns it; `&mut self` makes the
+        // slice unique. Callers write only bits `shape` does not read, so the
+        // invariant holds (see the invariant on `Record`).
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr(), MIN_ALLOC) }
+    }
+
     /// The shape and the `used` bytes of contents.
     #[inline]
     fn view(&self) -> (Shape, &[u8]) {
@@ -355,6 +367,11 @@ impl Record {
             return;
         }
         let (_, buf) = self.view_mut();
+        // Between these two calls the header may be half overwritten by the
+        // moved key; nothing can panic there (every index `write_contents`
+        // uses is below `plan.used <= buf.len()`), so no unwinding drop can
+        // see it, and afterwards the header describes `plan.used`, whose size
+        // class is this allocation's: the invariant holds again.
         buf.copy_within(old.key_at..old.body_at, plan.key_at);
         write_contents(buf, &plan, lru, expiry, &payload);
     }
@@ -369,7 +386,7 @@ impl Record {
     /// Marks an int payload as an object of its own, or not (no effect on other payloads).
     #[inline]
     pub fn set_own_int(&mut self, on: bool) {
-        let (_, buf) = self.view_mut();
+        let buf = self.head_mut();
         // Only for ints: on inline strings the bit is part of the length nibble.
         if buf[0] & ENC_MASK == ENC_INT {
             if on {
@@ -468,7 +485,7 @@ impl Record {
     /// Sets the snapshot bit.
     #[inline]
     pub fn set_snap_bit(&mut self, on: bool) {
-        let (_, buf) = self.view_mut();
+        let buf = self.head_mut();
         if on {
             buf[0] |= SNAP_BIT;
         } else {
@@ -486,7 +503,7 @@ impl Record {
     /// Sets the 24-bit LRU/LFU field.
     #[inline]
     pub fn set_lru(&mut self, v: u32) {
-        let (_, buf) = self.view_mut();
+        let buf = self.head_mut();
         buf[1..FIXED].copy_from_slice(&v.to_le_bytes()[..3]);
     }
 
