@@ -849,3 +849,69 @@ fn auto_rewrite() {
     let q = percore(&dir.0, 2, &args);
     assert_same(&before, &contents(&q, 1), "after an automatic rewrite");
 }
+
+/// Blocked clients served later (BLMOVE to a key on the same shard and on
+/// another, BLPOP, BZPOPMIN): what serving them changed is in the AOF.
+#[test]
+fn served_later_blocking_commands_are_logged() {
+    let _s = serial();
+    let dir = Dir::new("served");
+    let args = [AOF, &["--appendfsync", "always"][..]].concat();
+    let mut p = percore(&dir.0, 4, &args);
+    // Blocked first, served by a later push from another client.
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &["BLMOVE", "{t}src", "{t}dst", "LEFT", "RIGHT", "0"],
+            &["RPUSH", "{t}src", "a", "b"],
+        ),
+        (
+            // src:x on shard 0, dst:z on shard 3.
+            &["BLMOVE", "src:x", "dst:z", "RIGHT", "LEFT", "0"],
+            &["RPUSH", "src:x", "c", "d"],
+        ),
+        (&["BLPOP", "lp", "0"], &["RPUSH", "lp", "e", "f"]),
+        (
+            &["BZPOPMIN", "zp", "0"],
+            &["ZADD", "zp", "1", "m", "2", "n"],
+        ),
+    ];
+    for (block, push) in cases {
+        let mut waiter = p.raw();
+        waiter.send_cmd(block);
+        // The waiter is registered before the push (BLOCKED_CLIENTS in INFO).
+        let mut c = p.raw();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = c.cmds("INFO clients").text();
+            if info.contains("blocked_clients:1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never blocked: {info}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!c.cmd(push).is_error());
+        assert!(!waiter.read().is_error());
+    }
+    let before = contents(&p, 1);
+    p.crash();
+    let p = percore(&dir.0, 4, &args);
+    let after = contents(&p, 1);
+    assert_same(&before, &after, "after kill -9");
+    let mut c = p.raw();
+    assert_eq!(
+        c.cmds("LRANGE {t}dst 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("a")]))
+    );
+    assert_eq!(
+        c.cmds("LRANGE dst:z 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("d")]))
+    );
+    assert_eq!(
+        c.cmds("LRANGE lp 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("f")]))
+    );
+    assert_eq!(
+        c.cmds("ZRANGE zp 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("n")]))
+    );
+}

@@ -27,7 +27,8 @@ pub fn time(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
     ctx.out.bulk_i64((us % 1_000_000) as i64);
 }
 
-fn run_id() -> &'static str {
+/// The server's run id (INFO run_id), also naming AOF transaction parts.
+pub fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let mut s = String::new();

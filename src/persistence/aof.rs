@@ -26,14 +26,27 @@
 //! every shard. Expirations are not logged: expiry times are absolute and
 //! loading does not expire keys, so the replay reaches the same state.
 //!
+//! Transactions (MULTI/EXEC, scripts, multi-shard commands: everything run
+//! by `server::tx`): a transaction's records on a shard are held back while
+//! it runs and appended as one block when it releases the shard, before any
+//! transaction queued behind it runs there. With writes on several shards
+//! each part is `MULTI PERCORE-TX <run id>-<tx id> <parts>` ... `EXEC`
+//! (Redis logs MULTI ... EXEC; the arguments mark ours); a part of one shard
+//! with several records is a plain MULTI ... EXEC, as Redis writes it. The
+//! loader reads every shard's files first and applies a part only when all
+//! `<parts>` parts are complete (after a crash some shards may hold their
+//! part and others not); blocks cut short are dropped, as Redis reverts an
+//! incomplete MULTI. Multi-shard coordinators log the resulting state of
+//! their keys at release, under their locks.
+//!
 //! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less: each shard, in
-//! one synchronous step, dumps its keys as commands (the new base) and
-//! switches its log to a new incr file. Base files are AOF-format even with
-//! `aof-use-rdb-preamble yes` (not yet an RDB preamble). Multi-shard
-//! transactions are not yet wrapped in markers: after a crash each shard's
-//! part of one is present or not independently.
+//! one synchronous step under a transaction holding every shard (so no
+//! transaction straddles the cut), dumps its keys as commands (the new base)
+//! and switches its log to a new incr file. Base files are AOF-format even
+//! with `aof-use-rdb-preamble yes` (not yet an RDB preamble).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -386,7 +399,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 e.name
             ));
         }
-        let mut per: Vec<Vec<Argv>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut per: Vec<Vec<Item>> = (0..nshards).map(|_| Vec::new()).collect();
         let mut ordered = entries.clone();
         // Base first, then incr files by sequence.
         ordered.sort_by_key(|e| (e.kind == Kind::Incr, e.seq, e.shard));
@@ -417,7 +430,29 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                             cmds.len()
                         ));
                     }
-                    per[e.shard].extend(cmds);
+                    let items = split_blocks(cmds).map_err(|msg| {
+                        format!(
+                            "Bad file format reading the append only file {}: {msg}. Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>.",
+                            e.name
+                        )
+                    })?;
+                    if !config.aof_load_truncated
+                        && items.iter().any(|i| {
+                            matches!(
+                                i,
+                                Item::Block {
+                                    complete: false,
+                                    ..
+                                }
+                            )
+                        })
+                    {
+                        return Err(format!(
+                            "Unexpected end of file reading the append only file {}: it ends inside a MULTI/EXEC block. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server.",
+                            e.name
+                        ));
+                    }
+                    per[e.shard].extend(items);
                 }
                 Err((off, msg)) => {
                     return Err(format!(
@@ -427,7 +462,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 }
             }
         }
-        replay = Some(per);
+        replay = Some(resolve_blocks(per));
     }
     let list = entries.get_or_insert_with(Vec::new);
     let seq = list
@@ -469,6 +504,146 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
         incr,
         fsync,
     })
+}
+
+/// A multi-shard transaction part's mark: (transaction name, number of parts).
+pub type PartMark = (Vec<u8>, usize);
+
+/// A command of a file, or a MULTI/EXEC block of them.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A command outside any block.
+    Cmd(Argv),
+    /// MULTI ... EXEC: `part` names a multi-shard transaction part
+    /// (`MULTI PERCORE-TX <name> <parts>`); `complete` is false when the
+    /// file ends before its EXEC.
+    Block {
+        /// (transaction name, number of parts) of a multi-shard part.
+        part: Option<PartMark>,
+        /// The commands between MULTI and EXEC.
+        cmds: Vec<Argv>,
+        /// Its EXEC is in the file.
+        complete: bool,
+    },
+}
+
+/// Groups a file's commands into MULTI/EXEC blocks. Err on a MULTI inside a
+/// block or a malformed transaction mark.
+pub fn split_blocks(cmds: Vec<Argv>) -> Result<Vec<Item>, String> {
+    let mut out = Vec::new();
+    let mut open: Option<(Option<PartMark>, Vec<Argv>)> = None;
+    for argv in cmds {
+        let name = &argv[0];
+        if name.eq_ignore_ascii_case(b"multi") {
+            if open.is_some() {
+                return Err("MULTI inside a MULTI/EXEC block".into());
+            }
+            let part = match argv.len() {
+                1 => None,
+                4 if argv[1] == TX_MARK => {
+                    let n = std::str::from_utf8(&argv[3])
+                        .ok()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| n >= 1)
+                        .ok_or("invalid transaction part count")?;
+                    Some((argv[2].clone(), n))
+                }
+                _ => return Err("invalid MULTI arguments".into()),
+            };
+            open = Some((part, Vec::new()));
+        } else if name.eq_ignore_ascii_case(b"exec") {
+            // An EXEC outside a block runs nothing (as Redis's loader).
+            if let Some((part, cmds)) = open.take() {
+                out.push(Item::Block {
+                    part,
+                    cmds,
+                    complete: true,
+                });
+            }
+        } else if let Some((_, cmds)) = open.as_mut() {
+            cmds.push(argv);
+        } else {
+            out.push(Item::Cmd(argv));
+        }
+    }
+    if let Some((part, cmds)) = open {
+        out.push(Item::Block {
+            part,
+            cmds,
+            complete: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The commands to replay per shard: blocks cut short are dropped (Redis
+/// reverts an incomplete MULTI/EXEC), and so is every part of a multi-shard
+/// transaction unless all of its parts are complete (after a crash, some
+/// shards' logs may hold their part and others not).
+pub fn resolve_blocks(per: Vec<Vec<Item>>) -> Vec<Vec<Argv>> {
+    let mut complete: HashMap<Vec<u8>, usize> = HashMap::new();
+    for items in &per {
+        for it in items {
+            if let Item::Block {
+                part: Some((name, _)),
+                complete: true,
+                ..
+            } = it
+            {
+                *complete.entry(name.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    let (mut dropped_tx, mut dropped_parts, mut cut_blocks) =
+        (std::collections::HashSet::new(), 0usize, 0usize);
+    let out = per
+        .into_iter()
+        .map(|items| {
+            let mut cmds = Vec::new();
+            for it in items {
+                match it {
+                    Item::Cmd(a) => cmds.push(a),
+                    Item::Block {
+                        part: None,
+                        cmds: c,
+                        complete: whole,
+                    } => {
+                        if whole {
+                            cmds.extend(c);
+                        } else {
+                            cut_blocks += 1;
+                        }
+                    }
+                    Item::Block {
+                        part: Some((name, n)),
+                        cmds: c,
+                        complete: ended,
+                    } => {
+                        let whole = ended && complete.get(&name).is_some_and(|&got| got >= n);
+                        if whole {
+                            cmds.extend(c);
+                        } else {
+                            dropped_parts += 1;
+                            dropped_tx.insert(name);
+                        }
+                    }
+                }
+            }
+            cmds
+        })
+        .collect();
+    if cut_blocks > 0 {
+        crate::server::log::warning(&format!(
+            "Revert incomplete MULTI/EXEC transaction in AOF file ({cut_blocks} block(s) cut short by the end of their file were not loaded)"
+        ));
+    }
+    if dropped_parts > 0 {
+        crate::server::log::warning(&format!(
+            "AOF loading: {} multi-shard transaction(s) were incomplete (some shard's part is missing or cut short, as after a crash) and were not applied: {dropped_parts} part(s) dropped",
+            dropped_tx.len()
+        ));
+    }
+    out
 }
 
 /// Replays this shard's commands through the normal handlers. Loading
@@ -562,11 +737,137 @@ struct ShardLog {
     switch: Option<(PathBuf, Vec<u8>, u64)>,
     /// Shutdown: write, sync and cut the file to its logical size, then say so.
     close: Option<oneshot::Sender<()>>,
+    /// Records of running transactions, held back until they release this shard.
+    parts: HashMap<u64, Part>,
+}
+
+/// A running transaction's records on this shard.
+struct Part {
+    /// RESP records, with SELECTs where the database changes inside the part.
+    buf: Vec<u8>,
+    /// The database of its first record.
+    first_db: usize,
+    /// The database of its last record.
+    db: usize,
+    /// Records, SELECTs not counted.
+    records: usize,
 }
 
 thread_local! {
     static LOG: RefCell<Option<ShardLog>> = const { RefCell::new(None) };
     static ON: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Appends one record to this core's log, or to the part of transaction
+/// `owner` when it belongs to one (see [`crate::server::tx::aof_owner`]).
+fn append_owned(core_id: usize, owner: Option<u64>, db: usize, argv: &[&[u8]]) {
+    let Some(id) = owner else {
+        return append(core_id, db, argv);
+    };
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(l) = l.as_mut() else { return };
+        let p = l.parts.entry(id).or_insert_with(|| Part {
+            buf: Vec::new(),
+            first_db: db,
+            db,
+            records: 0,
+        });
+        if p.db != db {
+            let d = db.to_string();
+            encode(&mut p.buf, &[b"SELECT", d.as_bytes()]);
+            p.db = db;
+        }
+        encode(&mut p.buf, argv);
+        p.records += 1;
+    });
+}
+
+/// The first argument of a multi-shard transaction part's MULTI.
+pub const TX_MARK: &[u8] = b"PERCORE-TX";
+
+/// Ends transaction `id` on this shard: logs what its mark says is logged
+/// at release, then appends its part. A transaction with writes on several
+/// shards is wrapped as `MULTI PERCORE-TX <run id>-<id> <writers>` ... `EXEC`
+/// on every shard where it may write (an empty part too: the loader counts
+/// parts), so that after a crash it is applied only when every part is
+/// complete. Otherwise a part of several records is wrapped in a plain
+/// MULTI/EXEC, as Redis logs a transaction (a part cut short is dropped).
+pub fn finish_part(
+    core: &Rc<Core>,
+    id: u64,
+    mark: &crate::server::tx::AofMark,
+    writes: bool,
+    keys: &[(usize, bytes::Bytes)],
+) {
+    if !ON.with(|o| o.get()) {
+        return;
+    }
+    match &mark.log {
+        crate::server::tx::AofLog::Commands => {}
+        crate::server::tx::AofLog::KeyStates => {
+            if let Ok(mut shard) = core.shard.try_borrow_mut() {
+                for (db, k) in keys {
+                    log_key_state(core.id, &mut shard, *db, k, Some(id));
+                }
+            } else {
+                crate::server::log::warning("AOF: a transaction released inside a shard borrow");
+            }
+        }
+        crate::server::tx::AofLog::Verbatim(db, argv) => {
+            if writes {
+                let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+                append_owned(core.id, Some(id), *db, &av);
+            }
+        }
+    }
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(l) = l.as_mut() else { return };
+        let part = l.parts.remove(&id);
+        let cross = mark.writers >= 2 && writes;
+        let Some(p) = part.or_else(|| {
+            cross.then_some(Part {
+                buf: Vec::new(),
+                first_db: l.db,
+                db: l.db,
+                records: 0,
+            })
+        }) else {
+            return;
+        };
+        let before = l.pending.len();
+        if p.first_db != l.db && p.first_db != usize::MAX {
+            let d = p.first_db.to_string();
+            encode(&mut l.pending, &[b"SELECT", d.as_bytes()]);
+        }
+        if cross {
+            let name = format!("{}-{id}", crate::commands::server::run_id());
+            let n = mark.writers.to_string();
+            encode(
+                &mut l.pending,
+                &[b"MULTI", TX_MARK, name.as_bytes(), n.as_bytes()],
+            );
+        } else if p.records >= 2 {
+            encode(&mut l.pending, &[b"MULTI"]);
+        }
+        l.pending.extend_from_slice(&p.buf);
+        if cross || p.records >= 2 {
+            encode(&mut l.pending, &[b"EXEC"]);
+            // The next record selects its database again: a part dropped at
+            // load must not leave the loader in the part's last database.
+            l.db = usize::MAX;
+        } else {
+            l.db = p.db;
+        }
+        l.appended += (l.pending.len() - before) as u64;
+        if let Some(a) = APPENDED.get(core.id) {
+            a.store(l.appended, Ordering::Release);
+        }
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+    });
 }
 
 /// Appends one command's RESP to this core's log.
@@ -605,8 +906,10 @@ fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
     }
 }
 
-/// Logs the current state of `key` (DEL, then commands recreating it, then its TTL).
-pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8]) {
+/// Logs the current state of `key` (DEL, then commands recreating it, then
+/// its TTL), in transaction `owner`'s part when it has one.
+pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], owner: Option<u64>) {
+    let append = |core_id: usize, db: usize, argv: &[&[u8]]| append_owned(core_id, owner, db, argv);
     let Some(d) = shard.dbs.get_mut(db) else {
         return;
     };
@@ -684,10 +987,20 @@ pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8]) {
     }
 }
 
+/// Logs the state of a key changed outside a command's own logging (blocked
+/// clients served, elements given back), in its transaction's part if any.
+pub fn log_state(core: &Core, shard: &mut Shard, db: usize, key: &[u8]) {
+    if !ON.with(|o| o.get()) {
+        return;
+    }
+    let owner = crate::server::tx::aof_owner(core, db, &[key]);
+    log_key_state(core.id, shard, db, key, owner);
+}
+
 /// After a shard command ran: logs its effect (see the module doc).
 #[inline]
 pub fn feed(
-    core_id: usize,
+    core: &Core,
     shard: &mut Shard,
     cmd: &Command,
     argv: &[&[u8]],
@@ -700,24 +1013,32 @@ pub fn feed(
     if reply.first() == Some(&b'-') {
         return;
     }
-    feed_slow(core_id, shard, cmd, argv, db, reply);
+    feed_slow(core, shard, cmd, argv, db, reply);
 }
 
 #[inline(never)]
 fn feed_slow(
-    core_id: usize,
+    core: &Core,
     shard: &mut Shard,
     cmd: &Command,
     argv: &[&[u8]],
     db: usize,
     reply: &[u8],
 ) {
+    let core_id = core.id;
+    let keys = cmd.key_positions(argv);
+    // All keys of a command run by a transaction are its own: the first tells.
+    let owner = match keys.first() {
+        Some(&k) => crate::server::tx::aof_owner(core, db, &[argv[k]]),
+        None => crate::server::tx::aof_owner(core, db, &[]),
+    };
+    let append = |core_id: usize, db: usize, argv: &[&[u8]]| append_owned(core_id, owner, db, argv);
     match cmd.name {
         "set" if argv.len() <= 3 => append(core_id, db, argv),
         "set" | "setex" | "psetex" | "getex" | "incrbyfloat" | "expire" | "pexpire"
         | "expireat" | "pexpireat" | "persist" => {
             if let Some(k) = argv.get(1) {
-                log_key_state(core_id, shard, db, k);
+                log_key_state(core_id, shard, db, k, owner);
             }
         }
         "spop" => {
@@ -729,8 +1050,8 @@ fn feed_slow(
             }
         }
         _ if cmd.flags().contains(CmdFlags::BLOCKING) => {
-            for k in cmd.key_positions(argv) {
-                log_key_state(core_id, shard, db, argv[k]);
+            for k in keys {
+                log_key_state(core_id, shard, db, argv[k], owner);
             }
         }
         _ => append(core_id, db, argv),
@@ -782,7 +1103,8 @@ pub async fn after_multi(
         let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
         core.run_on_all(move |c| {
             let r: Vec<&[u8]> = av.iter().map(|a| &a[..]).collect();
-            append(c.id, db, &r);
+            let owner = crate::server::tx::aof_owner(c, db, &[]);
+            append_owned(c.id, owner, db, &r);
         })
         .await;
         return;
@@ -798,7 +1120,8 @@ pub async fn after_multi(
         core.run_on(s, move |c| {
             let mut shard = c.shard.borrow_mut();
             for k in &ks {
-                log_key_state(c.id, &mut shard, db, k);
+                let owner = crate::server::tx::aof_owner(c, db, &[k]);
+                log_key_state(c.id, &mut shard, db, k, owner);
             }
         })
         .await;
@@ -985,8 +1308,13 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
     set_layout(&with_new);
     let switched_before = SWITCHED.load(Ordering::SeqCst);
     let incr = Arc::new(incr);
-    let bases = core
-        .run_on_all(move |c| {
+    // The cut runs under a transaction holding every shard: no multi-shard
+    // transaction is half before it and half after on any shard.
+    let mut cut = crate::server::tx::Tx::with(core.clone(), 0, false).without_aof();
+    cut.global(crate::server::tx::Mode::Exclusive);
+    cut.schedule().await;
+    let bases = cut
+        .run_all(move |_, c| {
             let id = c.id;
             let tail = LOG.with(|l| {
                 let mut l = l.borrow_mut();
@@ -1001,7 +1329,7 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
                     let mut keys = Vec::new();
                     shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
                     for k in keys {
-                        log_key_state(id, &mut shard, db, &k);
+                        log_key_state(id, &mut shard, db, &k, None);
                     }
                 }
             }
@@ -1018,6 +1346,11 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
             })
         })
         .await;
+    cut.conclude().await;
+    let bases: Vec<Option<Vec<u8>>> = bases.into_iter().map(|(_, b)| b).collect();
+    if bases.len() != nshards {
+        return Err("a shard did not take part in the rewrite's cut".into());
+    }
     let mut base_entries = Vec::new();
     let mut to_write = Vec::new();
     let mut base_bytes = 0u64;
@@ -1160,6 +1493,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             kick: None,
             switch: None,
             close: None,
+            parts: HashMap::new(),
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -1172,7 +1506,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             let mut keys = Vec::new();
             shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
             for k in keys {
-                log_key_state(id, &mut shard, db, &k);
+                log_key_state(id, &mut shard, db, &k, None);
             }
         }
     }
@@ -1385,6 +1719,50 @@ mod tests {
             "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof.s3 seq 2 type i\n"
         );
         assert_eq!(parse_manifest(&t).unwrap(), e);
+    }
+
+    fn argv(words: &[&str]) -> Argv {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn transaction_parts_all_or_nothing() {
+        let part = |name: &str, n: &str, cmd: &[&str], end: bool| {
+            let mut v = vec![argv(&["MULTI", "PERCORE-TX", name, n]), argv(cmd)];
+            if end {
+                v.push(argv(&["EXEC"]));
+            }
+            v
+        };
+        // t1: complete on both shards; t2: shard 1 cut short; t3: missing on shard 0.
+        let mut s0 = vec![argv(&["SET", "a", "1"])];
+        s0.extend(part("r-1", "2", &["INCRBY", "a", "5"], true));
+        s0.extend(part("r-2", "2", &["INCRBY", "a", "7"], true));
+        let mut s1 = part("r-1", "2", &["DECRBY", "b", "5"], true);
+        s1.extend(part("r-3", "2", &["DECRBY", "b", "9"], true));
+        s1.extend(part("r-2", "2", &["DECRBY", "b", "7"], false));
+        let per = vec![split_blocks(s0).unwrap(), split_blocks(s1).unwrap()];
+        let out = resolve_blocks(per);
+        assert_eq!(
+            out,
+            vec![
+                vec![argv(&["SET", "a", "1"]), argv(&["INCRBY", "a", "5"])],
+                vec![argv(&["DECRBY", "b", "5"])],
+            ]
+        );
+        // Plain MULTI/EXEC: applied when whole, dropped when cut short.
+        let plain = vec![
+            argv(&["MULTI"]),
+            argv(&["SET", "x", "1"]),
+            argv(&["EXEC"]),
+            argv(&["MULTI"]),
+            argv(&["SET", "y", "1"]),
+        ];
+        let out = resolve_blocks(vec![split_blocks(plain).unwrap()]);
+        assert_eq!(out, vec![vec![argv(&["SET", "x", "1"])]]);
+        assert!(split_blocks(vec![argv(&["MULTI"]), argv(&["MULTI"])]).is_err());
+        assert!(split_blocks(vec![argv(&["MULTI", "PERCORE-TX", "x", "0"])]).is_err());
+        assert!(split_blocks(vec![argv(&["MULTI", "x"])]).is_err());
     }
 
     #[test]
