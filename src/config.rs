@@ -94,7 +94,7 @@ pub struct Config {
     pub appendfilename: String,
     /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
     pub aof_load_truncated: bool,
-    /// `aof-use-rdb-preamble` (default yes; percore's base files are AOF-format either way).
+    /// `aof-use-rdb-preamble` (default yes): BGREWRITEAOF writes RDB base files.
     pub aof_use_rdb_preamble: bool,
     /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
     pub auto_aof_rewrite_percentage: u64,

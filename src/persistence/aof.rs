@@ -39,11 +39,16 @@
 //! incomplete MULTI. Multi-shard coordinators log the resulting state of
 //! their keys at release, under their locks.
 //!
-//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less: each shard, in
-//! one synchronous step under a transaction holding every shard (so no
-//! transaction straddles the cut), dumps its keys as commands (the new base)
-//! and switches its log to a new incr file. Base files are AOF-format even
-//! with `aof-use-rdb-preamble yes` (not yet an RDB preamble).
+//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less and do not
+//! stop the shards: under a transaction holding every shard (so no
+//! transaction straddles the cut) each shard switches its log to a new incr
+//! file and starts a point-in-time snapshot (`persistence::snapshot`: a write
+//! serializes a key before changing it, a walker serializes the rest in
+//! background slices). Each shard's snapshot is its new base file: RDB with
+//! `aof-use-rdb-preamble yes` (`<name>.<seq>.base.rdb[.s<shard>]`, manifest
+//! type b, as Redis 7), else converted to commands (`.base.aof`). A rewrite
+//! and a BGSAVE share the databases' snapshot state, so one waits for the
+//! other (BGREWRITEAOF answers "scheduled", BGSAVE refuses or schedules).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -165,6 +170,16 @@ pub fn file_name(prefix: &str, seq: u64, kind: Kind, shard: usize, nshards: usiz
         format!("{prefix}.{seq}.{k}.aof")
     } else {
         format!("{prefix}.{seq}.{k}.aof.s{shard}")
+    }
+}
+
+/// A base file's name: `.base.rdb` with an RDB preamble (as Redis 7), else `.base.aof`.
+pub fn base_file_name(prefix: &str, seq: u64, shard: usize, nshards: usize, rdb: bool) -> String {
+    let name = file_name(prefix, seq, Kind::Base, shard, nshards);
+    if rdb {
+        name.replacen(".base.aof", ".base.rdb", 1)
+    } else {
+        name
     }
 }
 
@@ -352,6 +367,8 @@ pub struct Plan {
     pub dir: PathBuf,
     /// Commands to replay per shard (None: no AOF existed).
     pub replay: Option<Vec<Vec<Argv>>>,
+    /// Each shard's RDB base file, loaded before its commands replay.
+    pub base_rdb: Vec<Option<Arc<Vec<u8>>>>,
     /// The new incr file of each shard.
     pub incr: Vec<PathBuf>,
     /// appendfsync.
@@ -376,6 +393,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
         Err(e) => return Err(format!("Unable to read the AOF manifest file: {e}")),
     };
     let mut replay = None;
+    let mut base_rdb: Vec<Option<Arc<Vec<u8>>>> = vec![None; nshards];
     if let Some(entries) = &entries {
         if let Some(e) = entries
             .iter()
@@ -415,6 +433,15 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 }
             };
             BASE_SIZE.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if e.kind == Kind::Base && data.starts_with(b"REDIS") {
+                // An RDB base (aof-use-rdb-preamble): validated whole now,
+                // loaded into its shard before the incr files replay.
+                drop(data);
+                let rdb = super::read_and_check(&path, config.databases, config.rdbchecksum)?
+                    .ok_or_else(|| format!("Unable to open the AOF file {}", path.display()))?;
+                base_rdb[e.shard] = Some(Arc::new(rdb));
+                continue;
+            }
             match parse_file(&data) {
                 Ok((cmds, tail)) => {
                     if let Tail::Truncated(off) = tail {
@@ -501,6 +528,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
     Ok(Plan {
         dir,
         replay,
+        base_rdb,
         incr,
         fsync,
     })
@@ -1230,8 +1258,14 @@ pub fn auto_rewrite_due(percentage: u64, min_size: u64) -> bool {
     (current - base.min(current)) * 100 / base >= percentage
 }
 
-/// Starts BGREWRITEAOF in the background on this core.
-pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
+/// True while an AOF rewrite runs (BGSAVE then answers as Redis with an AOF child).
+pub fn rewriting() -> bool {
+    REWRITING.load(Ordering::SeqCst)
+}
+
+/// Starts BGREWRITEAOF in the background on this core. Ok(true): it waits
+/// for a BGSAVE in progress first (Redis's "scheduled").
+pub fn start_rewrite(core: &Rc<Core>) -> Result<bool, String> {
     if !enabled() {
         return Err("ERR BGREWRITEAOF needs appendonly yes in percore".into());
     }
@@ -1242,6 +1276,7 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
         return Err("ERR Background append only file rewriting already in progress".into());
     }
     REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let scheduled = super::state().in_progress.load(Ordering::SeqCst);
     let core = core.clone();
     glommio::spawn_local(async move {
         let started = Instant::now();
@@ -1258,14 +1293,30 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
         REWRITING.store(false, Ordering::SeqCst);
     })
     .detach();
-    Ok(())
+    Ok(scheduled)
 }
 
-/// A rewrite: new incr files listed next to the old ones; on every shard at
-/// once (one synchronous step) the dataset is dumped as commands and the log
-/// switches to the new incr file; the dumps become the new base files; the
-/// manifest then lists base + new incr only; old files are removed.
+/// A rewrite: new incr files listed next to the old ones; on every shard, in
+/// one step under a transaction holding every shard, the log switches to the
+/// new incr file and a point-in-time snapshot of the shard starts (the
+/// snapshot machinery: a cut that flips a bit, writes serialize a key before
+/// changing it, a walker serializes the rest in background slices while
+/// clients keep writing). Each shard's snapshot becomes its base file: RDB
+/// with `aof-use-rdb-preamble yes`, else converted to commands. The manifest
+/// then lists base + new incr only; old files are removed.
 async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
+    // One snapshot at a time per database: wait for a BGSAVE in progress.
+    while !super::snapshot::try_begin() {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Not a background save for INFO (rdb_bgsave_in_progress stays 0).
+    super::state().background.store(false, Ordering::SeqCst);
+    let r = rewrite_held(core).await;
+    super::state().in_progress.store(false, Ordering::SeqCst);
+    r
+}
+
+async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
     let nshards = core.nshards;
     let (dir, manifest, prefix, entries) = {
         let l = LAYOUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -1275,6 +1326,17 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
             l.manifest.clone(),
             l.prefix.clone(),
             l.entries.clone(),
+        )
+    };
+    let (preamble, opts, checksum, ndbs) = {
+        let c = core.config.borrow();
+        (
+            c.aof_use_rdb_preamble,
+            super::rdb::SaveOpts {
+                compression: c.rdbcompression,
+            },
+            c.rdbchecksum,
+            c.databases,
         )
     };
     let next = |k: Kind| {
@@ -1306,14 +1368,54 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
     write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
         .map_err(|e| e.to_string())?;
     set_layout(&with_new);
+    // One writer thread per shard: its snapshot's chunks become its base file.
+    let used_mem = crate::util::alloc::allocated() as u64;
+    let mut senders = Vec::new();
+    let mut writers = Vec::new();
+    let mut base_entries = Vec::new();
+    for s in 0..nshards {
+        let (tx, rx) = std::sync::mpsc::channel::<super::snapshot::WriterMsg>();
+        senders.push(tx);
+        let name = base_file_name(&prefix, bseq, s, nshards, preamble);
+        let path = dir.join(&name);
+        base_entries.push(Entry {
+            name,
+            seq: bseq,
+            kind: Kind::Base,
+            shard: s,
+        });
+        let dir = dir.clone();
+        let writer = std::thread::Builder::new()
+            .name("percore-aof-base".into())
+            .spawn(move || -> Result<u64, String> {
+                let fopts = super::snapshot::FileOpts {
+                    tag: format!("-aof{s}"),
+                    aof_base: true,
+                };
+                if preamble {
+                    return super::snapshot::write_file(
+                        rx, &dir, &path, ndbs, used_mem, checksum, &fopts,
+                    );
+                }
+                let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
+                let r =
+                    super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
+                        .and_then(|_| rdb_to_commands(&rdb, &dir, &path));
+                let _ = std::fs::remove_file(&rdb);
+                r
+            })
+            .map_err(|e| format!("cannot start the AOF base writer thread: {e}"))?;
+        writers.push(writer);
+    }
     let switched_before = SWITCHED.load(Ordering::SeqCst);
     let incr = Arc::new(incr);
+    let sinks = Arc::new(senders.clone());
     // The cut runs under a transaction holding every shard: no multi-shard
     // transaction is half before it and half after on any shard.
     let mut cut = crate::server::tx::Tx::with(core.clone(), 0, false).without_aof();
     cut.global(crate::server::tx::Mode::Exclusive);
     cut.schedule().await;
-    let bases = cut
+    let sizes = cut
         .run_all(move |_, c| {
             let id = c.id;
             let tail = LOG.with(|l| {
@@ -1323,61 +1425,47 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
                 Some(std::mem::take(&mut l.pending))
             })?;
             let at = APPENDED[id].load(Ordering::Acquire);
-            {
-                let mut shard = c.shard.borrow_mut();
-                for db in 0..shard.dbs.len() {
-                    let mut keys = Vec::new();
-                    shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
-                    for k in keys {
-                        log_key_state(id, &mut shard, db, &k, None);
-                    }
-                }
-            }
+            let sizes = super::snapshot::begin(c, sinks[id].clone(), opts);
+            super::snapshot::spawn_walker(c.clone());
             LOG.with(|l| {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut()?;
-                let base = std::mem::take(&mut l.pending);
                 l.db = usize::MAX;
                 l.switch = Some((incr[id].clone(), tail, at));
                 if let Some(k) = l.kick.take() {
                     let _ = k.send(());
                 }
-                Some(base)
+                Some(sizes)
             })
         })
         .await;
     cut.conclude().await;
-    let bases: Vec<Option<Vec<u8>>> = bases.into_iter().map(|(_, b)| b).collect();
-    if bases.len() != nshards {
+    let ok = sizes.len() == nshards && sizes.iter().all(|(_, s)| s.is_some());
+    for (s, sz) in sizes {
+        if let Some(sz) = sz {
+            let _ = senders[s].send(super::snapshot::WriterMsg::Sizes(sz));
+        }
+    }
+    // The writers end when every shard's snapshot dropped its senders.
+    drop(senders);
+    let written = glommio::executor()
+        .spawn_blocking(move || {
+            writers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err("a base writer panicked".into()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    if !ok {
         return Err("a shard did not take part in the rewrite's cut".into());
     }
-    let mut base_entries = Vec::new();
-    let mut to_write = Vec::new();
     let mut base_bytes = 0u64;
-    for (s, b) in bases.into_iter().enumerate() {
-        let b = b.ok_or("AOF off on a shard")?;
-        base_bytes += b.len() as u64;
-        let name = file_name(&prefix, bseq, Kind::Base, s, nshards);
-        to_write.push((dir.join(&name), b));
-        base_entries.push(Entry {
-            name,
-            seq: bseq,
-            kind: Kind::Base,
-            shard: s,
-        });
+    for w in written {
+        base_bytes += w.map_err(|e| format!("writing the base files: {e}"))?;
     }
-    glommio::executor()
-        .spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            for (path, data) in to_write {
-                let mut f = std::fs::File::create(&path)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| format!("writing the base files: {e}"))?;
     // Every shard's writer is on its new incr file before the old ones go.
     while SWITCHED.load(Ordering::SeqCst) < switched_before + nshards as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
@@ -1397,6 +1485,79 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
         let _ = std::fs::remove_file(dir.join(&e.name));
     }
     Ok(())
+}
+
+/// Converts an RDB file into an AOF base of commands (`aof-use-rdb-preamble
+/// no`): per key SET, or DEL-free RPUSH/SADD/HSET/ZADD runs, then PEXPIREAT.
+/// Written to a temp file, synced and renamed to `path`. Returns its size.
+fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path) -> Result<u64, String> {
+    use std::io::Write;
+    let data = std::fs::read(rdb).map_err(|e| e.to_string())?;
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
+    let mut cur_db = usize::MAX;
+    const CHUNK: usize = 64;
+    super::rdb::load(&data, false, |k| {
+        if k.db != cur_db {
+            let d = k.db.to_string();
+            encode(&mut out, &[b"SELECT", d.as_bytes()]);
+            cur_db = k.db;
+        }
+        let key = &k.key[..];
+        let mut run = |cmd: &[u8], items: Vec<Vec<u8>>| {
+            for c in items.chunks(CHUNK) {
+                let mut av: Vec<&[u8]> = vec![cmd, key];
+                av.extend(c.iter().map(|x| &x[..]));
+                encode(&mut out, &av);
+            }
+        };
+        match k.value {
+            super::rdb::LoadedValue::Str(v) => encode(&mut out, &[b"SET", key, &v]),
+            super::rdb::LoadedValue::List(items) => run(b"RPUSH", items),
+            super::rdb::LoadedValue::Set(items) => run(b"SADD", items),
+            super::rdb::LoadedValue::Hash(pairs) => {
+                let flat = pairs.into_iter().flat_map(|(f, v)| [f, v]).collect();
+                run(b"HSET", flat)
+            }
+            super::rdb::LoadedValue::ZSet(members) => {
+                let flat = members
+                    .into_iter()
+                    .flat_map(|(m, s)| {
+                        [crate::util::num::format_double(s, &mut [0; 64]).to_vec(), m]
+                    })
+                    .collect();
+                run(b"ZADD", flat)
+            }
+        }
+        if let Some(at) = k.expire_ms {
+            let t = at.to_string();
+            encode(&mut out, &[b"PEXPIREAT", key, t.as_bytes()]);
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        format!(
+            "reading back the rewrite's snapshot at offset {}: {}",
+            e.offset, e.msg
+        )
+    })?;
+    let tmp = dir.join(format!(
+        "temp-rewriteaof-{}-{}.aof",
+        std::process::id(),
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ));
+    let r = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.to_string()
+    })?;
+    Ok(out.len() as u64)
 }
 
 fn set_layout(entries: &[Entry]) {

@@ -159,7 +159,13 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
     let used_mem = crate::util::alloc::allocated() as u64;
     let writer = std::thread::Builder::new()
         .name("percore-rdb".into())
-        .spawn(move || write_file(rx, &dir, &path, ndbs, used_mem, checksum))
+        .spawn(move || {
+            let fopts = FileOpts {
+                tag: String::new(),
+                aof_base: false,
+            };
+            write_file(rx, &dir, &path, ndbs, used_mem, checksum, &fopts)
+        })
         .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
     let txc = tx.clone();
     let sizes = core
@@ -198,7 +204,7 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
 }
 
 /// Starts this shard's part: returns (keys, keys with TTL) per db at the cut.
-fn begin(core: &Rc<Core>, tx: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> Vec<(u64, u64)> {
+pub fn begin(core: &Rc<Core>, tx: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> Vec<(u64, u64)> {
     let mut shard = core.shard.borrow_mut();
     shard
         .dbs
@@ -220,7 +226,7 @@ thread_local! {
 }
 
 /// Spawns the walker in the snapshot task queue (fewer shares than connections).
-fn spawn_walker(core: Rc<Core>) {
+pub fn spawn_walker(core: Rc<Core>) {
     let tq = WALKER_TQ.with(|c| {
         *c.get_or_init(|| {
             glommio::executor().create_task_queue(
@@ -292,17 +298,27 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
+/// How the writer thread names and heads its file.
+pub struct FileOpts {
+    /// Distinguishes the temp files of writers running at once ("" for BGSAVE).
+    pub tag: String,
+    /// Written as an AOF base (the `aof-base` aux field is 1).
+    pub aof_base: bool,
+}
+
 /// The writer thread: part files per db, then the final file in db order.
-fn write_file(
+pub fn write_file(
     rx: mpsc::Receiver<WriterMsg>,
     dir: &Path,
     path: &Path,
     ndbs: usize,
     used_mem: u64,
     checksum: bool,
+    fopts: &FileOpts,
 ) -> Result<u64, String> {
     let pid = std::process::id();
-    let part_path = |db: usize| dir.join(format!("temp-{pid}-db{db}.part"));
+    let tag = &fopts.tag;
+    let part_path = |db: usize| dir.join(format!("temp-{pid}{tag}-db{db}.part"));
     let mut parts: Vec<Option<File>> = (0..ndbs).map(|_| None).collect();
     let mut sizes = vec![(0u64, 0u64); ndbs];
     let cleanup = |parts: &mut Vec<Option<File>>| {
@@ -354,7 +370,7 @@ fn write_file(
         cleanup(&mut parts);
         return Err(e);
     }
-    let tmp = dir.join(format!("temp-{pid}.rdb"));
+    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
     let result = (|| -> std::io::Result<u64> {
         let file = File::create(&tmp)?;
         let mut w = CrcWriter {
@@ -367,7 +383,7 @@ fn write_file(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        rdb::save_header(&mut head, used_mem, now);
+        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
         w.write_all(&head)?;
         for (db, part) in parts.iter_mut().enumerate() {
             let Some(f) = part.as_mut() else { continue };
