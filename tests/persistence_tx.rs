@@ -10,6 +10,9 @@
 //! Each shard logs its own part of a transaction; without the loader's rule
 //! (a part is applied only when every shard's part is complete) a crash
 //! between two shards' writes leaves half a transfer.
+//!
+//! Also: BGSAVE during such transactions takes one cut across the shards
+//! (each dump, loaded by redis-server, holds every transaction whole or not).
 
 mod common;
 
@@ -347,4 +350,150 @@ fn cross_shard_transactions_all_or_nothing_after_kill_9() {
         started.elapsed().as_secs_f64()
     );
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// A running percore without AOF, for BGSAVE.
+fn start_plain(dir: &Path) -> Proc {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
+        .args(["--port", &port.to_string(), "--shards", &SHARDS.to_string()])
+        .args(["--pin-cores", "no", "--save", ""])
+        .current_dir(dir)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start percore");
+    let p = Proc {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start: {}", p.log());
+}
+
+/// BGSAVE while writers run MULTI/EXEC over keys of different shards
+/// (transfers and equal pairs): every dump, loaded by redis-server, holds
+/// each transaction whole or not at all.
+#[test]
+fn bgsave_cut_is_consistent_across_shards() {
+    let dir = std::env::temp_dir().join(format!("percore-txsave-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = Dir(dir);
+    let p = start_plain(&dir.0);
+    let accounts: Vec<String> = (0..ACCOUNTS)
+        .map(|i| key_on(&format!("acc{i}"), i % SHARDS))
+        .collect();
+    {
+        let mut c = Raw::connect(p.port);
+        let mut mset = vec!["MSET".to_string()];
+        for a in &accounts {
+            mset.push(a.clone());
+            mset.push(START_BALANCE.to_string());
+        }
+        assert_eq!(c.cmd(&mset).text(), "OK");
+        // Some bulk so that each shard's part of a dump takes a while.
+        for i in 0..20_000 {
+            c.send_cmd(&["SET", &format!("bulk:{i}"), "x"]);
+        }
+        for _ in 0..20_000 {
+            c.read();
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (port, accounts, keys, stop) =
+                (p.port, accounts.clone(), writer_keys(w), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut seed = w as u64 + 1;
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let a = lcg(&mut seed) as usize % ACCOUNTS;
+                    let b = (a + 1 + lcg(&mut seed) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
+                    let v = i.to_string();
+                    let [x, y, z] = &keys.triple;
+                    // Pipelined: several transactions in flight per writer.
+                    for cmd in [
+                        vec!["MULTI"],
+                        vec!["DECRBY", &accounts[a], "3"],
+                        vec!["INCRBY", &accounts[b], "3"],
+                        vec!["EXEC"],
+                        vec!["MULTI"],
+                        vec!["SET", x, &v],
+                        vec!["SET", y, &v],
+                        vec!["SET", z, &v],
+                        vec!["EXEC"],
+                    ] {
+                        c.send_cmd(&cmd);
+                    }
+                    for _ in 0..9 {
+                        assert!(!c.read().is_error());
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut c = Raw::connect(p.port);
+    let saves = 6;
+    for n in 0..saves {
+        std::thread::sleep(Duration::from_millis(100));
+        let before = c.cmds("INFO persistence").text();
+        let count = |info: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix("rdb_saves:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(c.cmds("BGSAVE").text(), "Background saving started");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&c.cmds("INFO persistence").text()) == count(&before) {
+            assert!(Instant::now() < deadline, "BGSAVE never finished");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let copy = dir.0.join(format!("dump{n}"));
+        std::fs::create_dir_all(&copy).expect("dir");
+        std::fs::copy(dir.0.join("dump.rdb"), copy.join("dump.rdb")).expect("copy");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("writer");
+    }
+    for n in 0..saves {
+        let r = common::Server::redis(&["--dir", dir.0.join(format!("dump{n}")).to_str().unwrap()]);
+        let mut c = r.raw();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.cmds("PING").is_error() {
+            assert!(Instant::now() < deadline, "redis-server never loaded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sum: i64 = accounts.iter().map(|a| int_of(c.cmd(&["GET", a]))).sum();
+        assert_eq!(
+            sum,
+            START_BALANCE * ACCOUNTS as i64,
+            "dump {n}: half a transfer in the dump"
+        );
+        for w in 0..WRITERS {
+            let keys = writer_keys(w);
+            let vals: Vec<i64> = keys
+                .triple
+                .iter()
+                .map(|k| int_of(c.cmd(&["GET", k])))
+                .collect();
+            assert!(
+                vals.iter().all(|v| *v == vals[0]),
+                "dump {n}: writer {w}'s triple differs: {vals:?}"
+            );
+        }
+    }
 }

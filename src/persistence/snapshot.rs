@@ -4,7 +4,10 @@
 //! * **The cut.** Each shard starts its part of a snapshot by flipping, per
 //!   database, the "fresh" bit new records get (`Db::snapshot_begin`): from
 //!   then on every record that still carries the old bit existed at the cut
-//!   and has not been serialized yet. No pass over the keys is needed.
+//!   and has not been serialized yet. No pass over the keys is needed. The
+//!   shards take their cuts under one transaction holding them all, so the
+//!   cut is consistent across shards: a multi-shard transaction is in the
+//!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
 //!   pending records in slices of `SLICE` keys (`Db::snapshot_step`, in the
 //!   table's tag order, which is stable across resizes) and yields between
@@ -139,7 +142,9 @@ pub fn dump_path(core: &Core) -> PathBuf {
 
 /// Runs one snapshot to completion (the caller holds the in-progress flag).
 /// Returns the file's size.
-pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
+/// `cut_tx`: take the cut under a transaction holding every shard (not from
+/// inside a running transaction: DEBUG RELOAD in MULTI would wait for itself).
+pub async fn run(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<u64, String> {
     let (dir, path, opts, checksum, ndbs) = {
         let c = core.config.borrow();
         (
@@ -168,21 +173,32 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
         })
         .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
     let txc = tx.clone();
-    let sizes = core
-        .run_on_all(move |core| {
-            let sizes = begin(core, txc.clone(), opts);
-            match mode {
-                Mode::Blocking => {
-                    let mut shard = core.shard.borrow_mut();
-                    for d in shard.dbs.iter_mut() {
-                        while !d.snapshot_step(usize::MAX) {}
-                    }
+    let part = move |core: &Rc<Core>| {
+        let sizes = begin(core, txc.clone(), opts);
+        match mode {
+            Mode::Blocking => {
+                let mut shard = core.shard.borrow_mut();
+                for d in shard.dbs.iter_mut() {
+                    while !d.snapshot_step(usize::MAX) {}
                 }
-                Mode::Background => spawn_walker(core.clone()),
             }
-            sizes
-        })
-        .await;
+            Mode::Background => spawn_walker(core.clone()),
+        }
+        sizes
+    };
+    let sizes = if !cut_tx || super::WRITE_FENCE.load(Ordering::SeqCst) {
+        // The final save refuses writes already: nothing can straddle the cut.
+        core.run_on_all(part).await
+    } else {
+        // The cut runs under a transaction holding every shard, so that no
+        // multi-shard transaction is in the dump on one shard and not on another.
+        let mut cut = crate::server::tx::Tx::with(core.clone(), 0, false).without_aof();
+        cut.global(crate::server::tx::Mode::Exclusive);
+        cut.schedule().await;
+        let sizes = cut.run_all(move |_, c| part(c)).await;
+        cut.conclude().await;
+        sizes.into_iter().map(|(_, s)| s).collect()
+    };
     let mut total = vec![(0u64, 0u64); ndbs];
     for s in &sizes {
         for (t, x) in total.iter_mut().zip(s) {
@@ -441,13 +457,18 @@ pub async fn save(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
 
 /// As `save`, for a caller that took the flag with `try_begin`; releases it.
 pub async fn save_held(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
+    save_held_with(core, mode, true).await
+}
+
+/// As `save_held`; `cut_tx` as for [`run`].
+async fn save_held_with(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<(), String> {
     let st = super::state();
     st.background
         .store(mode == Mode::Background, Ordering::SeqCst);
     let dirty_at_start = super::dirty_total();
     let started = Instant::now();
     st.started_secs.store(now_secs(), Ordering::Relaxed);
-    let r = run(core, mode).await;
+    let r = run(core, mode, cut_tx).await;
     let secs = started.elapsed().as_secs();
     let ok = r.is_ok();
     match &r {
@@ -520,7 +541,11 @@ pub async fn save_before_exit(core: &Rc<Core>) -> bool {
 /// the file, empty the databases (unless NOFLUSH) and load it back.
 pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Result<(), String> {
     if save_first {
-        save(core, Mode::Blocking)
+        if !try_begin() {
+            return Err("Error trying to save the DB, check server logs.".into());
+        }
+        // DEBUG RELOAD may run inside MULTI, under a transaction of its own.
+        save_held_with(core, Mode::Blocking, false)
             .await
             .map_err(|_| "Error trying to save the DB, check server logs.".to_string())?;
     }
