@@ -780,9 +780,8 @@ static PARAMS: &[Param] = &[
         },
         get: |c| c.busy_reply_threshold.to_string().into_bytes(),
     },
-    // Switching the AOF on or off at run time is not supported: percore would
-    // have to rewrite it on every core first.
-    bool_param!("appendonly", IMMUTABLE, appendonly),
+    // Switched at run time by CONFIG SET (`persistence::aof::set_enabled`).
+    bool_param!("appendonly", 0, appendonly),
     Param {
         name: "appendfsync",
         aliases: &[],

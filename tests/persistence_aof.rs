@@ -1127,3 +1127,70 @@ fn rewrite_while_twenty_clients_write() {
         *worst.lock().unwrap()
     );
 }
+
+/// CONFIG SET appendonly yes at run time: every shard starts logging and a
+/// rewrite writes the base from the dataset; a restart from the AOF after
+/// kill -9 has everything. appendonly no closes the logs: writes after it
+/// leave the files alone.
+#[test]
+fn config_set_appendonly_at_run_time() {
+    let _s = serial();
+    for shards in [1, 4] {
+        let dir = Dir::new("cfgaof");
+        let mut p = percore(&dir.0, shards, &["--save", ""]);
+        fill(&p);
+        let mut c = p.raw();
+        assert_eq!(c.cmds("CONFIG SET appendonly yes").text(), "OK");
+        assert_eq!(
+            c.cmds("CONFIG GET appendonly"),
+            Resp::Array(Some(vec![Resp::bulk("appendonly"), Resp::bulk("yes")]))
+        );
+        wait_rewrite(&p);
+        assert!(c.cmds("INFO persistence").text().contains("aof_enabled:1"));
+        rewritten_writes(&p);
+        let before = contents(&p, 16);
+        p.crash();
+        let manifest =
+            std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).unwrap();
+        assert!(manifest.contains(" type b\n"), "{manifest}");
+        let mut q = percore(&dir.0, shards, AOF);
+        assert_same(
+            &before,
+            &contents(&q, 16),
+            &format!("{shards} shards, after CONFIG SET appendonly yes"),
+        );
+        // Off: the logs are closed; later writes do not reach the files.
+        let mut c = q.raw();
+        assert_eq!(c.cmds("CONFIG SET appendonly no").text(), "OK");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c.cmds("INFO persistence").text().contains("aof_enabled:0") {
+            assert!(Instant::now() < deadline, "the AOF never turned off");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let sizes = |d: &Dir| -> Vec<(String, u64)> {
+            let mut v: Vec<(String, u64)> = std::fs::read_dir(d.aofdir())
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().unwrap().len(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let files = sizes(&dir);
+        for i in 0..200 {
+            assert_eq!(c.cmd(&["SET", &format!("after-off:{i}"), "v"]).text(), "OK");
+        }
+        assert_eq!(
+            files,
+            sizes(&dir),
+            "{shards} shards: the AOF changed after appendonly no"
+        );
+        q.crash();
+    }
+}

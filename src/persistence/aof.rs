@@ -1692,6 +1692,155 @@ pub async fn close(_core: &Rc<Core>) {
     }
 }
 
+/// Serializes run-time switches of the AOF (CONFIG SET appendonly).
+static SWITCHING: AtomicBool = AtomicBool::new(false);
+
+/// CONFIG SET appendonly yes|no at run time, in the background (Redis's
+/// startAppendOnly / stopAppendOnly): yes starts every shard's log on new
+/// incr files, then a rewrite writes the base from the dataset (the older
+/// files go when it is done); no writes, syncs and closes every shard's log.
+pub fn set_enabled(core: &Rc<Core>, on: bool) {
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        while SWITCHING
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let r = if on {
+            turn_on(&core).await
+        } else {
+            turn_off(&core).await;
+            Ok(())
+        };
+        if let Err(e) = r {
+            WRITE_OK.store(false, Ordering::Relaxed);
+            crate::server::log::warning(&format!("Turning the AOF on failed: {e}"));
+        }
+        SWITCHING.store(false, Ordering::SeqCst);
+    })
+    .detach();
+}
+
+async fn turn_on(core: &Rc<Core>) -> Result<(), String> {
+    if enabled() {
+        return Ok(());
+    }
+    let config = core.config.borrow().clone();
+    let nshards = core.nshards;
+    let dir = Path::new(&config.dir).join(&config.appenddirname);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "Can't open or create append-only dir {}: {e}",
+            dir.display()
+        )
+    })?;
+    let manifest = dir.join(format!("{}.manifest", config.appendfilename));
+    // Files of an earlier period are listed until the rewrite replaces them.
+    let mut list = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| parse_manifest(&t).ok())
+        .unwrap_or_default();
+    let seq = list.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+    let mut incr = Vec::new();
+    for s in 0..nshards {
+        let name = file_name(&config.appendfilename, seq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+        list.push(Entry {
+            name,
+            seq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    *LAYOUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Layout {
+        dir: dir.clone(),
+        manifest,
+        prefix: config.appendfilename.clone(),
+        entries: list,
+    });
+    let plan = Arc::new(Plan {
+        dir,
+        // Nothing to replay, and no state dump: the rewrite writes the base.
+        replay: Some(Vec::new()),
+        base_rdb: vec![None; nshards],
+        incr,
+        fsync: Fsync::parse(&config.appendfsync),
+    });
+    let started = core
+        .run_on_all(move |c| {
+            let (tx, rx) = oneshot::channel();
+            let (c, plan) = (c.clone(), plan.clone());
+            glommio::spawn_local(async move {
+                let _ = tx.send(start(&c, &plan).await);
+            })
+            .detach();
+            rx
+        })
+        .await;
+    for rx in started {
+        rx.await
+            .map_err(|_| "a shard's log did not start".to_string())??;
+    }
+    ENABLED.store(true, Ordering::SeqCst);
+    set_fsync(&config.appendfsync);
+    while REWRITING
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let t = Instant::now();
+    let r = rewrite(core).await;
+    LAST_REWRITE_OK.store(r.is_ok(), Ordering::Relaxed);
+    LAST_REWRITE_SECS.store(t.elapsed().as_secs() as i64, Ordering::Relaxed);
+    if r.is_ok() {
+        REWRITES.fetch_add(1, Ordering::Relaxed);
+        crate::server::log::notice("Background AOF rewrite finished successfully");
+    }
+    REWRITING.store(false, Ordering::SeqCst);
+    r
+}
+
+async fn turn_off(core: &Rc<Core>) {
+    if !enabled() {
+        return;
+    }
+    // A rewrite in progress finishes first (Redis kills its child instead).
+    while REWRITING.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    ENABLED.store(false, Ordering::SeqCst);
+    ALWAYS.store(false, Ordering::SeqCst);
+    let closed = core
+        .run_on_all(|c| {
+            let (tx, rx) = oneshot::channel();
+            let c = c.clone();
+            // No more records from here; what was logged is written and synced.
+            ON.with(|o| o.set(false));
+            glommio::spawn_local(async move {
+                close(&c).await;
+                LOG.with(|l| *l.borrow_mut() = None);
+                let _ = tx.send(());
+            })
+            .detach();
+            rx
+        })
+        .await;
+    for rx in closed {
+        let _ = rx.await;
+    }
+    crate::server::log::notice(
+        "AOF turned off (CONFIG SET appendonly no): every shard's log closed",
+    );
+}
+
 /// How long the everysec/no writer waits between rounds (what a process
 /// crash, not only a power loss, can lose in those modes).
 const ROUND: Duration = Duration::from_millis(2);
