@@ -96,7 +96,7 @@ pub struct Config {
     pub appendfilename: String,
     /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
     pub aof_load_truncated: bool,
-    /// `aof-use-rdb-preamble` (default yes; percore's base files are AOF-format either way).
+    /// `aof-use-rdb-preamble` (default yes): BGREWRITEAOF writes RDB base files.
     pub aof_use_rdb_preamble: bool,
     /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
     pub auto_aof_rewrite_percentage: u64,
@@ -803,9 +803,8 @@ static PARAMS: &[Param] = &[
         },
         get: |c| c.busy_reply_threshold.to_string().into_bytes(),
     },
-    // Switching the AOF on or off at run time is not supported: percore would
-    // have to rewrite it on every core first.
-    bool_param!("appendonly", IMMUTABLE, appendonly),
+    // Switched at run time by CONFIG SET (`persistence::aof::set_enabled`).
+    bool_param!("appendonly", 0, appendonly),
     Param {
         name: "appendfsync",
         aliases: &[],

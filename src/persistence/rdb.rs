@@ -170,12 +170,17 @@ fn save_aux(out: &mut Vec<u8>, key: &str, val: &[u8]) {
 
 /// The file header: magic, version and the aux fields Redis 7.0 writes.
 pub fn save_header(out: &mut Vec<u8>, used_mem: u64, now_secs: u64) {
+    save_header_with(out, used_mem, now_secs, false);
+}
+
+/// The header, with `aof-base` 1 for an AOF's RDB base file (as Redis's rewrite).
+pub fn save_header_with(out: &mut Vec<u8>, used_mem: u64, now_secs: u64, aof_base: bool) {
     out.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
     save_aux(out, "redis-ver", crate::REDIS_VERSION.as_bytes());
     save_aux(out, "redis-bits", b"64");
     save_aux(out, "ctime", now_secs.to_string().as_bytes());
     save_aux(out, "used-mem", used_mem.to_string().as_bytes());
-    save_aux(out, "aof-base", b"0");
+    save_aux(out, "aof-base", if aof_base { b"1" } else { b"0" });
 }
 
 /// SELECTDB and RESIZEDB for one database's section.
