@@ -19,10 +19,12 @@
 //!
 //! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
 //! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
-//! the tail call replaces; no redis.setresp/set_repl/replicate_commands;
-//! no cjson, cmsgpack or struct (bit is reimplemented in Rust).
+//! the tail call replaces. bit, cjson, cmsgpack and struct are reimplemented
+//! in Rust ([`bit`], [`libs`]); the globals are read-only through a patch of
+//! the vendored Lua (vendor/lua-src).
 
 pub mod bit;
+pub mod libs;
 pub mod lua;
 
 use std::collections::HashMap;
