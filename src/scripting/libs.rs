@@ -1853,6 +1853,36 @@ pub fn repl_flags() -> u8 {
     REPL.with(|r| r.get())
 }
 
+/// A future run with the AOF "quiet" mark set on this core during each of its
+/// polls only (other tasks on the core, run between polls, keep logging).
+pub struct Quiet<'a> {
+    quiet: bool,
+    f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+}
+
+impl<'a> Quiet<'a> {
+    /// Wraps `f`; `quiet` false leaves logging as it is.
+    pub fn new(quiet: bool, f: impl std::future::Future<Output = ()> + 'a) -> Self {
+        Quiet {
+            quiet,
+            f: Box::pin(f),
+        }
+    }
+}
+
+impl std::future::Future for Quiet<'_> {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let was = crate::persistence::aof::set_quiet(self.quiet);
+        let r = self.f.as_mut().poll(cx);
+        crate::persistence::aof::set_quiet(was);
+        r
+    }
+}
+
 /// A Redis API error (luaPushError + luaError): "ERR <msg>" at the script line.
 fn api_err(lua: &Lua, msg: &str) -> mlua::Error {
     super::lua::call_err(lua, msg.to_string())

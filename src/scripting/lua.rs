@@ -362,7 +362,9 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     let proto = super::libs::resp();
     run.ctx.client.info.borrow_mut().proto = proto;
     let mut out = ReplyBuf::new(proto);
-    tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out).await;
+    // Without REPL_AOF (redis.set_repl) the command's effects stay out of the AOF.
+    let quiet = super::libs::repl_flags() & 1 == 0;
+    super::libs::Quiet::new(quiet, tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out)).await;
     // run_block ends its own in_exec mark: the script still runs.
     run.ctx
         .core
