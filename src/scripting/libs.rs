@@ -257,6 +257,17 @@ fn c_i64(d: f64) -> i64 {
     }
 }
 
+/// A C `(unsigned long)d` cast as gcc compiles it on x86-64 (NaN gives 2^63,
+/// 2^64 and beyond give 0).
+fn c_u64(d: f64) -> u64 {
+    const TWO63: f64 = 9_223_372_036_854_775_808.0;
+    if d >= TWO63 {
+        (c_i64(d - TWO63) as u64) ^ (1 << 63)
+    } else {
+        c_i64(d) as u64
+    }
+}
+
 /// A C `(int)d` cast as x86-64 does it (out of range and NaN give i32::MIN).
 fn c_i32(d: f64) -> i32 {
     if d.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&d) {
@@ -1608,8 +1619,13 @@ fn ordered(mut v: Vec<u8>, little: bool) -> Vec<u8> {
 
 /// struct.pack(fmt, ...).
 fn st_pack(lua: &Lua, a: MultiValue) -> mlua::Result<mlua::String> {
-    let a: Vec<Value> = a.into_iter().collect();
+    let mut a: Vec<Value> = a.into_iter().collect();
+    // b_pack pushes a nil mark after its arguments: a missing one reads as nil.
+    let given = a.len();
     let f = st_format(lua, &a)?;
+    if given > 0 {
+        a.push(Value::Nil);
+    }
     let mut h = Fmt {
         f: &f,
         i: 0,
@@ -1631,18 +1647,7 @@ fn st_pack(lua: &Lua, a: MultiValue) -> mlua::Result<mlua::String> {
                 let n = checknumber(lua, &a, arg)?;
                 arg += 1;
                 // (Uinttype)(Inttype)n for negatives, (Uinttype)n otherwise (x86-64 casts).
-                let mut value: u64 = if n < 0.0 {
-                    c_i64(n) as u64
-                } else if n.is_nan() || n >= 18_446_744_073_709_551_616.0 {
-                    // cvttsd2si overflow through the unsigned conversion path.
-                    if n.is_nan() || n >= 9.223_372_036_854_776e18 * 2.0 {
-                        0
-                    } else {
-                        n as u64
-                    }
-                } else {
-                    n as u64
-                };
+                let mut value: u64 = if n < 0.0 { c_i64(n) as u64 } else { c_u64(n) };
                 let mut le = Vec::with_capacity(size);
                 for _ in 0..size {
                     le.push((value & 0xff) as u8);
@@ -1668,7 +1673,8 @@ fn st_pack(lua: &Lua, a: MultiValue) -> mlua::Result<mlua::String> {
                     size = s.len();
                 }
                 if s.len() < size {
-                    return Err(argerr(lua, arg, "string too short"));
+                    // The argument after the string, as C's post-incremented index.
+                    return Err(argerr(lua, arg + 1, "string too short"));
                 }
                 out.extend_from_slice(&s[..size]);
                 if opt == b's' {
@@ -1689,7 +1695,11 @@ fn st_unpack(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
     let f = st_format(lua, &a)?;
     let data = checkstring(lua, &a, 1)?;
     let ld = data.len();
-    let mut pos = (optinteger(lua, &a, 2, 1)? as u64).wrapping_sub(1) as usize;
+    let pos = optinteger(lua, &a, 2, 1)? as u64;
+    if pos == 0 {
+        return Err(argerr(lua, 3, "offset must be 1 or greater"));
+    }
+    let mut pos = (pos - 1) as usize;
     let mut h = Fmt {
         f: &f,
         i: 0,
@@ -1702,7 +1712,7 @@ fn st_unpack(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
         h.i += 1;
         let mut size = h.optsize(lua, opt)?;
         pos = pos.wrapping_add(h.toalign(pos, opt, size));
-        if pos.checked_add(size).is_none_or(|e| e > ld) {
+        if !(size <= ld && pos <= ld - size) {
             return Err(argerr(lua, 2, "data string too short"));
         }
         match opt {
@@ -1754,20 +1764,17 @@ fn st_unpack(lua: &Lua, a: MultiValue) -> mlua::Result<MultiValue> {
             }
             b'c' => {
                 if size == 0 {
-                    // The previous result (or the data argument when there is none).
-                    let prev = match out.last() {
-                        Some(v) => Some(v.clone()),
-                        None => a.get(1).cloned(),
+                    // The previous result is the length.
+                    let Some(n) = tonumber(lua, out.last()) else {
+                        return Err(lerr(lua, "format 'c0' needs a previous size"));
                     };
-                    let n = match tonumber(lua, prev.as_ref()) {
-                        Some(n) => n,
-                        None => return Err(lerr(lua, "format `c0' needs a previous size")),
+                    size = if n < 0.0 {
+                        usize::MAX
+                    } else {
+                        c_u64(n) as usize
                     };
-                    size = n as usize;
-                    if !out.is_empty() {
-                        out.pop();
-                    }
-                    if pos.checked_add(size).is_none_or(|e| e > ld) {
+                    out.pop();
+                    if !(size <= ld && pos <= ld - size) {
                         return Err(argerr(lua, 2, "data string too short"));
                     }
                 }
