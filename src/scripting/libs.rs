@@ -92,14 +92,29 @@ unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
     let n = ffi::lua_gettop(l);
     ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
     ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n, ffi::LUA_MULTRET);
+    // Results come back as (true, {results...}, count) or (false, message).
+    ffi::lua_call(l, n, 3);
     if ffi::lua_toboolean(l, 1) == 0 {
         ffi::lua_settop(l, 2);
         ffi::lua_error(l);
     }
+    let k = ffi::lua_tointeger(l, 3) as c_int;
+    ffi::lua_settop(l, 2);
     ffi::lua_remove(l, 1);
-    ffi::lua_gettop(l)
+    // The libraries stop before LUAI_MAXCSTACK as the C code does: this cannot fail.
+    if ffi::lua_checkstack(l, k) == 0 {
+        ffi::lua_pushstring(l, c"stack overflow (too many results)".as_ptr());
+        ffi::lua_error(l);
+    }
+    for i in 1..=k {
+        ffi::lua_rawgeti(l, 1, i as _);
+    }
+    k
 }
+
+/// Results as a table and their count: many values at once would not fit
+/// mlua's reference stack, the trampoline pushes them from the table.
+type Packed = (Table, usize);
 
 /// Wraps a library function so that its RuntimeError results become Lua string errors.
 fn lib_fn<F, R>(lua: &Lua, f: F) -> mlua::Result<mlua::Function>
@@ -107,12 +122,28 @@ where
     F: Fn(&Lua, MultiValue) -> mlua::Result<R> + 'static,
     R: mlua::IntoLuaMulti,
 {
-    let inner = lua.create_function(move |lua, a: MultiValue| match f(lua, a) {
-        Ok(r) => {
-            let mut r = r.into_lua_multi(lua)?;
-            r.push_front(Value::Boolean(true));
-            Ok(r)
+    lib_fn_packed(lua, move |lua, a| {
+        let r = f(lua, a)?.into_lua_multi(lua)?;
+        let n = r.len();
+        let t = lua.create_table_with_capacity(n, 0)?;
+        for (i, v) in r.into_iter().enumerate() {
+            t.raw_set(i + 1, v)?;
         }
+        Ok((t, n))
+    })
+}
+
+/// [`lib_fn`] for a function that returns its results packed.
+fn lib_fn_packed<F>(lua: &Lua, f: F) -> mlua::Result<mlua::Function>
+where
+    F: Fn(&Lua, MultiValue) -> mlua::Result<Packed> + 'static,
+{
+    let inner = lua.create_function(move |lua, a: MultiValue| match f(lua, a) {
+        Ok((t, n)) => Ok(MultiValue::from_vec(vec![
+            Value::Boolean(true),
+            Value::Table(t),
+            Value::Number(n as f64),
+        ])),
         Err(mlua::Error::RuntimeError(m)) => Ok(MultiValue::from_vec(vec![
             Value::Boolean(false),
             Value::String(lua.create_string(m)?),
@@ -367,7 +398,7 @@ fn cjson_new(lua: &Lua) -> mlua::Result<Table> {
     let c = cfg.clone();
     t.set(
         "decode",
-        lib_fn(lua, move |lua, a: MultiValue| {
+        lib_fn_packed(lua, move |lua, a: MultiValue| {
             json_decode(lua, &c.borrow(), a)
         })?,
     )?;
@@ -520,31 +551,52 @@ fn json_encode(lua: &Lua, cfg: &JsonCfg, a: MultiValue) -> mlua::Result<mlua::St
     }
     let v = a.into_iter().next().unwrap_or(Value::Nil);
     let mut out = Vec::new();
-    // One slot: the argument.
-    encode_value(lua, cfg, &v, 0, 1, &mut out)?;
+    let mut res = Ok(());
+    // SAFETY: exec_raw pushes the value as the only argument of a protected C
+    // call (index 1, top of its frame, as in the C library) and runs the
+    // closure there; raw_encode keeps the stack balanced on success and
+    // exec_raw's guard restores it on error.
+    unsafe {
+        lua.exec_raw::<()>(v, |l| {
+            res = raw_encode(l, cfg, &mut out);
+        })?;
+    }
+    res.map_err(|m| lerr(lua, m))?;
     lua.create_string(&out)
 }
 
-/// "Cannot serialise <type>: <reason>".
-fn cannot(lua: &Lua, v: &Value, reason: &str) -> mlua::Error {
-    lerr(
-        lua,
-        format!("Cannot serialise {}: {reason}", tname(Some(v))),
-    )
+/// The Lua type name of the value at `idx`.
+///
+/// # Safety
+/// `l` is a valid state and `idx` a valid index.
+unsafe fn raw_typename(l: *mut ffi::lua_State, idx: c_int) -> String {
+    let p = ffi::lua_typename(l, ffi::lua_type(l, idx));
+    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
 }
 
-/// Appends a number as lua-cjson does (invalid-number policy, %.<precision>g).
-fn encode_number(
-    lua: &Lua,
+/// "Cannot serialise <type>: <reason>" for the value at `idx`.
+///
+/// # Safety
+/// As [`raw_typename`].
+unsafe fn raw_cannot(l: *mut ffi::lua_State, idx: c_int, reason: &str) -> String {
+    format!("Cannot serialise {}: {reason}", raw_typename(l, idx))
+}
+
+/// Appends the number at `idx` as lua-cjson does (invalid-number policy, %.<precision>g).
+///
+/// # Safety
+/// As [`raw_typename`]; the value at `idx` is a number.
+unsafe fn raw_number(
+    l: *mut ffi::lua_State,
     cfg: &JsonCfg,
-    v: &Value,
-    n: f64,
+    idx: c_int,
     out: &mut Vec<u8>,
-) -> mlua::Result<()> {
+) -> Result<(), String> {
+    let n = ffi::lua_tonumber(l, idx);
     match cfg.encode_invalid_numbers {
         0 => {
             if !n.is_finite() {
-                return Err(cannot(lua, v, "must not be NaN or Inf"));
+                return Err(raw_cannot(l, idx, "must not be NaN or Inf"));
             }
         }
         1 => {
@@ -576,58 +628,77 @@ fn encode_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A Lua number value as f64.
-fn as_num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Integer(n) => Some(*n as f64),
-        Value::Number(n) => Some(*n),
-        _ => None,
+/// The bytes of the string at `idx`.
+///
+/// # Safety
+/// As [`raw_typename`]; the value at `idx` is a string.
+unsafe fn raw_bytes<'a>(l: *mut ffi::lua_State, idx: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, idx, &mut len);
+    if p.is_null() {
+        return &[];
     }
+    std::slice::from_raw_parts(p.cast(), len)
 }
 
-/// json_append_data; `top` counts the C function's stack slots in use (for lua_checkstack).
-fn encode_value(
-    lua: &Lua,
+/// A table being encoded (its table, and for objects the current key, are on the Lua stack).
+enum EFrame {
+    /// An array of `len` elements, `next` the index to write next.
+    Arr { len: i32, next: i32 },
+    /// An object; `first` until a member was written.
+    Obj { first: bool },
+}
+
+/// Starts encoding the value on top of the stack: scalars are written whole
+/// (None), tables opened (json_check_encode_depth, lua_array_length).
+///
+/// # Safety
+/// `l` is a valid state inside a protected call with the value on top.
+unsafe fn raw_open(
+    l: *mut ffi::lua_State,
     cfg: &JsonCfg,
-    v: &Value,
     depth: i32,
-    top: usize,
     out: &mut Vec<u8>,
-) -> mlua::Result<()> {
-    match v {
-        Value::String(s) => encode_string(&s.as_bytes(), out),
-        Value::Integer(_) | Value::Number(_) => {
-            encode_number(lua, cfg, v, as_num(v).unwrap_or(0.0), out)?
+) -> Result<Option<EFrame>, String> {
+    match ffi::lua_type(l, -1) {
+        ffi::LUA_TSTRING => encode_string(raw_bytes(l, -1), out),
+        ffi::LUA_TNUMBER => raw_number(l, cfg, -1, out)?,
+        ffi::LUA_TBOOLEAN => out.extend_from_slice(if ffi::lua_toboolean(l, -1) != 0 {
+            b"true"
+        } else {
+            b"false"
+        }),
+        ffi::LUA_TNIL => out.extend_from_slice(b"null"),
+        ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(l, -1).is_null() => {
+            out.extend_from_slice(b"null")
         }
-        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Nil => out.extend_from_slice(b"null"),
-        Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
-        Value::Table(t) => {
+        ffi::LUA_TTABLE => {
             let depth = depth + 1;
-            if depth > cfg.encode_max_depth || top + 3 > MAXCSTACK {
-                return Err(lerr(
-                    lua,
-                    format!("Cannot serialise, excessive nesting ({depth})"),
-                ));
+            if depth > cfg.encode_max_depth || ffi::lua_checkstack(l, 3) == 0 {
+                return Err(format!("Cannot serialise, excessive nesting ({depth})"));
             }
             // lua_array_length: only keys that are integers >= 1 make an array.
             let mut max: i32 = 0;
             let mut items: i32 = 0;
             let mut array = true;
-            for pair in t.clone().pairs::<Value, Value>() {
-                let (k, _) = pair?;
-                match as_num(&k) {
-                    Some(k) if k != 0.0 && k.floor() == k && k >= 1.0 => {
-                        if k > max as f64 {
-                            max = c_i32(k);
-                        }
-                        items = items.wrapping_add(1);
+            ffi::lua_pushnil(l);
+            while ffi::lua_next(l, -2) != 0 {
+                let k = ffi::lua_tonumber(l, -2);
+                if ffi::lua_type(l, -2) == ffi::LUA_TNUMBER
+                    && k != 0.0
+                    && k.floor() == k
+                    && k >= 1.0
+                {
+                    if k > max as f64 {
+                        max = c_i32(k);
                     }
-                    _ => {
-                        array = false;
-                        break;
-                    }
+                    items = items.wrapping_add(1);
+                    ffi::lua_pop(l, 1);
+                    continue;
                 }
+                ffi::lua_pop(l, 2);
+                array = false;
+                break;
             }
             let mut len = if array { max } else { -1 };
             if array
@@ -636,49 +707,105 @@ fn encode_value(
                 && max > cfg.sparse_safe
             {
                 if cfg.sparse_convert == 0 {
-                    return Err(cannot(lua, v, "excessively sparse array"));
+                    return Err(raw_cannot(l, -1, "excessively sparse array"));
                 }
                 len = -1;
             }
             if len > 0 {
                 out.push(b'[');
-                for i in 1..=len {
-                    if i > 1 {
-                        out.push(b',');
-                    }
-                    let e: Value = t.raw_get(i)?;
-                    encode_value(lua, cfg, &e, depth, top + 1, out)?;
-                }
-                out.push(b']');
-            } else {
-                out.push(b'{');
-                let mut first = true;
-                for pair in t.clone().pairs::<Value, Value>() {
-                    let (k, val) = pair?;
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    match &k {
-                        Value::Integer(_) | Value::Number(_) => {
-                            out.push(b'"');
-                            encode_number(lua, cfg, &k, as_num(&k).unwrap_or(0.0), out)?;
-                            out.extend_from_slice(b"\":");
-                        }
-                        Value::String(s) => {
-                            encode_string(&s.as_bytes(), out);
-                            out.push(b':');
-                        }
-                        _ => return Err(cannot(lua, &k, "table key must be a number or string")),
-                    }
-                    encode_value(lua, cfg, &val, depth, top + 2, out)?;
-                }
-                out.push(b'}');
+                return Ok(Some(EFrame::Arr { len, next: 1 }));
             }
+            out.push(b'{');
+            ffi::lua_pushnil(l);
+            return Ok(Some(EFrame::Obj { first: true }));
         }
-        other => return Err(cannot(lua, other, "type not supported")),
+        _ => return Err(raw_cannot(l, -1, "type not supported")),
     }
-    Ok(())
+    Ok(None)
+}
+
+/// json_append_data on the value at the top of the stack, iteratively, on Lua's
+/// own stack as the C library works (so lua_checkstack fails where it fails in Redis).
+///
+/// # Safety
+/// `l` is a valid state inside a protected call with the value on top; the
+/// string slices read are used before their values are popped.
+unsafe fn raw_encode(
+    l: *mut ffi::lua_State,
+    cfg: &JsonCfg,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut frames: Vec<EFrame> = Vec::new();
+    loop {
+        // The value on top.
+        match raw_open(l, cfg, frames.len() as i32, out)? {
+            Some(f) => frames.push(f),
+            None if frames.is_empty() => return Ok(()),
+            None => ffi::lua_pop(l, 1),
+        }
+        // Push the innermost table's next value, closing the tables that are done.
+        loop {
+            let Some(f) = frames.last_mut() else {
+                return Ok(());
+            };
+            match f {
+                EFrame::Arr { len, next } => {
+                    if *next <= *len {
+                        if *next > 1 {
+                            out.push(b',');
+                        }
+                        ffi::lua_rawgeti(l, -1, *next as _);
+                        *next += 1;
+                        break;
+                    }
+                    out.push(b']');
+                }
+                EFrame::Obj { first } => {
+                    if ffi::lua_next(l, -2) != 0 {
+                        if !*first {
+                            out.push(b',');
+                        }
+                        *first = false;
+                        match ffi::lua_type(l, -2) {
+                            ffi::LUA_TNUMBER => {
+                                out.push(b'"');
+                                raw_number(l, cfg, -2, out)?;
+                                out.extend_from_slice(b"\":");
+                            }
+                            ffi::LUA_TSTRING => {
+                                encode_string(raw_bytes(l, -2), out);
+                                out.push(b':');
+                            }
+                            _ => {
+                                return Err(raw_cannot(
+                                    l,
+                                    -2,
+                                    "table key must be a number or string",
+                                ))
+                            }
+                        }
+                        break;
+                    }
+                    out.push(b'}');
+                }
+            }
+            frames.pop();
+            if frames.is_empty() {
+                return Ok(());
+            }
+            // The finished table was a value of its parent.
+            ffi::lua_pop(l, 1);
+        }
+    }
+}
+
+/// A Lua number value as f64.
+fn as_num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Number(n) => Some(*n),
+        _ => None,
+    }
 }
 
 /// A JSON token (lua-cjson's json_token_type_t).
@@ -945,32 +1072,33 @@ impl Parser<'_> {
     }
 }
 
-/// json_throw_parse_error.
-fn parse_error(lua: &Lua, expected: &str, t: &Token) -> mlua::Error {
+/// An open container while decoding (its table is on the Lua stack).
+enum Open {
+    /// An array and the next index.
+    Arr(i64),
+    /// An object (its pending key is on the stack above the table).
+    Obj,
+}
+
+/// json_parse_*: error texts are complete messages, positioned by the caller.
+type ParseResult = Result<(), String>;
+
+/// json_throw_parse_error's text.
+fn parse_error(expected: &str, t: &Token) -> String {
     let found = if t.kind == Tok::Error {
         t.err
     } else {
         t.kind.name()
     };
-    lerr(
-        lua,
-        format!(
-            "Expected {expected} but found {found} at character {}",
-            t.index + 1
-        ),
+    format!(
+        "Expected {expected} but found {found} at character {}",
+        t.index + 1
     )
 }
 
-/// An open container while decoding.
-enum Open {
-    /// An array and the next index.
-    Arr(Table, i64),
-    /// An object and the key being filled.
-    Obj(Table, Option<mlua::String>),
-}
-
-/// cjson.decode(text).
-fn json_decode(lua: &Lua, cfg: &JsonCfg, a: MultiValue) -> mlua::Result<Value> {
+/// cjson.decode(text), its result packed (read back through mlua, -0 and tiny
+/// numbers would lose their value).
+fn json_decode(lua: &Lua, cfg: &JsonCfg, a: MultiValue) -> mlua::Result<Packed> {
     let a: Vec<Value> = a.into_iter().collect();
     if a.len() != 1 {
         return Err(argerr(lua, 1, "expected 1 argument"));
@@ -979,132 +1107,142 @@ fn json_decode(lua: &Lua, cfg: &JsonCfg, a: MultiValue) -> mlua::Result<Value> {
     if data.len() >= 2 && (data[0] == 0 || data[1] == 0) {
         return Err(lerr(lua, "JSON parser does not support UTF-16 or UTF-32"));
     }
+    let mut res: ParseResult = Ok(());
+    let results = lua.create_table()?;
+    // SAFETY: exec_raw runs the closure in a protected C call whose only
+    // argument is the results table (index 1, the slot the C library's
+    // argument takes); raw_decode builds the value on the stack and it is
+    // stored as results[1]; exec_raw's guard restores the stack.
+    unsafe {
+        lua.exec_raw::<()>(results.clone(), |l| {
+            res = raw_decode(l, cfg, &data);
+            if res.is_ok() {
+                ffi::lua_rawseti(l, 1, 1);
+            }
+            ffi::lua_settop(l, 0);
+        })?;
+    }
+    res.map_err(|m| lerr(lua, m))?;
+    Ok((results, 1))
+}
+
+/// Pushes a scalar token's value.
+///
+/// # Safety
+/// `l` is a valid state with a free slot (checked by the caller's checkstack).
+unsafe fn push_scalar(l: *mut ffi::lua_State, t: &Token) -> bool {
+    match t.kind {
+        Tok::Str => {
+            ffi::lua_pushlstring(l, t.text.as_ptr().cast(), t.text.len());
+        }
+        Tok::Num => ffi::lua_pushnumber(l, t.num),
+        Tok::Bool => ffi::lua_pushboolean(l, t.boolean as c_int),
+        Tok::Null => ffi::lua_pushlightuserdata(l, std::ptr::null_mut()),
+        _ => return false,
+    }
+    true
+}
+
+/// lua_json_decode, iteratively, with containers on the Lua stack as the C parser keeps them.
+///
+/// # Safety
+/// `l` is a valid state inside a protected call, with one slot (the argument's) in use.
+unsafe fn raw_decode(l: *mut ffi::lua_State, cfg: &JsonCfg, data: &[u8]) -> ParseResult {
     let mut p = Parser {
-        data: &data,
+        data,
         ptr: 0,
         decode_invalid: cfg.decode_invalid_numbers != 0,
     };
-    // Iterative (the nesting limit may be raised far beyond what recursion allows).
     let mut stack: Vec<Open> = Vec::new();
-    // Stack slots in use in the C decoder: the argument, then per open level
-    // the table (and the pending key for objects).
-    let mut top: usize = 1;
     let mut tok = p.next();
-    let result: Value = loop {
-        // Process a value token (json_process_value).
-        let mut value = match tok.kind {
-            Tok::Str => Some(Value::String(lua.create_string(&tok.text)?)),
-            Tok::Num => Some(Value::Number(tok.num)),
-            Tok::Bool => Some(Value::Boolean(tok.boolean)),
-            Tok::Null => Some(Value::LightUserData(mlua::LightUserData(
-                std::ptr::null_mut(),
-            ))),
-            Tok::ObjBegin | Tok::ArrBegin => {
-                let obj = tok.kind == Tok::ObjBegin;
-                let depth = stack.len() as i64 + 1;
-                let slots = if obj { 3 } else { 2 };
-                if depth > cfg.decode_max_depth as i64 || top + slots > MAXCSTACK {
-                    return Err(lerr(
-                        lua,
-                        format!(
-                            "Found too many nested data structures ({depth}) at character {}",
-                            p.ptr
-                        ),
-                    ));
-                }
-                let t = lua.create_table()?;
-                tok = p.next();
-                let empty = tok.kind == if obj { Tok::ObjEnd } else { Tok::ArrEnd };
-                if empty {
-                    Some(Value::Table(t))
-                } else if obj {
-                    if tok.kind != Tok::Str {
-                        return Err(parse_error(lua, "object key string", &tok));
-                    }
-                    let key = lua.create_string(&tok.text)?;
-                    tok = p.next();
-                    if tok.kind != Tok::Colon {
-                        return Err(parse_error(lua, "colon", &tok));
-                    }
-                    stack.push(Open::Obj(t, Some(key)));
-                    top += 2;
-                    tok = p.next();
-                    continue;
-                } else {
-                    stack.push(Open::Arr(t, 1));
-                    top += 1;
-                    continue;
-                }
-            }
-            _ => return Err(parse_error(lua, "value", &tok)),
-        };
-        // Store the value into the open containers, closing those that end.
-        while !stack.is_empty() {
-            let Some(v) = value.take() else {
-                break;
+    loop {
+        // A value starts at `tok` (json_process_value).
+        let mut done = push_scalar(l, &tok);
+        if !done {
+            let obj = match tok.kind {
+                Tok::ObjBegin => true,
+                Tok::ArrBegin => false,
+                _ => return Err(parse_error("value", &tok)),
             };
-            let closed = match stack.last_mut() {
-                Some(Open::Arr(t, i)) => {
-                    t.raw_set(*i, v)?;
+            let depth = stack.len() as i64 + 1;
+            let slots = if obj { 3 } else { 2 };
+            if depth > cfg.decode_max_depth as i64 || ffi::lua_checkstack(l, slots) == 0 {
+                return Err(format!(
+                    "Found too many nested data structures ({depth}) at character {}",
+                    p.ptr
+                ));
+            }
+            ffi::lua_newtable(l);
+            tok = p.next();
+            if tok.kind == if obj { Tok::ObjEnd } else { Tok::ArrEnd } {
+                done = true;
+            } else if obj {
+                if tok.kind != Tok::Str {
+                    return Err(parse_error("object key string", &tok));
+                }
+                ffi::lua_pushlstring(l, tok.text.as_ptr().cast(), tok.text.len());
+                tok = p.next();
+                if tok.kind != Tok::Colon {
+                    return Err(parse_error("colon", &tok));
+                }
+                stack.push(Open::Obj);
+                tok = p.next();
+            } else {
+                stack.push(Open::Arr(1));
+            }
+        }
+        if !done {
+            continue;
+        }
+        // A value is on top: store it, closing the containers that end.
+        loop {
+            match stack.last_mut() {
+                None => {
+                    let end = p.next();
+                    if end.kind != Tok::End {
+                        return Err(parse_error("the end", &end));
+                    }
+                    return Ok(());
+                }
+                Some(Open::Arr(i)) => {
+                    ffi::lua_rawseti(l, -2, *i as _);
                     *i += 1;
                     tok = p.next();
-                    if tok.kind != Tok::ArrEnd && tok.kind != Tok::Comma {
-                        return Err(parse_error(lua, "comma or array end", &tok));
+                    if tok.kind == Tok::ArrEnd {
+                        stack.pop();
+                        continue;
                     }
-                    tok.kind == Tok::ArrEnd
-                }
-                Some(Open::Obj(t, key)) => {
-                    if let Some(k) = key.take() {
-                        t.raw_set(k, v)?;
+                    if tok.kind != Tok::Comma {
+                        return Err(parse_error("comma or array end", &tok));
                     }
                     tok = p.next();
+                    break;
+                }
+                Some(Open::Obj) => {
+                    ffi::lua_rawset(l, -3);
+                    tok = p.next();
                     if tok.kind == Tok::ObjEnd {
-                        true
-                    } else if tok.kind != Tok::Comma {
-                        return Err(parse_error(lua, "comma or object end", &tok));
-                    } else {
-                        tok = p.next();
-                        if tok.kind != Tok::Str {
-                            return Err(parse_error(lua, "object key string", &tok));
-                        }
-                        *key = Some(lua.create_string(&tok.text)?);
-                        tok = p.next();
-                        if tok.kind != Tok::Colon {
-                            return Err(parse_error(lua, "colon", &tok));
-                        }
-                        false
+                        stack.pop();
+                        continue;
                     }
+                    if tok.kind != Tok::Comma {
+                        return Err(parse_error("comma or object end", &tok));
+                    }
+                    tok = p.next();
+                    if tok.kind != Tok::Str {
+                        return Err(parse_error("object key string", &tok));
+                    }
+                    ffi::lua_pushlstring(l, tok.text.as_ptr().cast(), tok.text.len());
+                    tok = p.next();
+                    if tok.kind != Tok::Colon {
+                        return Err(parse_error("colon", &tok));
+                    }
+                    tok = p.next();
+                    break;
                 }
-                None => false,
-            };
-            if closed {
-                match stack.pop() {
-                    Some(Open::Arr(t, _)) => {
-                        top -= 1;
-                        value = Some(Value::Table(t));
-                    }
-                    Some(Open::Obj(t, _)) => {
-                        top -= 2;
-                        value = Some(Value::Table(t));
-                    }
-                    None => {}
-                }
-            } else {
-                // The container stays open: the next token starts its next value.
-                tok = p.next();
             }
         }
-        if stack.is_empty() {
-            if let Some(v) = value {
-                break v;
-            }
-        }
-    };
-    let end = p.next();
-    if end.kind != Tok::End {
-        return Err(parse_error(lua, "the end", &end));
     }
-    Ok(result)
 }
 
 // ---------------------------------------------------------------------------
@@ -1224,14 +1362,18 @@ fn mp_encode(lua: &Lua, v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Resul
                     mp_encode(lua, &e, level + 1, out)?;
                 }
             } else {
-                let pairs: Vec<(Value, Value)> = t
-                    .clone()
-                    .pairs::<Value, Value>()
-                    .collect::<mlua::Result<_>>()?;
-                mp_len(out, pairs.len() as u64, 0x80, 0xde);
-                for (k, val) in &pairs {
-                    mp_encode(lua, k, level + 1, out)?;
-                    mp_encode(lua, val, level + 1, out)?;
+                // Counted first, then encoded: holding every pair would not fit
+                // mlua's reference stack.
+                let mut n: u64 = 0;
+                for pair in t.clone().pairs::<Value, Value>() {
+                    pair?;
+                    n += 1;
+                }
+                mp_len(out, n, 0x80, 0xde);
+                for pair in t.clone().pairs::<Value, Value>() {
+                    let (k, val) = pair?;
+                    mp_encode(lua, &k, level + 1, out)?;
+                    mp_encode(lua, &val, level + 1, out)?;
                 }
             }
         }
@@ -1269,10 +1411,19 @@ impl From<mlua::Error> for MpErr {
 }
 
 /// mp_decode_to_lua_type.
-fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize) -> Result<Value, MpErr> {
+///
+/// `top` counts the C decoder's stack slots in use: its luaL_checkstack calls
+/// fail as they would past LUAI_MAXCSTACK.
+fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize, top: usize) -> Result<Value, MpErr> {
     let left = s.len() - *pos;
     let need = |n: usize| if left < n { Err(MpErr::Eof) } else { Ok(()) };
     need(1)?;
+    if top + 1 > MAXCSTACK {
+        return Err(MpErr::Lua(lerr(
+            lua,
+            "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)",
+        )));
+    }
     let p = &s[*pos..];
     let be = |from: usize, n: usize| -> u64 {
         p[from..from + n]
@@ -1359,9 +1510,9 @@ fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize) -> Result<Value, MpErr> {
             let l = be(1, h) as usize;
             *pos += 1 + h;
             if p[0] <= 0xdd {
-                mp_array(lua, s, pos, l)?
+                mp_array(lua, s, pos, l, top)?
             } else {
-                mp_map(lua, s, pos, l)?
+                mp_map(lua, s, pos, l, top)?
             }
         }
         b if b & 0x80 == 0 => {
@@ -1380,11 +1531,11 @@ fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize) -> Result<Value, MpErr> {
         }
         b if b & 0xf0 == 0x90 => {
             *pos += 1;
-            mp_array(lua, s, pos, (b & 0xf) as usize)?
+            mp_array(lua, s, pos, (b & 0xf) as usize, top)?
         }
         b if b & 0xf0 == 0x80 => {
             *pos += 1;
-            mp_map(lua, s, pos, (b & 0xf) as usize)?
+            mp_map(lua, s, pos, (b & 0xf) as usize, top)?
         }
         _ => return Err(MpErr::BadFmt),
     };
@@ -1392,21 +1543,28 @@ fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize) -> Result<Value, MpErr> {
 }
 
 /// mp_decode_to_lua_array (nil elements leave holes, as lua_settable does).
-fn mp_array(lua: &Lua, s: &[u8], pos: &mut usize, len: usize) -> Result<Value, MpErr> {
+fn mp_array(lua: &Lua, s: &[u8], pos: &mut usize, len: usize, top: usize) -> Result<Value, MpErr> {
     let t = lua.create_table()?;
+    if top + 2 > MAXCSTACK {
+        return Err(MpErr::Lua(lerr(
+            lua,
+            "stack overflow (in function mp_decode_to_lua_array)",
+        )));
+    }
     for i in 1..=len {
-        let v = mp_decode(lua, s, pos)?;
+        // The table and the index are on the stack while the element is decoded.
+        let v = mp_decode(lua, s, pos, top + 2)?;
         t.raw_set(i, v)?;
     }
     Ok(Value::Table(t))
 }
 
 /// mp_decode_to_lua_hash (a nil or NaN key fails as lua_settable does).
-fn mp_map(lua: &Lua, s: &[u8], pos: &mut usize, len: usize) -> Result<Value, MpErr> {
+fn mp_map(lua: &Lua, s: &[u8], pos: &mut usize, len: usize, top: usize) -> Result<Value, MpErr> {
     let t = lua.create_table()?;
     for _ in 0..len {
-        let k = mp_decode(lua, s, pos)?;
-        let v = mp_decode(lua, s, pos)?;
+        let k = mp_decode(lua, s, pos, top + 1)?;
+        let v = mp_decode(lua, s, pos, top + 2)?;
         match &k {
             Value::Nil => return Err(MpErr::Lua(lerr_plain("table index is nil"))),
             Value::Number(n) if n.is_nan() => {
@@ -1424,7 +1582,7 @@ fn lerr_plain(msg: &str) -> mlua::Error {
 }
 
 /// mp_unpack_full: `limit` 0 and `offset` 0 decode everything and return no offset.
-fn mp_unpack_full(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<MultiValue> {
+fn mp_unpack_full(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<Packed> {
     let decode_all = limit == 0 && offset == 0;
     if offset < 0 || limit < 0 {
         return Err(lerr(
@@ -1447,11 +1605,18 @@ fn mp_unpack_full(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<
     }
     let limit = if decode_all { i32::MAX as i64 } else { limit };
     let mut pos = offset as usize;
-    let mut out = Vec::new();
+    let out = lua.create_table()?;
+    // With an offset to return, values start at index 2.
+    let first = if decode_all { 1 } else { 2 };
+    let mut n = 0usize;
     let mut cnt = 0;
     while pos < s.len() && cnt < limit {
-        match mp_decode(lua, s, &mut pos) {
-            Ok(v) => out.push(v),
+        // The input string and the values so far are on the stack.
+        match mp_decode(lua, s, &mut pos, 1 + n) {
+            Ok(v) => {
+                out.raw_set(first + n, v)?;
+                n += 1;
+            }
             Err(MpErr::Eof) => return Err(lerr(lua, "Missing bytes in input.")),
             Err(MpErr::BadFmt) => return Err(lerr(lua, "Bad data format in input.")),
             Err(MpErr::Lua(e)) => return Err(e),
@@ -1460,9 +1625,10 @@ fn mp_unpack_full(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<
     }
     if !decode_all {
         let next = if pos == s.len() { -1.0 } else { pos as f64 };
-        out.insert(0, Value::Number(next));
+        out.raw_set(1, next)?;
+        n += 1;
     }
-    Ok(MultiValue::from_vec(out))
+    Ok((out, n))
 }
 
 /// Makes the cmsgpack module table.
@@ -1471,7 +1637,7 @@ fn cmsgpack_new(lua: &Lua) -> mlua::Result<Table> {
     t.set("pack", lib_fn(lua, mp_pack)?)?;
     t.set(
         "unpack",
-        lib_fn(lua, |lua, a: MultiValue| {
+        lib_fn_packed(lua, |lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
             let s = checkstring(lua, &a, 0)?;
             mp_unpack_full(lua, &s, 0, 0)
@@ -1479,7 +1645,7 @@ fn cmsgpack_new(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "unpack_one",
-        lib_fn(lua, |lua, a: MultiValue| {
+        lib_fn_packed(lua, |lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
             let offset = optinteger(lua, &a, 1, 0)?;
             let s = checkstring(lua, &a, 0)?;
@@ -1488,7 +1654,7 @@ fn cmsgpack_new(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "unpack_limit",
-        lib_fn(lua, |lua, a: MultiValue| {
+        lib_fn_packed(lua, |lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
             let limit = checkinteger(lua, &a, 1)?;
             let offset = optinteger(lua, &a, 2, 0)?;
@@ -2158,38 +2324,32 @@ pub fn lua_to_resp(v: &Value, out: &mut ReplyBuf, script: Proto, depth: usize) {
                 return out.error("ERR reached lua stack limit");
             }
             if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
-                let pairs: Vec<(Value, Value)> =
-                    m.pairs::<Value, Value>().filter_map(Result::ok).collect();
-                out.map_len(pairs.len());
-                for (k, v) in &pairs {
-                    lua_to_resp(k, out, script, depth + 1);
-                    lua_to_resp(v, out, script, depth + 1);
+                // Counted, then written: holding every pair would not fit mlua's reference stack.
+                out.map_len(m.clone().pairs::<Value, Value>().count());
+                for (k, v) in m.pairs::<Value, Value>().filter_map(Result::ok) {
+                    lua_to_resp(&k, out, script, depth + 1);
+                    lua_to_resp(&v, out, script, depth + 1);
                 }
                 return;
             }
             if let Ok(Value::Table(s)) = t.raw_get::<Value>("set") {
-                let keys: Vec<Value> = s
-                    .pairs::<Value, Value>()
-                    .filter_map(|p| p.ok().map(|p| p.0))
-                    .collect();
-                out.set_len(keys.len());
-                for k in &keys {
-                    lua_to_resp(k, out, script, depth + 1);
+                out.set_len(s.clone().pairs::<Value, Value>().count());
+                for (k, _) in s.pairs::<Value, Value>().filter_map(Result::ok) {
+                    lua_to_resp(&k, out, script, depth + 1);
                 }
                 return;
             }
-            let mut items = Vec::new();
-            let mut i = 1;
-            loop {
-                match t.raw_get::<Value>(i) {
-                    Ok(Value::Nil) | Err(_) => break,
-                    Ok(v) => items.push(v),
-                }
-                i += 1;
+            // The array part up to the first nil: counted, then written (one
+            // value held at a time).
+            let mut n = 0;
+            while !matches!(t.raw_get::<Value>(n + 1), Ok(Value::Nil) | Err(_)) {
+                n += 1;
             }
-            out.array_len(items.len());
-            for it in &items {
-                lua_to_resp(it, out, script, depth + 1);
+            out.array_len(n);
+            for i in 1..=n {
+                if let Ok(v) = t.raw_get::<Value>(i) {
+                    lua_to_resp(&v, out, script, depth + 1);
+                }
             }
         }
         _ => out.null(),
