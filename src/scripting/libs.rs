@@ -1299,7 +1299,7 @@ fn mp_len(out: &mut Vec<u8>, n: u64, fix: u8, w16: u8) {
 }
 
 /// mp_encode_lua_type.
-fn mp_encode(lua: &Lua, v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn mp_encode(v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Result<()> {
     match v {
         Value::String(s) => {
             let s = s.as_bytes();
@@ -1359,7 +1359,7 @@ fn mp_encode(lua: &Lua, v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Resul
                 mp_len(out, len as u64, 0x90, 0xdc);
                 for j in 1..=len {
                     let e: Value = t.get(j)?;
-                    mp_encode(lua, &e, level + 1, out)?;
+                    mp_encode(&e, level + 1, out)?;
                 }
             } else {
                 // Counted first, then encoded: holding every pair would not fit
@@ -1372,8 +1372,8 @@ fn mp_encode(lua: &Lua, v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Resul
                 mp_len(out, n, 0x80, 0xde);
                 for pair in t.clone().pairs::<Value, Value>() {
                     let (k, val) = pair?;
-                    mp_encode(lua, &k, level + 1, out)?;
-                    mp_encode(lua, &val, level + 1, out)?;
+                    mp_encode(&k, level + 1, out)?;
+                    mp_encode(&val, level + 1, out)?;
                 }
             }
         }
@@ -1389,7 +1389,7 @@ fn mp_pack(lua: &Lua, a: MultiValue) -> mlua::Result<mlua::String> {
     }
     let mut out = Vec::new();
     for v in a.iter() {
-        mp_encode(lua, v, 0, &mut out)?;
+        mp_encode(v, 0, &mut out)?;
     }
     lua.create_string(&out)
 }
@@ -1486,7 +1486,7 @@ fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize, top: usize) -> Result<Value, 
             *pos += 9;
             num(f64::from_bits(be(1, 8)))
         }
-        0xd9 | 0xda | 0xdb => {
+        0xd9..=0xdb => {
             let h = match p[0] {
                 0xd9 => 1,
                 0xda => 2,
@@ -1504,7 +1504,7 @@ fn mp_decode(lua: &Lua, s: &[u8], pos: &mut usize, top: usize) -> Result<Value, 
             *pos += 1 + h + l;
             Value::String(lua.create_string(&p[1 + h..1 + h + l])?)
         }
-        0xdc | 0xdd | 0xde | 0xdf => {
+        0xdc..=0xdf => {
             let h = if p[0] == 0xdc || p[0] == 0xde { 2 } else { 4 };
             need(1 + h)?;
             let l = be(1, h) as usize;
