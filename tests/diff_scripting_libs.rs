@@ -669,6 +669,16 @@ fn redis_api_additions() {
         "return redis.set_repl(-1)",
         "return redis.set_repl('x')",
         "return redis.set_repl('2')",
+        // Numbers given to redis.call are sent as %.17g.
+        "redis.call('set', 'fk', 0.1) return redis.call('get', 'fk')",
+        "redis.call('set', 'fk', 1/3) return redis.call('get', 'fk')",
+        "redis.call('set', 'fk', 2^60) return redis.call('get', 'fk')",
+        "redis.call('set', 'fk', -2.5) return redis.call('get', 'fk')",
+        "redis.call('set', 'fk', 100) return redis.call('get', 'fk')",
+        "redis.call('set', 'fk', 1e300) return redis.call('get', 'fk')",
+        "return redis.call('incrby', 'cnt', 5)",
+        "return redis.call('zadd', 'zz', 1.5, 'm', 1/3, 'n')",
+        "return redis.call('zrange', 'zz', 0, -1, 'withscores')",
         "local t = {} for k, v in pairs(redis) do t[#t + 1] = k .. ':' .. type(v) end table.sort(t) \
          local o = {} for _, k in ipairs(t) do if k ~= 'acl_check_cmd:function' then o[#o + 1] = k end end return o",
     ] {

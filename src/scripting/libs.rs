@@ -309,7 +309,7 @@ fn c_i32(d: f64) -> i32 {
 }
 
 /// C's `printf("%.<prec>g", d)` from glibc, the formatter lua-cjson calls.
-fn fmt_g(d: f64, prec: i32) -> Vec<u8> {
+pub(super) fn fmt_g(d: f64, prec: i32) -> Vec<u8> {
     let mut buf = [0u8; 64];
     // SAFETY: the buffer is 64 bytes and snprintf writes at most buf.len()
     // bytes including the NUL; the format takes exactly an int and a double.

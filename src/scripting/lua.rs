@@ -260,15 +260,13 @@ pub(super) fn script_line(lua: &Lua) -> i32 {
 }
 
 /// Converts a Lua argument of redis.call to bytes (strings and numbers only).
-fn arg_bytes(lua: &Lua, v: Value) -> Option<Bytes> {
+///
+/// Numbers are written with `%.17g`, as luaArgsToRedisArgv does (Lua's own `%.14g` loses precision).
+fn arg_bytes(v: Value) -> Option<Bytes> {
     match v {
         Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
-        Value::Integer(n) => Some(Bytes::from(n.to_string())),
-        v @ Value::Number(_) => lua
-            .coerce_string(v)
-            .ok()
-            .flatten()
-            .map(|s| Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Integer(n) => Some(Bytes::from(super::libs::fmt_g(n as f64, 17))),
+        Value::Number(n) => Some(Bytes::from(super::libs::fmt_g(n, 17))),
         _ => None,
     }
 }
@@ -293,7 +291,7 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     }
     let mut argv = Vec::with_capacity(args.len());
     for v in args {
-        match arg_bytes(&lua, v) {
+        match arg_bytes(v) {
             Some(b) => argv.push(b),
             None => {
                 return Err(mlua::Error::external(CallError {
