@@ -70,6 +70,11 @@ fn cjson_encode() {
         "coroutine.create(function() end)",
         "redis",
         "string.rep('x', 1000)",
+        // Numbers near 0 (mlua rounds them to 0 on the way to Rust; the library must not).
+        "-0.0",
+        "-1e-300",
+        "5e-324",
+        "{-0.0, 1e-310, {a=-1e-20}}",
     ] {
         pc(&mut d, &format!("cjson.encode({e})"), &[]);
     }
@@ -351,6 +356,9 @@ fn cmsgpack_types_and_streams() {
         "(function() local t = {} for i = 1, 20 do t = {t} end return t end)()",
         "(function() local t = {} t[1] = t return t end)()",
         "1, 'two', {3}, nil, false",
+        "-0.0",
+        "1e-300",
+        "-5e-324, {1e-300}",
     ] {
         // The packed bytes (prefix), then the unpacked values re-packed.
         pc(
@@ -474,6 +482,10 @@ fn struct_formats() {
         "struct.pack('f', 0.1)",
         "struct.pack('f', 1e300)",
         "struct.pack('d', 0/0)",
+        "struct.pack('d', -0.0)",
+        "struct.pack('>d', 5e-324)",
+        "struct.pack('f', 1e-30)",
+        "struct.pack('ddd', 1, -1e-300, 2)",
         "struct.pack('c5', 'abcde')",
         "struct.pack('c5', 'abc')",
         "struct.pack('c0', 'abc')",

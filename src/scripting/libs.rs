@@ -90,6 +90,14 @@ pub fn set_global(lua: &Lua, name: &str, v: Value) -> mlua::Result<()> {
 /// lua_error's longjmp: this frame holds no value with a destructor.
 unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
     let n = ffi::lua_gettop(l);
+    // The arguments' exact numbers (see ARG_NUMBERS); the borrow ends before any call.
+    ARG_NUMBERS.with(|a| {
+        let mut a = a.borrow_mut();
+        a.clear();
+        for i in 1..=n {
+            a.push((ffi::lua_type(l, i) == ffi::LUA_TNUMBER).then(|| ffi::lua_tonumber(l, i)));
+        }
+    });
     ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
     ffi::lua_insert(l, 1);
     // Results come back as (true, {results...}, count) or (false, message).
@@ -110,6 +118,30 @@ unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
         ffi::lua_rawgeti(l, 1, i as _);
     }
     k
+}
+
+thread_local! {
+    /// The numbers among the running library function's arguments, exactly:
+    /// mlua hands Rust 0 for -0 and for any number closer to 0 than f64::EPSILON.
+    static ARG_NUMBERS: RefCell<Vec<Option<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Argument `i` (0-based) as its exact number, when it is a number.
+fn exact_arg(v: &Value, i: usize) -> Option<f64> {
+    match v {
+        Value::Integer(_) | Value::Number(_) => ARG_NUMBERS
+            .with(|a| a.borrow().get(i).copied().flatten())
+            .or_else(|| as_num(v)),
+        _ => None,
+    }
+}
+
+/// Argument `i` with its number exact (see [`ARG_NUMBERS`]).
+fn exact_value(v: Value, i: usize) -> Value {
+    match exact_arg(&v, i) {
+        Some(n) => Value::Number(n),
+        None => v,
+    }
 }
 
 /// Results as a table and their count: many values at once would not fit
@@ -251,6 +283,9 @@ fn tonumber(lua: &Lua, v: Option<&Value>) -> Option<f64> {
 
 /// luaL_checknumber (argument `i`, 0-based).
 fn checknumber(lua: &Lua, a: &[Value], i: usize) -> mlua::Result<f64> {
+    if let Some(n) = a.get(i).and_then(|v| exact_arg(v, i)) {
+        return Ok(n);
+    }
     tonumber(lua, a.get(i)).ok_or_else(|| typeerr(lua, i + 1, "number", a.get(i)))
 }
 
@@ -549,7 +584,7 @@ fn json_encode(lua: &Lua, cfg: &JsonCfg, a: MultiValue) -> mlua::Result<mlua::St
     if a.len() != 1 {
         return Err(argerr(lua, 1, "expected 1 argument"));
     }
-    let v = a.into_iter().next().unwrap_or(Value::Nil);
+    let v = exact_value(a.into_iter().next().unwrap_or(Value::Nil), 0);
     let mut out = Vec::new();
     let mut res = Ok(());
     // SAFETY: exec_raw pushes the value as the only argument of a protected C
@@ -1298,11 +1333,21 @@ fn mp_len(out: &mut Vec<u8>, n: u64, fix: u8, w16: u8) {
     }
 }
 
-/// mp_encode_lua_type.
-fn mp_encode(v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Result<()> {
-    match v {
-        Value::String(s) => {
-            let s = s.as_bytes();
+/// mp_encode_lua_type on the value on top of the stack (popped), on Lua's own
+/// stack as the C library works (numbers read exactly).
+///
+/// # Safety
+/// `l` is a valid state inside a protected call with the value on top and
+/// room for 3 more slots (nesting is at most 16 levels).
+unsafe fn raw_mp_encode(l: *mut ffi::lua_State, level: i32, out: &mut Vec<u8>) {
+    let mut t = ffi::lua_type(l, -1);
+    // Nested tables past the limit are packed as nil (also ends self-references).
+    if t == ffi::LUA_TTABLE && level == MP_MAX_NESTING {
+        t = ffi::LUA_TNIL;
+    }
+    match t {
+        ffi::LUA_TSTRING => {
+            let s = raw_bytes(l, -1);
             let len = s.len();
             if len < 32 {
                 out.push(0xa0 | len as u8);
@@ -1315,11 +1360,15 @@ fn mp_encode(v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Result<()> {
                 out.push(0xdb);
                 out.extend_from_slice(&(len as u32).to_be_bytes());
             }
-            out.extend_from_slice(&s);
+            out.extend_from_slice(s);
         }
-        Value::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        Value::Integer(_) | Value::Number(_) => {
-            let n = as_num(v).unwrap_or(0.0);
+        ffi::LUA_TBOOLEAN => out.push(if ffi::lua_toboolean(l, -1) != 0 {
+            0xc3
+        } else {
+            0xc2
+        }),
+        ffi::LUA_TNUMBER => {
+            let n = ffi::lua_tonumber(l, -1);
             // IS_INT64_EQUIVALENT: finite and exact through a C (int64_t) cast.
             if !n.is_infinite() && c_i64(n) as f64 == n {
                 mp_int(out, c_i64(n));
@@ -1334,52 +1383,57 @@ fn mp_encode(v: &Value, level: i32, out: &mut Vec<u8>) -> mlua::Result<()> {
                 }
             }
         }
-        Value::Table(t) if level < MP_MAX_NESTING => {
+        ffi::LUA_TTABLE => {
             // table_is_an_array: keys are numbers > 0 exact as C ints, and max == count.
+            let top = ffi::lua_gettop(l);
             let mut count: i32 = 0;
             let mut max: i32 = 0;
             let mut array = true;
-            for pair in t.clone().pairs::<Value, Value>() {
-                let (k, _) = pair?;
-                match as_num(&k) {
-                    Some(n) if n > 0.0 && !n.is_infinite() && c_i32(n) as f64 == n => {
-                        if n > max as f64 {
-                            max = c_i32(n);
-                        }
-                        count = count.wrapping_add(1);
-                    }
-                    _ => {
-                        array = false;
-                        break;
-                    }
+            ffi::lua_pushnil(l);
+            while ffi::lua_next(l, -2) != 0 {
+                ffi::lua_pop(l, 1);
+                let n = ffi::lua_tonumber(l, -1);
+                if ffi::lua_type(l, -1) != ffi::LUA_TNUMBER
+                    || n <= 0.0
+                    || n.is_infinite()
+                    || c_i32(n) as f64 != n
+                {
+                    ffi::lua_settop(l, top);
+                    array = false;
+                    break;
                 }
+                if n > max as f64 {
+                    max = c_i32(n);
+                }
+                count = count.wrapping_add(1);
             }
             if array && max == count {
-                let len = t.raw_len();
+                let len = ffi::lua_objlen(l, -1);
                 mp_len(out, len as u64, 0x90, 0xdc);
                 for j in 1..=len {
-                    let e: Value = t.get(j)?;
-                    mp_encode(&e, level + 1, out)?;
+                    ffi::lua_pushnumber(l, j as f64);
+                    ffi::lua_gettable(l, -2);
+                    raw_mp_encode(l, level + 1, out);
                 }
             } else {
-                // Counted first, then encoded: holding every pair would not fit
-                // mlua's reference stack.
                 let mut n: u64 = 0;
-                for pair in t.clone().pairs::<Value, Value>() {
-                    pair?;
+                ffi::lua_pushnil(l);
+                while ffi::lua_next(l, -2) != 0 {
+                    ffi::lua_pop(l, 1);
                     n += 1;
                 }
                 mp_len(out, n, 0x80, 0xde);
-                for pair in t.clone().pairs::<Value, Value>() {
-                    let (k, val) = pair?;
-                    mp_encode(&k, level + 1, out)?;
-                    mp_encode(&val, level + 1, out)?;
+                ffi::lua_pushnil(l);
+                while ffi::lua_next(l, -2) != 0 {
+                    ffi::lua_pushvalue(l, -2);
+                    raw_mp_encode(l, level + 1, out);
+                    raw_mp_encode(l, level + 1, out);
                 }
             }
         }
         _ => out.push(0xc0),
     }
-    Ok(())
+    ffi::lua_pop(l, 1);
 }
 
 /// cmsgpack.pack(...).
@@ -1387,9 +1441,24 @@ fn mp_pack(lua: &Lua, a: MultiValue) -> mlua::Result<mlua::String> {
     if a.is_empty() {
         return Err(argerr(lua, 0, "MessagePack pack needs input."));
     }
+    let n = a.len();
+    let args: MultiValue = a
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| exact_value(v, i))
+        .collect();
     let mut out = Vec::new();
-    for v in a.iter() {
-        mp_encode(v, 0, &mut out)?;
+    // SAFETY: exec_raw pushes the arguments (indexes 1..=n) and runs the
+    // closure in a protected call; each is copied to the top and popped by
+    // raw_mp_encode, which keeps at most 16 levels of 3 slots (checked).
+    unsafe {
+        lua.exec_raw::<()>(args, |l| {
+            ffi::lua_checkstack(l, 3 * (MP_MAX_NESTING as c_int + 2));
+            for i in 1..=n as c_int {
+                ffi::lua_pushvalue(l, i);
+                raw_mp_encode(l, 0, &mut out);
+            }
+        })?;
     }
     lua.create_string(&out)
 }
