@@ -784,6 +784,20 @@ struct Part {
 thread_local! {
     static LOG: RefCell<Option<ShardLog>> = const { RefCell::new(None) };
     static ON: Cell<bool> = const { Cell::new(false) };
+    /// Commands run for a script that called redis.set_repl without REPL_AOF.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the work running on this core must not be logged (redis.set_repl).
+#[inline]
+pub fn quiet() -> bool {
+    QUIET.with(|q| q.get())
+}
+
+/// Sets whether the work running now is logged; returns the previous setting.
+#[inline]
+pub fn set_quiet(q: bool) -> bool {
+    QUIET.with(|c| c.replace(q))
 }
 
 /// Appends one record to this core's log, or to the part of transaction
@@ -1035,7 +1049,7 @@ pub fn feed(
     db: usize,
     reply: &[u8],
 ) {
-    if !ON.with(|o| o.get()) || !cmd.flags().contains(CmdFlags::WRITE) {
+    if !ON.with(|o| o.get()) || !cmd.flags().contains(CmdFlags::WRITE) || quiet() {
         return;
     }
     if reply.first() == Some(&b'-') {
