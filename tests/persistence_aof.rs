@@ -1120,11 +1120,12 @@ fn rewrite_while_twenty_clients_write() {
         assert_eq!(a, c.cmd(&["GET", &format!("pb:{t}")]));
     }
     eprintln!(
-        "rewrite of {} keys under 20 writers: {:.3} s, {} write rounds, slowest round {:?} (debug build)",
+        "rewrite of {} keys under 20 writers: {:.3} s, {} write rounds, slowest round {:?} ({} build)",
         before.len(),
         took.as_secs_f64(),
         counts.iter().sum::<u64>(),
-        *worst.lock().unwrap()
+        *worst.lock().unwrap(),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
     );
 }
 

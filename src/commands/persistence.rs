@@ -14,7 +14,17 @@ type Reply = Pin<Box<dyn Future<Output = ReplyBuf>>>;
 pub fn save(ctx: MultiCtx) -> Reply {
     Box::pin(async move {
         let mut out = ctx.reply();
-        match snapshot::save(&ctx.core, Mode::Blocking).await {
+        // An AOF rewrite holds the databases' snapshot state: SAVE waits for
+        // it (Redis saves in the foreground while its AOF child runs).
+        let r = if crate::persistence::aof::rewriting() {
+            while !snapshot::try_begin() {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            snapshot::save_held(&ctx.core, Mode::Blocking).await
+        } else {
+            snapshot::save(&ctx.core, Mode::Blocking).await
+        };
+        match r {
             Ok(()) => out.ok(),
             Err(e) if e.starts_with("Background save") => out.error(&format!("ERR {e}")),
             // Redis replies with the bare shared error; the cause is in the log.
