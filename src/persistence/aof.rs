@@ -512,6 +512,18 @@ pub fn replay(shard: &mut Shard, cmds: &[Argv]) -> (u64, u64) {
                 }
                 continue;
             }
+            "function" => {
+                let av: Vec<bytes::Bytes> = argv
+                    .iter()
+                    .map(|a| bytes::Bytes::copy_from_slice(a))
+                    .collect();
+                if crate::scripting::functions::replay(&av) {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                continue;
+            }
             _ => {}
         }
         let Some(cmd) = table.by_name(&name) else {
@@ -778,6 +790,16 @@ pub async fn after_multi(
         return;
     }
     let keys = cmd.key_positions(argv);
+    if cmd.name.starts_with("function|") {
+        // The function registry is global: its changes go to shard 0's log only.
+        let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+        core.run_on(0, move |c| {
+            let r: Vec<&[u8]> = av.iter().map(|a| &a[..]).collect();
+            append(c.id, db, &r);
+        })
+        .await;
+        return;
+    }
     if keys.is_empty() {
         let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
         core.run_on_all(move |c| {
@@ -995,6 +1017,12 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
                 Some(std::mem::take(&mut l.pending))
             })?;
             let at = APPENDED[id].load(Ordering::Acquire);
+            if id == 0 {
+                // The function libraries first, as Redis's rewriteFunctions.
+                for lib in crate::scripting::functions::current().libs.values() {
+                    append(id, 0, &[b"FUNCTION", b"LOAD", &lib.code]);
+                }
+            }
             {
                 let mut shard = c.shard.borrow_mut();
                 for db in 0..shard.dbs.len() {

@@ -157,9 +157,16 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
     st.keys_processed.store(0, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<WriterMsg>();
     let used_mem = crate::util::alloc::allocated() as u64;
+    // The libraries at the cut, written after the header as Redis's rdbSaveFunctions.
+    let mut functions = Vec::new();
+    crate::scripting::functions::save_rdb(
+        &crate::scripting::functions::current(),
+        &mut functions,
+        opts,
+    );
     let writer = std::thread::Builder::new()
         .name("percore-rdb".into())
-        .spawn(move || write_file(rx, &dir, &path, ndbs, used_mem, checksum))
+        .spawn(move || write_file(rx, &dir, &path, ndbs, used_mem, checksum, &functions))
         .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
     let txc = tx.clone();
     let sizes = core
@@ -300,6 +307,7 @@ fn write_file(
     ndbs: usize,
     used_mem: u64,
     checksum: bool,
+    functions: &[u8],
 ) -> Result<u64, String> {
     let pid = std::process::id();
     let part_path = |db: usize| dir.join(format!("temp-{pid}-db{db}.part"));
@@ -369,6 +377,7 @@ fn write_file(
             .unwrap_or(0);
         rdb::save_header(&mut head, used_mem, now);
         w.write_all(&head)?;
+        w.write_all(functions)?;
         for (db, part) in parts.iter_mut().enumerate() {
             let Some(f) = part.as_mut() else { continue };
             let mut h = Vec::new();
@@ -516,8 +525,23 @@ pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Res
             c.rdbchecksum,
         )
     };
-    let data = match super::read_and_check(&path, ndbs, checksum) {
-        Ok(Some(d)) => std::sync::Arc::new(d),
+    let data = match super::read_check_functions(&path, ndbs, checksum) {
+        Ok(Some((d, libs))) => {
+            // As emptyData: a flushing reload replaces the functions too.
+            let r = if flush {
+                super::install_functions(&path, &libs)
+            } else {
+                crate::scripting::functions::restore(
+                    &libs,
+                    crate::scripting::functions::Policy::Replace,
+                )
+            };
+            if let Err(e) = r {
+                crate::server::log::warning(&e);
+                return Err("Error trying to load the RDB dump, check server logs.".into());
+            }
+            std::sync::Arc::new(d)
+        }
         Ok(None) | Err(_) => {
             if let Err(e) = super::read_and_check(&path, ndbs, checksum) {
                 crate::server::log::warning(&e);

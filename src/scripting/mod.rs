@@ -23,6 +23,7 @@
 //! no cjson, cmsgpack or struct (bit is reimplemented in Rust).
 
 pub mod bit;
+pub mod functions;
 pub mod lua;
 
 use std::collections::HashMap;
@@ -52,6 +53,26 @@ pub static BUSY_WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// The BUSY error other clients get.
 pub const BUSY_ERROR: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// The BUSY error while the busy scripts are functions (Redis's slowscripterr).
+pub const BUSY_FN_ERROR: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// Busy scripts that are functions (FCALL), out of [`BUSY`]: FUNCTION KILL stops those.
+pub static BUSY_FN: AtomicU64 = AtomicU64::new(0);
+
+/// FUNCTION KILL asked the busy functions to stop.
+pub static KILL_FN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The BUSY reply for a refused command: names FUNCTION KILL when only functions are busy.
+pub fn busy_error() -> &'static str {
+    let f = BUSY_FN.load(Ordering::SeqCst);
+    if f > 0 && f >= BUSY.load(Ordering::SeqCst) {
+        BUSY_FN_ERROR
+    } else {
+        BUSY_ERROR
+    }
+}
 
 /// True when a command must be refused with [`BUSY_ERROR`] (a script is past the threshold).
 #[inline]
