@@ -527,13 +527,14 @@ pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Res
     };
     let data = match super::read_check_functions(&path, ndbs, checksum) {
         Ok(Some((d, libs))) => {
-            // As emptyData: a flushing reload replaces the functions too.
+            // As emptyData: a flushing reload replaces the functions too;
+            // NOFLUSH adds them and fails on a library that exists, as Redis.
             let r = if flush {
                 super::install_functions(&path, &libs)
             } else {
                 crate::scripting::functions::restore(
                     &libs,
-                    crate::scripting::functions::Policy::Replace,
+                    crate::scripting::functions::Policy::Append,
                 )
             };
             if let Err(e) = r {

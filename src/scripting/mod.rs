@@ -17,6 +17,9 @@
 //!   which the hook turns into the script's error. Connections on the core
 //!   running a pure-Lua loop are not read until it ends (the core is busy).
 //!
+//! * Functions (FCALL, FUNCTION ...): see [`functions`]; they run through
+//!   the same `lua::run_body` as EVAL, in a separate per-core Lua state.
+//!
 //! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
 //! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
 //! the tail call replaces; no redis.setresp/set_repl/replicate_commands;
