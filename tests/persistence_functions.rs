@@ -94,10 +94,11 @@ fn wait_ready(p: &mut Proc) {
             use std::io::{Read, Write};
             let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = [0u8; 64];
-            if c.write_all(b"PING\r\n").is_ok() && matches!(c.read(&mut buf), Ok(n) if n > 0) {
-                if buf.starts_with(b"+PONG") {
-                    return;
-                }
+            if c.write_all(b"PING\r\n").is_ok()
+                && matches!(c.read(&mut buf), Ok(n) if n > 0)
+                && buf.starts_with(b"+PONG")
+            {
+                return;
             }
         }
         std::thread::sleep(Duration::from_millis(20));
