@@ -528,3 +528,85 @@ fn busy_eval_vs_function_kill() {
     }
     assert_eq!(out[0], out[1]);
 }
+
+/// FUNCTION LOAD is visible to every connection, on every core, once it replied.
+#[test]
+fn load_is_visible_on_every_core_at_once() {
+    let percore = Server::percore(4, &[]);
+    let mut admin = percore.raw();
+    let mut conns: Vec<Raw> = (0..8).map(|_| percore.raw()).collect();
+    for v in 0..20 {
+        let code =
+            format!("#!lua name=ver\nredis.register_function('v', function() return {v} end)");
+        assert_eq!(
+            admin.cmd(&["FUNCTION", "LOAD", "REPLACE", &code]),
+            Resp::bulk("ver")
+        );
+        for c in conns.iter_mut() {
+            assert_eq!(c.cmds("FCALL v 0"), Resp::Int(v));
+        }
+    }
+    admin.cmds("FUNCTION DELETE ver");
+    for c in conns.iter_mut() {
+        assert_eq!(
+            c.cmds("FCALL v 0"),
+            Resp::Error(b"ERR Function not found".to_vec())
+        );
+    }
+}
+
+/// Functions are atomic across shards: transfers between keys of different
+/// shards never let a concurrent read-only function see a changed total.
+#[test]
+fn functions_are_atomic_across_shards() {
+    let percore = Server::percore(4, &[]);
+    let mut admin = percore.raw();
+    let r = admin.cmd(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=bank
+redis.register_function('transfer', function(keys, args)
+  local n = tonumber(args[1])
+  redis.call('decrby', keys[1], n)
+  redis.call('incrby', keys[2], n)
+  return 1
+end)
+redis.register_function{function_name='total', callback=function(keys)
+  local s = 0
+  for _, k in ipairs(keys) do s = s + tonumber(redis.call('get', k) or '0') end
+  return s
+end, flags={'no-writes'}}",
+    ]);
+    assert_eq!(r, Resp::bulk("bank"));
+    let accounts: Vec<String> = (0..8).map(|i| format!("acct:{i}")).collect();
+    for a in &accounts {
+        admin.cmd(&["SET", a, "1000"]);
+    }
+    let port = percore.port;
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let accounts = accounts.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                for i in 0..300usize {
+                    let a = &accounts[(i * 3 + w) % 8];
+                    let b = &accounts[(i * 5 + w + 1) % 8];
+                    if a != b {
+                        let r = c.cmd(&["FCALL", "transfer", "2", a, b, "7"]);
+                        assert_eq!(r, Resp::Int(1));
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut reader = Raw::connect(port);
+    let mut args = vec!["FCALL_RO".to_string(), "total".into(), "8".into()];
+    args.extend(accounts.iter().cloned());
+    for _ in 0..300 {
+        assert_eq!(reader.cmd(&args), Resp::Int(8000));
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert_eq!(reader.cmd(&args), Resp::Int(8000));
+}
