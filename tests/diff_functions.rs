@@ -317,13 +317,12 @@ fn dump_and_restore() {
         d.check(&[b"FUNCTION".as_slice(), b"RESTORE", &p1, b"FLUSH"]);
         list(&mut d, &["WITHCODE"]);
         // Each server restores the other's payloads.
-        for (payload, what) in [(&r2, "redis's"), (&p2, "percore's")] {
+        for payload in [&r2, &p2] {
             for policy in ["", "FLUSH", "APPEND", "REPLACE", "append", "bad"] {
                 let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"RESTORE", payload];
                 if !policy.is_empty() {
                     args.push(policy.as_bytes());
                 }
-                let _ = what;
                 // Which of two colliding libraries APPEND names depends on Redis's hash order.
                 d.run(Cmp::TypeOnly, &args);
                 list(&mut d, &["WITHCODE"]);
