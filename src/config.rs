@@ -60,6 +60,8 @@ pub struct Config {
     pub spin_before_park_us: u64,
     /// `preempt-timer-us` (percore): how long a task queue runs before yielding to others.
     pub preempt_timer_us: u64,
+    /// `snapshot-shares` (percore): CPU shares of the snapshot/rewrite task queue (connections have 1000).
+    pub snapshot_shares: usize,
     /// `hash-max-listpack-entries`: small hashes stay compact up to this many fields.
     pub hash_max_listpack_entries: u64,
     /// `hash-max-listpack-value`: ... and while every field and value is at most this long.
@@ -94,7 +96,7 @@ pub struct Config {
     pub appendfilename: String,
     /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
     pub aof_load_truncated: bool,
-    /// `aof-use-rdb-preamble` (default yes; percore's base files are AOF-format either way).
+    /// `aof-use-rdb-preamble` (default yes): BGREWRITEAOF writes RDB base files.
     pub aof_use_rdb_preamble: bool,
     /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
     pub auto_aof_rewrite_percentage: u64,
@@ -134,6 +136,9 @@ impl Default for Config {
             spin_before_park_us: 50,
             // Glommio's default.
             preempt_timer_us: 100_000,
+            // A twentieth of the connections' share: a snapshot of 1M keys
+            // still finishes in seconds while clients barely notice it.
+            snapshot_shares: 50,
             hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
@@ -765,7 +770,25 @@ static PARAMS: &[Param] = &[
             parts.join(" ").into_bytes()
         },
     },
-    bool_param!("rdbcompression", 0, rdbcompression),
+    Param {
+        name: "rdbcompression",
+        aliases: &[],
+        flags: 0,
+        set: |c, a, _| {
+            c.rdbcompression = yes_no(a[0])?;
+            // DUMP reads it on every core.
+            crate::persistence::rdb::DUMP_COMPRESSION
+                .store(c.rdbcompression, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+        get: |c| {
+            if c.rdbcompression {
+                b"yes".to_vec()
+            } else {
+                b"no".to_vec()
+            }
+        },
+    },
     bool_param!("rdbchecksum", IMMUTABLE, rdbchecksum),
     Param {
         name: "busy-reply-threshold",
@@ -780,9 +803,8 @@ static PARAMS: &[Param] = &[
         },
         get: |c| c.busy_reply_threshold.to_string().into_bytes(),
     },
-    // Switching the AOF on or off at run time is not supported: percore would
-    // have to rewrite it on every core first.
-    bool_param!("appendonly", IMMUTABLE, appendonly),
+    // Switched at run time by CONFIG SET (`persistence::aof::set_enabled`).
+    bool_param!("appendonly", 0, appendonly),
     Param {
         name: "appendfsync",
         aliases: &[],
@@ -897,6 +919,7 @@ static PARAMS: &[Param] = &[
     bool_param!("pin-cores", IMMUTABLE, pin_cores),
     int_param!("spin-before-park-us", IMMUTABLE, spin_before_park_us: u64, 0, 1_000_000, Num::Int),
     int_param!("preempt-timer-us", IMMUTABLE, preempt_timer_us: u64, 100, 10_000_000, Num::Int),
+    int_param!("snapshot-shares", IMMUTABLE, snapshot_shares: usize, 1, 1000, Num::Int),
 ];
 
 /// `loglevel` names, as Redis 7.0 (`nothing` came in 7.2, and 7.0 refuses it).

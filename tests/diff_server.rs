@@ -25,6 +25,7 @@ const PERCORE_ONLY_PARAMS: &[&str] = &[
     "pin-cores",
     "spin-before-park-us",
     "preempt-timer-us",
+    "snapshot-shares",
 ];
 /// Parameters whose values differ by nature between the two servers (own port, own scratch dir).
 const OWN_VALUE_PARAMS: &[&str] = &["port", "dir"];

@@ -163,8 +163,9 @@ fn contents(p: &Proc, dbs: usize) -> Contents {
     let mut out = Contents::new();
     for db in 0..dbs {
         assert_eq!(c.cmd(&["SELECT", &db.to_string()]).text(), "OK");
-        let Resp::Array(Some(keys)) = c.cmds("KEYS *") else {
-            panic!("KEYS")
+        let keys = match c.cmds("KEYS *") {
+            Resp::Array(Some(keys)) => keys,
+            other => panic!("KEYS: {other:?}"),
         };
         for k in keys {
             let Resp::Bulk(Some(k)) = k else {
@@ -803,9 +804,10 @@ fn bgrewriteaof_while_writing_keeps_everything() {
             .collect();
         assert_eq!(files.len(), 2 * shards, "{files:?}\n{manifest}");
         if shards == 1 {
+            // aof-use-rdb-preamble yes (the default): an RDB base, Redis 7's name.
             assert_eq!(
                 manifest,
-                "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+                "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
             );
         }
         let q = percore(&dir.0, shards, &args);
@@ -848,4 +850,347 @@ fn auto_rewrite() {
     );
     let q = percore(&dir.0, 2, &args);
     assert_same(&before, &contents(&q, 1), "after an automatic rewrite");
+}
+
+/// Blocked clients served later (BLMOVE to a key on the same shard and on
+/// another, BLPOP, BZPOPMIN): what serving them changed is in the AOF.
+#[test]
+fn served_later_blocking_commands_are_logged() {
+    let _s = serial();
+    let dir = Dir::new("served");
+    let args = [AOF, &["--appendfsync", "always"][..]].concat();
+    let mut p = percore(&dir.0, 4, &args);
+    // Blocked first, served by a later push from another client.
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &["BLMOVE", "{t}src", "{t}dst", "LEFT", "RIGHT", "0"],
+            &["RPUSH", "{t}src", "a", "b"],
+        ),
+        (
+            // src:x on shard 0, dst:z on shard 3.
+            &["BLMOVE", "src:x", "dst:z", "RIGHT", "LEFT", "0"],
+            &["RPUSH", "src:x", "c", "d"],
+        ),
+        (&["BLPOP", "lp", "0"], &["RPUSH", "lp", "e", "f"]),
+        (
+            &["BZPOPMIN", "zp", "0"],
+            &["ZADD", "zp", "1", "m", "2", "n"],
+        ),
+    ];
+    for (block, push) in cases {
+        let mut waiter = p.raw();
+        waiter.send_cmd(block);
+        // The waiter is registered before the push (BLOCKED_CLIENTS in INFO).
+        let mut c = p.raw();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = c.cmds("INFO clients").text();
+            if info.contains("blocked_clients:1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never blocked: {info}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!c.cmd(push).is_error());
+        assert!(!waiter.read().is_error());
+    }
+    let before = contents(&p, 1);
+    p.crash();
+    let p = percore(&dir.0, 4, &args);
+    let after = contents(&p, 1);
+    assert_same(&before, &after, "after kill -9");
+    let mut c = p.raw();
+    assert_eq!(
+        c.cmds("LRANGE {t}dst 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("a")]))
+    );
+    assert_eq!(
+        c.cmds("LRANGE dst:z 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("d")]))
+    );
+    assert_eq!(
+        c.cmds("LRANGE lp 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("f")]))
+    );
+    assert_eq!(
+        c.cmds("ZRANGE zp 0 -1"),
+        Resp::Array(Some(vec![Resp::bulk("n")]))
+    );
+}
+
+/// aof-use-rdb-preamble yes and no: BGREWRITEAOF writes each shard's base as
+/// RDB (`.base.rdb`, manifest type b) or as commands; a restart loads the
+/// base then the incr files; every type survives, with 1 and 4 shards.
+/// With one shard, redis-check-aof accepts the directory and redis-server
+/// loads it to the same contents.
+#[test]
+fn hybrid_rewrite_round_trip() {
+    let _s = serial();
+    for shards in [1, 4] {
+        for preamble in ["yes", "no"] {
+            let what = format!("{shards} shard(s), aof-use-rdb-preamble {preamble}");
+            let dir = Dir::new("hybrid");
+            let args = [AOF, &["--aof-use-rdb-preamble", preamble][..]].concat();
+            let mut p = percore(&dir.0, shards, &args);
+            let mut c = p.raw();
+            assert_eq!(
+                c.cmds("CONFIG GET aof-use-rdb-preamble"),
+                Resp::Array(Some(vec![
+                    Resp::bulk("aof-use-rdb-preamble"),
+                    Resp::bulk(preamble)
+                ])),
+            );
+            fill(&p);
+            assert_eq!(
+                c.cmds("BGREWRITEAOF").text(),
+                "Background append only file rewriting started"
+            );
+            wait_rewrite(&p);
+            // Written after the rewrite: in the new incr files.
+            rewritten_writes(&p);
+            let before = contents(&p, 16);
+            let manifest =
+                std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).unwrap();
+            let ext = if preamble == "yes" { "rdb" } else { "aof" };
+            for s in 0..shards {
+                let name = if shards == 1 {
+                    format!("appendonly.aof.1.base.{ext}")
+                } else {
+                    format!("appendonly.aof.1.base.{ext}.s{s}")
+                };
+                assert!(
+                    manifest.contains(&format!("file {name} seq 1 type b\n")),
+                    "{what}: {manifest}"
+                );
+                let head = std::fs::read(dir.aofdir().join(&name)).unwrap();
+                assert_eq!(
+                    head.starts_with(b"REDIS"),
+                    preamble == "yes",
+                    "{what}: {name}"
+                );
+            }
+            p.crash();
+            let mut q = percore(&dir.0, shards, &args);
+            assert_same(
+                &before,
+                &contents(&q, 16),
+                &format!("{what}, after kill -9"),
+            );
+            // A second rewrite from a hybrid start, then a clean shutdown.
+            assert!(!q.raw().cmds("BGREWRITEAOF").is_error());
+            wait_rewrite(&q);
+            q.raw().send_cmd(&["SHUTDOWN", "NOSAVE"]);
+            assert!(q.wait_exit(Duration::from_secs(30)).is_some());
+            let q = percore(&dir.0, shards, &args);
+            // Now every key comes from the base: a string APPEND made raw
+            // loads as embstr, as Redis loads it from an RDB.
+            let second = contents(&q, 16);
+            assert_same(
+                &loaded_encodings(&before),
+                &second,
+                &format!("{what}, second rewrite"),
+            );
+            drop(q);
+            if shards == 1 {
+                let out = Command::new("redis-check-aof")
+                    .arg(dir.aofdir().join("appendonly.aof.manifest"))
+                    .output()
+                    .expect("redis-check-aof");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(text.contains("is valid"), "{what}: redis-check-aof: {text}");
+                let r = common::Server::redis(&[
+                    "--dir",
+                    dir.0.to_str().unwrap(),
+                    "--appendonly",
+                    "yes",
+                ]);
+                // Its PING answers -LOADING until the files are loaded.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while r.raw().cmds("PING").is_error() {
+                    assert!(Instant::now() < deadline, "redis-server never loaded");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let theirs = contents_of(r.port, 16);
+                assert_same(&second, &theirs, &format!("{what}, loaded by redis-server"));
+            }
+        }
+    }
+}
+
+/// The encodings keys get when loaded from a file: short raw strings are embstr.
+fn loaded_encodings(c: &Contents) -> Contents {
+    c.iter()
+        .map(|(k, (v, enc, exp))| {
+            let short = v.len() <= "string:".len() + 44;
+            let enc = if enc == "raw" && v.starts_with(b"string:") && short {
+                "embstr".to_string()
+            } else {
+                enc.clone()
+            };
+            (k.clone(), (v.clone(), enc, *exp))
+        })
+        .collect()
+}
+
+/// `contents` of any server on `port`.
+fn contents_of(port: u16, dbs: usize) -> Contents {
+    let p = Proc {
+        child: Command::new("true").spawn().expect("a placeholder child"),
+        port,
+        dir: PathBuf::new(),
+    };
+    contents(&p, dbs)
+}
+
+/// BGREWRITEAOF does not stop the shards: while 20 clients write (strings,
+/// counters, lists, cross-shard MSETs), the base is serialized in background
+/// slices from one cut on every shard and new writes go to the new incr
+/// files; after kill -9 the data equals what the clients were acknowledged.
+#[test]
+fn rewrite_while_twenty_clients_write() {
+    let _s = serial();
+    let dir = Dir::new("rw20");
+    let args = [AOF, &["--appendfsync", "always"][..]].concat();
+    let mut p = percore(&dir.0, 4, &args);
+    fill(&p);
+    // Enough keys that the walker needs many slices.
+    {
+        let mut c = p.raw();
+        for i in 0..20_000 {
+            c.send_cmd(&["SET", &format!("big:{i}"), &format!("value-{i}")]);
+        }
+        for _ in 0..20_000 {
+            assert_eq!(c.read().text(), "OK");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let worst = Arc::new(Mutex::new(Duration::ZERO));
+    let mut writers = Vec::new();
+    for t in 0..20usize {
+        let (stop, port, worst) = (stop.clone(), p.port, worst.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut c = Raw::connect(port);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let started = Instant::now();
+                let v = i.to_string();
+                assert_eq!(c.cmd(&["RPUSH", &format!("l:{t}"), &v]).int(), i as i64);
+                assert_eq!(c.cmd(&["INCR", &format!("n:{t}")]).int(), i as i64);
+                // Overwrites keys the walker may not have reached yet.
+                let k = format!("big:{}", (t as u64 * 997 + i * 31) % 20_000);
+                assert_eq!(c.cmd(&["SET", &k, &format!("{t}-{i}")]).text(), "OK");
+                let (a, b) = (format!("pa:{t}"), format!("pb:{t}"));
+                assert_eq!(c.cmd(&["MSET", &a, &v, &b, &v]).text(), "OK");
+                let took = started.elapsed();
+                let mut w = worst.lock().unwrap();
+                *w = (*w).max(took);
+            }
+            i
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        p.raw().cmds("BGREWRITEAOF").text(),
+        "Background append only file rewriting started"
+    );
+    wait_rewrite(&p);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let counts: Vec<u64> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    let before = contents(&p, 16);
+    p.crash();
+    let q = percore(&dir.0, 4, &args);
+    let after = contents(&q, 16);
+    assert_same(
+        &before,
+        &after,
+        "after a rewrite under 20 writers and kill -9",
+    );
+    let mut c = q.raw();
+    for (t, n) in counts.iter().enumerate() {
+        assert_eq!(c.cmd(&["GET", &format!("n:{t}")]).text(), n.to_string());
+        assert_eq!(c.cmd(&["LLEN", &format!("l:{t}")]).int(), *n as i64);
+        let a = c.cmd(&["GET", &format!("pa:{t}")]);
+        assert_eq!(a, c.cmd(&["GET", &format!("pb:{t}")]));
+    }
+    eprintln!(
+        "rewrite of {} keys under 20 writers: {:.3} s, {} write rounds, slowest round {:?} (debug build)",
+        before.len(),
+        took.as_secs_f64(),
+        counts.iter().sum::<u64>(),
+        *worst.lock().unwrap()
+    );
+}
+
+/// CONFIG SET appendonly yes at run time: every shard starts logging and a
+/// rewrite writes the base from the dataset; a restart from the AOF after
+/// kill -9 has everything. appendonly no closes the logs: writes after it
+/// leave the files alone.
+#[test]
+fn config_set_appendonly_at_run_time() {
+    let _s = serial();
+    for shards in [1, 4] {
+        let dir = Dir::new("cfgaof");
+        let mut p = percore(&dir.0, shards, &["--save", ""]);
+        fill(&p);
+        let mut c = p.raw();
+        assert_eq!(c.cmds("CONFIG SET appendonly yes").text(), "OK");
+        assert_eq!(
+            c.cmds("CONFIG GET appendonly"),
+            Resp::Array(Some(vec![Resp::bulk("appendonly"), Resp::bulk("yes")]))
+        );
+        wait_rewrite(&p);
+        assert!(c.cmds("INFO persistence").text().contains("aof_enabled:1"));
+        rewritten_writes(&p);
+        let before = contents(&p, 16);
+        p.crash();
+        let manifest =
+            std::fs::read_to_string(dir.aofdir().join("appendonly.aof.manifest")).unwrap();
+        assert!(manifest.contains(" type b\n"), "{manifest}");
+        let mut q = percore(&dir.0, shards, AOF);
+        assert_same(
+            &before,
+            &contents(&q, 16),
+            &format!("{shards} shards, after CONFIG SET appendonly yes"),
+        );
+        // Off: the logs are closed; later writes do not reach the files.
+        let mut c = q.raw();
+        assert_eq!(c.cmds("CONFIG SET appendonly no").text(), "OK");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c.cmds("INFO persistence").text().contains("aof_enabled:0") {
+            assert!(Instant::now() < deadline, "the AOF never turned off");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let sizes = |d: &Dir| -> Vec<(String, u64)> {
+            let mut v: Vec<(String, u64)> = std::fs::read_dir(d.aofdir())
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().unwrap().len(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let files = sizes(&dir);
+        for i in 0..200 {
+            assert_eq!(c.cmd(&["SET", &format!("after-off:{i}"), "v"]).text(), "OK");
+        }
+        assert_eq!(
+            files,
+            sizes(&dir),
+            "{shards} shards: the AOF changed after appendonly no"
+        );
+        q.crash();
+    }
 }

@@ -1,6 +1,7 @@
 //! Functions survive restarts: through the RDB (opcode 245, both ways with
 //! redis-server 7.0 and redis-check-rdb), DEBUG RELOAD, and the AOF (FUNCTION
-//! LOAD/DELETE/FLUSH/RESTORE logged and replayed, BGREWRITEAOF keeps them).
+//! LOAD/DELETE/FLUSH/RESTORE logged and replayed, BGREWRITEAOF keeps them in
+//! its base, as commands or in the RDB preamble).
 
 mod common;
 
@@ -326,9 +327,13 @@ fn wait_rewrite(p: &Proc) {
 #[test]
 fn aof_replay_and_rewrite() {
     let _s = serial();
-    for shards in [1, 4] {
+    // The rewrite's base as commands (1 shard) and as an RDB preamble (4 shards).
+    for (shards, preamble) in [(1, "no"), (4, "yes")] {
         let dir = Dir::new("aof");
-        let mut p = percore(&dir.0, shards, &AOF);
+        let mut args = AOF.to_vec();
+        args.extend(["--aof-use-rdb-preamble", preamble]);
+        let args = &args[..];
+        let mut p = percore(&dir.0, shards, args);
         let mut c = p.raw();
         setup(&mut c);
         // RESTORE and FLUSH are logged too.
@@ -343,7 +348,7 @@ fn aof_replay_and_rewrite() {
         );
         let before = libraries(&mut c);
         p.crash();
-        let mut p = percore(&dir.0, shards, &AOF);
+        let mut p = percore(&dir.0, shards, args);
         let mut c = p.raw();
         assert_eq!(libraries(&mut c), before, "{shards} shard(s) after replay");
         check_calls(&mut c);
@@ -362,9 +367,13 @@ fn aof_replay_and_rewrite() {
             .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
             .collect();
         let text = String::from_utf8_lossy(&base);
-        assert_eq!(text.matches("FUNCTION").count(), 2, "{text}");
+        if preamble == "no" {
+            assert_eq!(text.matches("FUNCTION").count(), 2, "{text}");
+        } else {
+            assert!(text.starts_with("REDIS0010"), "{text}");
+        }
         p.crash();
-        let p = percore(&dir.0, shards, &AOF);
+        let p = percore(&dir.0, shards, args);
         let mut c = p.raw();
         assert_eq!(libraries(&mut c), before, "{shards} shard(s) after rewrite");
         assert_eq!(c.cmds("FCALL_RO peek 1 counter"), Resp::bulk("6"));

@@ -1,4 +1,4 @@
-//! Keyspace commands: DEL, EXISTS, TYPE, TTLs, RENAME, COPY, MOVE, KEYS, SCAN, RANDOMKEY, OBJECT, DBSIZE, FLUSH*, SWAPDB.
+//! Keyspace commands: DEL, EXISTS, TYPE, TTLs, RENAME, COPY, MOVE, DUMP, RESTORE, KEYS, SCAN, RANDOMKEY, OBJECT, DBSIZE, FLUSH*, SWAPDB.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -294,6 +294,106 @@ pub fn persist(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
         }
         _ => out.int(0),
     }
+}
+
+/// DUMP key: the value in Redis's serialized form (RDB encoding + version + CRC-64).
+pub fn dump(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
+    use crate::persistence::rdb::{dump_payload, ValueRef};
+    use crate::storage::value::StrRef;
+    let now = ctx.now_ms;
+    let (db, out) = ctx.db_out();
+    let Some(p) = db.find(argv[1], now, Access::Read) else {
+        return out.null();
+    };
+    let payload = match db.str_at(p) {
+        Some(StrRef::Int(i)) => dump_payload(ValueRef::Int(i)),
+        Some(StrRef::Bytes(b)) => dump_payload(ValueRef::Bytes(b)),
+        None => match db.object(p) {
+            Some(o) => dump_payload(ValueRef::Object(o)),
+            None => return out.null(),
+        },
+    };
+    out.bulk(&payload);
+}
+
+/// RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]
+/// (checks in restoreCommand's order, so that the same bad call gets the same error).
+pub fn restore(ctx: &mut ShardCtx<'_>, argv: &[&[u8]]) {
+    use crate::persistence::rdb::{parse_payload, PayloadError};
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<i64>, Option<i64>) = (None, None);
+    let mut j = 4;
+    while j < argv.len() {
+        let more = argv.len() - j - 1;
+        if is(argv[j], "replace") {
+            replace = true;
+        } else if is(argv[j], "absttl") {
+            absttl = true;
+        } else if is(argv[j], "idletime") && more >= 1 && freq.is_none() {
+            match arg_i64(argv[j + 1]) {
+                None => return ctx.out.error(errors::NOT_INT),
+                Some(v) if v < 0 => {
+                    return ctx.out.error("ERR Invalid IDLETIME value, must be >= 0")
+                }
+                Some(v) => idle = Some(v),
+            }
+            j += 1;
+        } else if is(argv[j], "freq") && more >= 1 && idle.is_none() {
+            match arg_i64(argv[j + 1]) {
+                None => return ctx.out.error(errors::NOT_INT),
+                Some(v) if !(0..=255).contains(&v) => {
+                    return ctx
+                        .out
+                        .error("ERR Invalid FREQ value, must be >= 0 and <= 255")
+                }
+                Some(v) => freq = Some(v),
+            }
+            j += 1;
+        } else {
+            return ctx.out.error(errors::SYNTAX);
+        }
+        j += 1;
+    }
+    // percore keeps no LFU counter: FREQ is checked, as Redis does, and has no effect.
+    let _ = freq;
+    let now = ctx.now_ms;
+    let limits = ctx.shard.limits;
+    let (db, out) = ctx.db_out();
+    if !replace && db.find(argv[1], now, Access::Write).is_some() {
+        return out.error("BUSYKEY Target key name already exists.");
+    }
+    let ttl = match arg_i64(argv[2]) {
+        None => return out.error(errors::NOT_INT),
+        Some(t) if t < 0 => return out.error("ERR Invalid TTL value, must be >= 0"),
+        Some(t) => t,
+    };
+    let value = match parse_payload(argv[3]) {
+        Err(PayloadError::Footer) => {
+            return out.error("ERR DUMP payload version or checksum are wrong")
+        }
+        Err(PayloadError::Format) => return out.error("ERR Bad data format"),
+        Ok(v) => v,
+    };
+    if crate::persistence::invalid_value(&value, 0).is_some() {
+        return out.error("ERR Bad data format");
+    }
+    if replace {
+        db.delete(argv[1], now);
+    }
+    let at = match (ttl, absttl) {
+        (0, _) => None,
+        (t, true) => Some(t as u64),
+        (t, false) => Some((now as i64).saturating_add(t) as u64),
+    };
+    // Already expired: nothing is created (a replaced key stays deleted).
+    if at.is_some_and(|at| at < now) {
+        return out.ok();
+    }
+    crate::persistence::insert_loaded(db, &limits, argv[1], value, at, now);
+    if let (Some(secs), Some(p)) = (idle, db.find(argv[1], now, Access::Silent)) {
+        db.set_idle_at(p, secs as u64, now);
+    }
+    out.ok();
 }
 
 /// RENAME/RENAMENX on one shard.

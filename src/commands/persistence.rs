@@ -34,6 +34,23 @@ pub fn bgsave(ctx: MultiCtx) -> Reply {
         }
         // Without an AOF rewrite there is no other child to wait for, so
         // SCHEDULE behaves as plain BGSAVE (as Redis with no child running).
+        if crate::persistence::aof::rewriting() {
+            if ctx.argv.len() == 2 {
+                // Runs once the rewrite's snapshot is done.
+                let core = ctx.core.clone();
+                glommio::spawn_local(async move {
+                    while !snapshot::try_begin() {
+                        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    let _ = snapshot::save_held(&core, Mode::Background).await;
+                })
+                .detach();
+                out.simple("Background saving scheduled");
+                return out;
+            }
+            out.error("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.");
+            return out;
+        }
         match snapshot::start_background(&ctx.core) {
             Ok(()) => out.simple("Background saving started"),
             Err(e) => out.error(&format!("ERR {e}")),
@@ -51,9 +68,12 @@ pub fn lastsave(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
 /// BGREWRITEAOF
 pub fn bgrewriteaof(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
     match crate::persistence::aof::start_rewrite(ctx.core) {
-        Ok(()) => ctx
+        Ok(false) => ctx
             .out
             .simple("Background append only file rewriting started"),
+        Ok(true) => ctx
+            .out
+            .simple("Background append only file rewriting scheduled"),
         Err(e) => ctx.out.error(&e),
     }
 }

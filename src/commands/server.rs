@@ -27,7 +27,8 @@ pub fn time(ctx: &mut ConnCtx<'_>, _argv: &[&[u8]]) {
     ctx.out.bulk_i64((us % 1_000_000) as i64);
 }
 
-fn run_id() -> &'static str {
+/// The server's run id (INFO run_id), also naming AOF transaction parts.
+pub fn run_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let mut s = String::new();
@@ -404,10 +405,14 @@ pub fn config_set(ctx: MultiCtx) -> Reply {
             .map(|p| (&p[0][..], &p[1][..]))
             .collect();
         let mut next = ctx.core.config.borrow().clone();
+        let aof_was = next.appendonly;
         match next.set(&pairs) {
             Err(e) => out.error(&e),
             Ok(_) => {
                 log::set_level(&next.loglevel);
+                if next.appendonly != aof_was {
+                    crate::persistence::aof::set_enabled(&ctx.core, next.appendonly);
+                }
                 ctx.core
                     .run_on_all(move |core| {
                         core.shard.borrow_mut().limits = crate::storage::Limits::from_config(&next);

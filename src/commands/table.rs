@@ -73,6 +73,8 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("expiretime", Exec::Shard(keys::expiretime)),
     ("pexpiretime", Exec::Shard(keys::pexpiretime)),
     ("persist", Exec::Shard(keys::persist)),
+    ("dump", Exec::Shard(keys::dump)),
+    ("restore", Exec::Shard(keys::restore)),
     ("rename", Exec::Keys(keys::rename, keys::rename_multi)),
     ("renamenx", Exec::Keys(keys::renamenx, keys::renamenx_multi)),
     ("copy", Exec::Keys(keys::copy, keys::copy_multi)),

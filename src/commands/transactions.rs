@@ -119,7 +119,7 @@ pub fn exec(ctx: MultiCtx) -> Reply {
             .into_iter()
             .any(|(_, d)| d);
         if dirty {
-            t.conclude().await;
+            t.abandon().await;
             out.null_array();
             return out;
         }

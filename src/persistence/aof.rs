@@ -26,14 +26,32 @@
 //! every shard. Expirations are not logged: expiry times are absolute and
 //! loading does not expire keys, so the replay reaches the same state.
 //!
-//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less: each shard, in
-//! one synchronous step, dumps its keys as commands (the new base) and
-//! switches its log to a new incr file. Base files are AOF-format even with
-//! `aof-use-rdb-preamble yes` (not yet an RDB preamble). Multi-shard
-//! transactions are not yet wrapped in markers: after a crash each shard's
-//! part of one is present or not independently.
+//! Transactions (MULTI/EXEC, scripts, multi-shard commands: everything run
+//! by `server::tx`): a transaction's records on a shard are held back while
+//! it runs and appended as one block when it releases the shard, before any
+//! transaction queued behind it runs there. With writes on several shards
+//! each part is `MULTI PERCORE-TX <run id>-<tx id> <parts>` ... `EXEC`
+//! (Redis logs MULTI ... EXEC; the arguments mark ours); a part of one shard
+//! with several records is a plain MULTI ... EXEC, as Redis writes it. The
+//! loader reads every shard's files first and applies a part only when all
+//! `<parts>` parts are complete (after a crash some shards may hold their
+//! part and others not); blocks cut short are dropped, as Redis reverts an
+//! incomplete MULTI. Multi-shard coordinators log the resulting state of
+//! their keys at release, under their locks.
+//!
+//! Rewrites (BGREWRITEAOF, auto-aof-rewrite-*) are fork-less and do not
+//! stop the shards: under a transaction holding every shard (so no
+//! transaction straddles the cut) each shard switches its log to a new incr
+//! file and starts a point-in-time snapshot (`persistence::snapshot`: a write
+//! serializes a key before changing it, a walker serializes the rest in
+//! background slices). Each shard's snapshot is its new base file: RDB with
+//! `aof-use-rdb-preamble yes` (`<name>.<seq>.base.rdb[.s<shard>]`, manifest
+//! type b, as Redis 7), else converted to commands (`.base.aof`). A rewrite
+//! and a BGSAVE share the databases' snapshot state, so one waits for the
+//! other (BGREWRITEAOF answers "scheduled", BGSAVE refuses or schedules).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,6 +170,16 @@ pub fn file_name(prefix: &str, seq: u64, kind: Kind, shard: usize, nshards: usiz
         format!("{prefix}.{seq}.{k}.aof")
     } else {
         format!("{prefix}.{seq}.{k}.aof.s{shard}")
+    }
+}
+
+/// A base file's name: `.base.rdb` with an RDB preamble (as Redis 7), else `.base.aof`.
+pub fn base_file_name(prefix: &str, seq: u64, shard: usize, nshards: usize, rdb: bool) -> String {
+    let name = file_name(prefix, seq, Kind::Base, shard, nshards);
+    if rdb {
+        name.replacen(".base.aof", ".base.rdb", 1)
+    } else {
+        name
     }
 }
 
@@ -339,6 +367,8 @@ pub struct Plan {
     pub dir: PathBuf,
     /// Commands to replay per shard (None: no AOF existed).
     pub replay: Option<Vec<Vec<Argv>>>,
+    /// Each shard's RDB base file, loaded before its commands replay.
+    pub base_rdb: Vec<Option<Arc<Vec<u8>>>>,
     /// The new incr file of each shard.
     pub incr: Vec<PathBuf>,
     /// appendfsync.
@@ -363,6 +393,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
         Err(e) => return Err(format!("Unable to read the AOF manifest file: {e}")),
     };
     let mut replay = None;
+    let mut base_rdb: Vec<Option<Arc<Vec<u8>>>> = vec![None; nshards];
     if let Some(entries) = &entries {
         if let Some(e) = entries
             .iter()
@@ -386,7 +417,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 e.name
             ));
         }
-        let mut per: Vec<Vec<Argv>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut per: Vec<Vec<Item>> = (0..nshards).map(|_| Vec::new()).collect();
         let mut ordered = entries.clone();
         // Base first, then incr files by sequence.
         ordered.sort_by_key(|e| (e.kind == Kind::Incr, e.seq, e.shard));
@@ -402,6 +433,30 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 }
             };
             BASE_SIZE.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if e.kind == Kind::Base && data.starts_with(b"REDIS") {
+                // An RDB base (aof-use-rdb-preamble): validated whole now,
+                // loaded into its shard before the incr files replay.
+                drop(data);
+                let (rdb, libs) =
+                    super::read_check_functions(&path, config.databases, config.rdbchecksum)?
+                        .ok_or_else(|| format!("Unable to open the AOF file {}", path.display()))?;
+                // Only shard 0's base holds the (global) function libraries.
+                if !libs.is_empty() {
+                    crate::scripting::functions::restore(
+                        &libs,
+                        crate::scripting::functions::Policy::Append,
+                    )
+                    .map_err(|e| {
+                        format!(
+                            "Bad AOF base {}: Failed loading library, {}",
+                            path.display(),
+                            e.strip_prefix("ERR ").unwrap_or(&e)
+                        )
+                    })?;
+                }
+                base_rdb[e.shard] = Some(Arc::new(rdb));
+                continue;
+            }
             match parse_file(&data) {
                 Ok((cmds, tail)) => {
                     if let Tail::Truncated(off) = tail {
@@ -417,7 +472,29 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                             cmds.len()
                         ));
                     }
-                    per[e.shard].extend(cmds);
+                    let items = split_blocks(cmds).map_err(|msg| {
+                        format!(
+                            "Bad file format reading the append only file {}: {msg}. Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>.",
+                            e.name
+                        )
+                    })?;
+                    if !config.aof_load_truncated
+                        && items.iter().any(|i| {
+                            matches!(
+                                i,
+                                Item::Block {
+                                    complete: false,
+                                    ..
+                                }
+                            )
+                        })
+                    {
+                        return Err(format!(
+                            "Unexpected end of file reading the append only file {}: it ends inside a MULTI/EXEC block. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server.",
+                            e.name
+                        ));
+                    }
+                    per[e.shard].extend(items);
                 }
                 Err((off, msg)) => {
                     return Err(format!(
@@ -427,7 +504,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 }
             }
         }
-        replay = Some(per);
+        replay = Some(resolve_blocks(per));
     }
     let list = entries.get_or_insert_with(Vec::new);
     let seq = list
@@ -466,9 +543,150 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
     Ok(Plan {
         dir,
         replay,
+        base_rdb,
         incr,
         fsync,
     })
+}
+
+/// A multi-shard transaction part's mark: (transaction name, number of parts).
+pub type PartMark = (Vec<u8>, usize);
+
+/// A command of a file, or a MULTI/EXEC block of them.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A command outside any block.
+    Cmd(Argv),
+    /// MULTI ... EXEC: `part` names a multi-shard transaction part
+    /// (`MULTI PERCORE-TX <name> <parts>`); `complete` is false when the
+    /// file ends before its EXEC.
+    Block {
+        /// (transaction name, number of parts) of a multi-shard part.
+        part: Option<PartMark>,
+        /// The commands between MULTI and EXEC.
+        cmds: Vec<Argv>,
+        /// Its EXEC is in the file.
+        complete: bool,
+    },
+}
+
+/// Groups a file's commands into MULTI/EXEC blocks. Err on a MULTI inside a
+/// block or a malformed transaction mark.
+pub fn split_blocks(cmds: Vec<Argv>) -> Result<Vec<Item>, String> {
+    let mut out = Vec::new();
+    let mut open: Option<(Option<PartMark>, Vec<Argv>)> = None;
+    for argv in cmds {
+        let name = &argv[0];
+        if name.eq_ignore_ascii_case(b"multi") {
+            if open.is_some() {
+                return Err("MULTI inside a MULTI/EXEC block".into());
+            }
+            let part = match argv.len() {
+                1 => None,
+                4 if argv[1] == TX_MARK => {
+                    let n = std::str::from_utf8(&argv[3])
+                        .ok()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| n >= 1)
+                        .ok_or("invalid transaction part count")?;
+                    Some((argv[2].clone(), n))
+                }
+                _ => return Err("invalid MULTI arguments".into()),
+            };
+            open = Some((part, Vec::new()));
+        } else if name.eq_ignore_ascii_case(b"exec") {
+            // An EXEC outside a block runs nothing (as Redis's loader).
+            if let Some((part, cmds)) = open.take() {
+                out.push(Item::Block {
+                    part,
+                    cmds,
+                    complete: true,
+                });
+            }
+        } else if let Some((_, cmds)) = open.as_mut() {
+            cmds.push(argv);
+        } else {
+            out.push(Item::Cmd(argv));
+        }
+    }
+    if let Some((part, cmds)) = open {
+        out.push(Item::Block {
+            part,
+            cmds,
+            complete: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The commands to replay per shard: blocks cut short are dropped (Redis
+/// reverts an incomplete MULTI/EXEC), and so is every part of a multi-shard
+/// transaction unless all of its parts are complete (after a crash, some
+/// shards' logs may hold their part and others not).
+pub fn resolve_blocks(per: Vec<Vec<Item>>) -> Vec<Vec<Argv>> {
+    let mut complete: HashMap<Vec<u8>, usize> = HashMap::new();
+    for items in &per {
+        for it in items {
+            if let Item::Block {
+                part: Some((name, _)),
+                complete: true,
+                ..
+            } = it
+            {
+                *complete.entry(name.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    let (mut dropped_tx, mut dropped_parts, mut cut_blocks) =
+        (std::collections::HashSet::new(), 0usize, 0usize);
+    let out = per
+        .into_iter()
+        .map(|items| {
+            let mut cmds = Vec::new();
+            for it in items {
+                match it {
+                    Item::Cmd(a) => cmds.push(a),
+                    Item::Block {
+                        part: None,
+                        cmds: c,
+                        complete: whole,
+                    } => {
+                        if whole {
+                            cmds.extend(c);
+                        } else {
+                            cut_blocks += 1;
+                        }
+                    }
+                    Item::Block {
+                        part: Some((name, n)),
+                        cmds: c,
+                        complete: ended,
+                    } => {
+                        let whole = ended && complete.get(&name).is_some_and(|&got| got >= n);
+                        if whole {
+                            cmds.extend(c);
+                        } else {
+                            dropped_parts += 1;
+                            dropped_tx.insert(name);
+                        }
+                    }
+                }
+            }
+            cmds
+        })
+        .collect();
+    if cut_blocks > 0 {
+        crate::server::log::warning(&format!(
+            "Revert incomplete MULTI/EXEC transaction in AOF file ({cut_blocks} block(s) cut short by the end of their file were not loaded)"
+        ));
+    }
+    if dropped_parts > 0 {
+        crate::server::log::warning(&format!(
+            "AOF loading: {} multi-shard transaction(s) were incomplete (some shard's part is missing or cut short, as after a crash) and were not applied: {dropped_parts} part(s) dropped",
+            dropped_tx.len()
+        ));
+    }
+    out
 }
 
 /// Replays this shard's commands through the normal handlers. Loading
@@ -574,11 +792,151 @@ struct ShardLog {
     switch: Option<(PathBuf, Vec<u8>, u64)>,
     /// Shutdown: write, sync and cut the file to its logical size, then say so.
     close: Option<oneshot::Sender<()>>,
+    /// Records of running transactions, held back until they release this shard.
+    parts: HashMap<u64, Part>,
+}
+
+/// A running transaction's records on this shard.
+struct Part {
+    /// RESP records, with SELECTs where the database changes inside the part.
+    buf: Vec<u8>,
+    /// The database of its first record.
+    first_db: usize,
+    /// The database of its last record.
+    db: usize,
+    /// Records, SELECTs not counted.
+    records: usize,
 }
 
 thread_local! {
     static LOG: RefCell<Option<ShardLog>> = const { RefCell::new(None) };
     static ON: Cell<bool> = const { Cell::new(false) };
+    /// Commands run for a script that called redis.set_repl without REPL_AOF.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the work running on this core must not be logged (redis.set_repl).
+#[inline]
+pub fn quiet() -> bool {
+    QUIET.with(|q| q.get())
+}
+
+/// Sets whether the work running now is logged; returns the previous setting.
+#[inline]
+pub fn set_quiet(q: bool) -> bool {
+    QUIET.with(|c| c.replace(q))
+}
+
+/// Appends one record to this core's log, or to the part of transaction
+/// `owner` when it belongs to one (see [`crate::server::tx::aof_owner`]).
+fn append_owned(core_id: usize, owner: Option<u64>, db: usize, argv: &[&[u8]]) {
+    let Some(id) = owner else {
+        return append(core_id, db, argv);
+    };
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(l) = l.as_mut() else { return };
+        let p = l.parts.entry(id).or_insert_with(|| Part {
+            buf: Vec::new(),
+            first_db: db,
+            db,
+            records: 0,
+        });
+        if p.db != db {
+            let d = db.to_string();
+            encode(&mut p.buf, &[b"SELECT", d.as_bytes()]);
+            p.db = db;
+        }
+        encode(&mut p.buf, argv);
+        p.records += 1;
+    });
+}
+
+/// The first argument of a multi-shard transaction part's MULTI.
+pub const TX_MARK: &[u8] = b"PERCORE-TX";
+
+/// Ends transaction `id` on this shard: logs what its mark says is logged
+/// at release, then appends its part. A transaction with writes on several
+/// shards is wrapped as `MULTI PERCORE-TX <run id>-<id> <writers>` ... `EXEC`
+/// on every shard where it may write (an empty part too: the loader counts
+/// parts), so that after a crash it is applied only when every part is
+/// complete. Otherwise a part of several records is wrapped in a plain
+/// MULTI/EXEC, as Redis logs a transaction (a part cut short is dropped).
+pub fn finish_part(
+    core: &Rc<Core>,
+    id: u64,
+    mark: &crate::server::tx::AofMark,
+    writes: bool,
+    keys: &[(usize, bytes::Bytes)],
+) {
+    if !ON.with(|o| o.get()) {
+        return;
+    }
+    match &mark.log {
+        crate::server::tx::AofLog::Commands => {}
+        crate::server::tx::AofLog::KeyStates => {
+            if let Ok(mut shard) = core.shard.try_borrow_mut() {
+                for (db, k) in keys {
+                    log_key_state(core.id, &mut shard, *db, k, Some(id));
+                }
+            } else {
+                crate::server::log::warning("AOF: a transaction released inside a shard borrow");
+            }
+        }
+        crate::server::tx::AofLog::Verbatim(db, argv) => {
+            if writes {
+                let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+                append_owned(core.id, Some(id), *db, &av);
+            }
+        }
+    }
+    LOG.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(l) = l.as_mut() else { return };
+        let part = l.parts.remove(&id);
+        let cross = mark.writers >= 2 && writes;
+        let Some(p) = part.or_else(|| {
+            cross.then_some(Part {
+                buf: Vec::new(),
+                first_db: l.db,
+                db: l.db,
+                records: 0,
+            })
+        }) else {
+            return;
+        };
+        let before = l.pending.len();
+        if p.first_db != l.db && p.first_db != usize::MAX {
+            let d = p.first_db.to_string();
+            encode(&mut l.pending, &[b"SELECT", d.as_bytes()]);
+        }
+        if cross {
+            let name = format!("{}-{id}", crate::commands::server::run_id());
+            let n = mark.writers.to_string();
+            encode(
+                &mut l.pending,
+                &[b"MULTI", TX_MARK, name.as_bytes(), n.as_bytes()],
+            );
+        } else if p.records >= 2 {
+            encode(&mut l.pending, &[b"MULTI"]);
+        }
+        l.pending.extend_from_slice(&p.buf);
+        if cross || p.records >= 2 {
+            encode(&mut l.pending, &[b"EXEC"]);
+            // The next record selects its database again: a part dropped at
+            // load must not leave the loader in the part's last database.
+            l.db = usize::MAX;
+        } else {
+            l.db = p.db;
+        }
+        l.appended += (l.pending.len() - before) as u64;
+        if let Some(a) = APPENDED.get(core.id) {
+            a.store(l.appended, Ordering::Release);
+        }
+        if let Some(k) = l.kick.take() {
+            let _ = k.send(());
+        }
+    });
 }
 
 /// Appends one command's RESP to this core's log.
@@ -617,8 +975,10 @@ fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
     }
 }
 
-/// Logs the current state of `key` (DEL, then commands recreating it, then its TTL).
-pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8]) {
+/// Logs the current state of `key` (DEL, then commands recreating it, then
+/// its TTL), in transaction `owner`'s part when it has one.
+pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], owner: Option<u64>) {
+    let append = |core_id: usize, db: usize, argv: &[&[u8]]| append_owned(core_id, owner, db, argv);
     let Some(d) = shard.dbs.get_mut(db) else {
         return;
     };
@@ -696,40 +1056,58 @@ pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8]) {
     }
 }
 
+/// Logs the state of a key changed outside a command's own logging (blocked
+/// clients served, elements given back), in its transaction's part if any.
+pub fn log_state(core: &Core, shard: &mut Shard, db: usize, key: &[u8]) {
+    if !ON.with(|o| o.get()) {
+        return;
+    }
+    let owner = crate::server::tx::aof_owner(core, db, &[key]);
+    log_key_state(core.id, shard, db, key, owner);
+}
+
 /// After a shard command ran: logs its effect (see the module doc).
 #[inline]
 pub fn feed(
-    core_id: usize,
+    core: &Core,
     shard: &mut Shard,
     cmd: &Command,
     argv: &[&[u8]],
     db: usize,
     reply: &[u8],
 ) {
-    if !ON.with(|o| o.get()) || !cmd.flags().contains(CmdFlags::WRITE) {
+    if !ON.with(|o| o.get()) || !cmd.flags().contains(CmdFlags::WRITE) || quiet() {
         return;
     }
     if reply.first() == Some(&b'-') {
         return;
     }
-    feed_slow(core_id, shard, cmd, argv, db, reply);
+    feed_slow(core, shard, cmd, argv, db, reply);
 }
 
 #[inline(never)]
 fn feed_slow(
-    core_id: usize,
+    core: &Core,
     shard: &mut Shard,
     cmd: &Command,
     argv: &[&[u8]],
     db: usize,
     reply: &[u8],
 ) {
+    let core_id = core.id;
+    let keys = cmd.key_positions(argv);
+    // All keys of a command run by a transaction are its own: the first tells.
+    let owner = match keys.first() {
+        Some(&k) => crate::server::tx::aof_owner(core, db, &[argv[k]]),
+        None => crate::server::tx::aof_owner(core, db, &[]),
+    };
+    let append = |core_id: usize, db: usize, argv: &[&[u8]]| append_owned(core_id, owner, db, argv);
     match cmd.name {
         "set" if argv.len() <= 3 => append(core_id, db, argv),
         "set" | "setex" | "psetex" | "getex" | "incrbyfloat" | "expire" | "pexpire"
-        | "expireat" | "pexpireat" | "persist" => {
+        | "expireat" | "pexpireat" | "persist" | "restore" => {
             if let Some(k) = argv.get(1) {
-                log_key_state(core_id, shard, db, k);
+                log_key_state(core_id, shard, db, k, owner);
             }
         }
         "spop" => {
@@ -741,8 +1119,8 @@ fn feed_slow(
             }
         }
         _ if cmd.flags().contains(CmdFlags::BLOCKING) => {
-            for k in cmd.key_positions(argv) {
-                log_key_state(core_id, shard, db, argv[k]);
+            for k in keys {
+                log_key_state(core_id, shard, db, argv[k], owner);
             }
         }
         _ => append(core_id, db, argv),
@@ -804,7 +1182,8 @@ pub async fn after_multi(
         let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
         core.run_on_all(move |c| {
             let r: Vec<&[u8]> = av.iter().map(|a| &a[..]).collect();
-            append(c.id, db, &r);
+            let owner = crate::server::tx::aof_owner(c, db, &[]);
+            append_owned(c.id, owner, db, &r);
         })
         .await;
         return;
@@ -820,7 +1199,8 @@ pub async fn after_multi(
         core.run_on(s, move |c| {
             let mut shard = c.shard.borrow_mut();
             for k in &ks {
-                log_key_state(c.id, &mut shard, db, k);
+                let owner = crate::server::tx::aof_owner(c, db, &[k]);
+                log_key_state(c.id, &mut shard, db, k, owner);
             }
         })
         .await;
@@ -929,8 +1309,14 @@ pub fn auto_rewrite_due(percentage: u64, min_size: u64) -> bool {
     (current - base.min(current)) * 100 / base >= percentage
 }
 
-/// Starts BGREWRITEAOF in the background on this core.
-pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
+/// True while an AOF rewrite runs (BGSAVE then answers as Redis with an AOF child).
+pub fn rewriting() -> bool {
+    REWRITING.load(Ordering::SeqCst)
+}
+
+/// Starts BGREWRITEAOF in the background on this core. Ok(true): it waits
+/// for a BGSAVE in progress first (Redis's "scheduled").
+pub fn start_rewrite(core: &Rc<Core>) -> Result<bool, String> {
     if !enabled() {
         return Err("ERR BGREWRITEAOF needs appendonly yes in percore".into());
     }
@@ -941,6 +1327,7 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
         return Err("ERR Background append only file rewriting already in progress".into());
     }
     REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let scheduled = super::state().in_progress.load(Ordering::SeqCst);
     let core = core.clone();
     glommio::spawn_local(async move {
         let started = Instant::now();
@@ -957,14 +1344,30 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<(), String> {
         REWRITING.store(false, Ordering::SeqCst);
     })
     .detach();
-    Ok(())
+    Ok(scheduled)
 }
 
-/// A rewrite: new incr files listed next to the old ones; on every shard at
-/// once (one synchronous step) the dataset is dumped as commands and the log
-/// switches to the new incr file; the dumps become the new base files; the
-/// manifest then lists base + new incr only; old files are removed.
+/// A rewrite: new incr files listed next to the old ones; on every shard, in
+/// one step under a transaction holding every shard, the log switches to the
+/// new incr file and a point-in-time snapshot of the shard starts (the
+/// snapshot machinery: a cut that flips a bit, writes serialize a key before
+/// changing it, a walker serializes the rest in background slices while
+/// clients keep writing). Each shard's snapshot becomes its base file: RDB
+/// with `aof-use-rdb-preamble yes`, else converted to commands. The manifest
+/// then lists base + new incr only; old files are removed.
 async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
+    // One snapshot at a time per database: wait for a BGSAVE in progress.
+    while !super::snapshot::try_begin() {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Not a background save for INFO (rdb_bgsave_in_progress stays 0).
+    super::state().background.store(false, Ordering::SeqCst);
+    let r = rewrite_held(core).await;
+    super::state().in_progress.store(false, Ordering::SeqCst);
+    r
+}
+
+async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
     let nshards = core.nshards;
     let (dir, manifest, prefix, entries) = {
         let l = LAYOUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -974,6 +1377,17 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
             l.manifest.clone(),
             l.prefix.clone(),
             l.entries.clone(),
+        )
+    };
+    let (preamble, opts, checksum, ndbs) = {
+        let c = core.config.borrow();
+        (
+            c.aof_use_rdb_preamble,
+            super::rdb::SaveOpts {
+                compression: c.rdbcompression,
+            },
+            c.rdbchecksum,
+            c.databases,
         )
     };
     let next = |k: Kind| {
@@ -1005,10 +1419,65 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
     write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
         .map_err(|e| e.to_string())?;
     set_layout(&with_new);
+    // One writer thread per shard: its snapshot's chunks become its base file.
+    let used_mem = crate::util::alloc::allocated() as u64;
+    let mut senders = Vec::new();
+    let mut writers = Vec::new();
+    let mut base_entries = Vec::new();
+    for s in 0..nshards {
+        let (tx, rx) = std::sync::mpsc::channel::<super::snapshot::WriterMsg>();
+        senders.push(tx);
+        let name = base_file_name(&prefix, bseq, s, nshards, preamble);
+        let path = dir.join(&name);
+        base_entries.push(Entry {
+            name,
+            seq: bseq,
+            kind: Kind::Base,
+            shard: s,
+        });
+        let dir = dir.clone();
+        // The function libraries go in shard 0's base only (they are global).
+        let mut functions = Vec::new();
+        if s == 0 {
+            crate::scripting::functions::save_rdb(
+                &crate::scripting::functions::current(),
+                &mut functions,
+                opts,
+            );
+        }
+        let writer = std::thread::Builder::new()
+            .name("percore-aof-base".into())
+            .spawn(move || -> Result<u64, String> {
+                let fopts = super::snapshot::FileOpts {
+                    tag: format!("-aof{s}"),
+                    aof_base: true,
+                    functions,
+                };
+                if preamble {
+                    return super::snapshot::write_file(
+                        rx, &dir, &path, ndbs, used_mem, checksum, &fopts,
+                    );
+                }
+                let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
+                let r =
+                    super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
+                        .and_then(|_| rdb_to_commands(&rdb, &dir, &path));
+                let _ = std::fs::remove_file(&rdb);
+                r
+            })
+            .map_err(|e| format!("cannot start the AOF base writer thread: {e}"))?;
+        writers.push(writer);
+    }
     let switched_before = SWITCHED.load(Ordering::SeqCst);
     let incr = Arc::new(incr);
-    let bases = core
-        .run_on_all(move |c| {
+    let sinks = Arc::new(senders.clone());
+    // The cut runs under a transaction holding every shard: no multi-shard
+    // transaction is half before it and half after on any shard.
+    let mut cut = crate::server::tx::Tx::with(core.clone(), 0, false).without_aof();
+    cut.global(crate::server::tx::Mode::Exclusive);
+    cut.schedule().await;
+    let sizes = cut
+        .run_all(move |_, c| {
             let id = c.id;
             let tail = LOG.with(|l| {
                 let mut l = l.borrow_mut();
@@ -1017,62 +1486,47 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
                 Some(std::mem::take(&mut l.pending))
             })?;
             let at = APPENDED[id].load(Ordering::Acquire);
-            if id == 0 {
-                // The function libraries first, as Redis's rewriteFunctions.
-                for lib in crate::scripting::functions::current().libs.values() {
-                    append(id, 0, &[b"FUNCTION", b"LOAD", &lib.code]);
-                }
-            }
-            {
-                let mut shard = c.shard.borrow_mut();
-                for db in 0..shard.dbs.len() {
-                    let mut keys = Vec::new();
-                    shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
-                    for k in keys {
-                        log_key_state(id, &mut shard, db, &k);
-                    }
-                }
-            }
+            let sizes = super::snapshot::begin(c, sinks[id].clone(), opts);
+            super::snapshot::spawn_walker(c.clone());
             LOG.with(|l| {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut()?;
-                let base = std::mem::take(&mut l.pending);
                 l.db = usize::MAX;
                 l.switch = Some((incr[id].clone(), tail, at));
                 if let Some(k) = l.kick.take() {
                     let _ = k.send(());
                 }
-                Some(base)
+                Some(sizes)
             })
         })
         .await;
-    let mut base_entries = Vec::new();
-    let mut to_write = Vec::new();
-    let mut base_bytes = 0u64;
-    for (s, b) in bases.into_iter().enumerate() {
-        let b = b.ok_or("AOF off on a shard")?;
-        base_bytes += b.len() as u64;
-        let name = file_name(&prefix, bseq, Kind::Base, s, nshards);
-        to_write.push((dir.join(&name), b));
-        base_entries.push(Entry {
-            name,
-            seq: bseq,
-            kind: Kind::Base,
-            shard: s,
-        });
+    cut.conclude().await;
+    let ok = sizes.len() == nshards && sizes.iter().all(|(_, s)| s.is_some());
+    for (s, sz) in sizes {
+        if let Some(sz) = sz {
+            let _ = senders[s].send(super::snapshot::WriterMsg::Sizes(sz));
+        }
     }
-    glommio::executor()
-        .spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            for (path, data) in to_write {
-                let mut f = std::fs::File::create(&path)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-            }
-            Ok(())
+    // The writers end when every shard's snapshot dropped its senders.
+    drop(senders);
+    let written = glommio::executor()
+        .spawn_blocking(move || {
+            writers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err("a base writer panicked".into()))
+                })
+                .collect::<Vec<_>>()
         })
-        .await
-        .map_err(|e| format!("writing the base files: {e}"))?;
+        .await;
+    if !ok {
+        return Err("a shard did not take part in the rewrite's cut".into());
+    }
+    let mut base_bytes = 0u64;
+    for w in written {
+        base_bytes += w.map_err(|e| format!("writing the base files: {e}"))?;
+    }
     // Every shard's writer is on its new incr file before the old ones go.
     while SWITCHED.load(Ordering::SeqCst) < switched_before + nshards as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
@@ -1092,6 +1546,86 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
         let _ = std::fs::remove_file(dir.join(&e.name));
     }
     Ok(())
+}
+
+/// Converts an RDB file into an AOF base of commands (`aof-use-rdb-preamble
+/// no`): per key SET, or DEL-free RPUSH/SADD/HSET/ZADD runs, then PEXPIREAT.
+/// Written to a temp file, synced and renamed to `path`. Returns its size.
+fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path) -> Result<u64, String> {
+    use std::io::Write;
+    let data = std::fs::read(rdb).map_err(|e| e.to_string())?;
+    let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
+    let mut cur_db = usize::MAX;
+    const CHUNK: usize = 64;
+    let info = super::rdb::load(&data, false, |k| {
+        if k.db != cur_db {
+            let d = k.db.to_string();
+            encode(&mut out, &[b"SELECT", d.as_bytes()]);
+            cur_db = k.db;
+        }
+        let key = &k.key[..];
+        let mut run = |cmd: &[u8], items: Vec<Vec<u8>>| {
+            for c in items.chunks(CHUNK) {
+                let mut av: Vec<&[u8]> = vec![cmd, key];
+                av.extend(c.iter().map(|x| &x[..]));
+                encode(&mut out, &av);
+            }
+        };
+        match k.value {
+            super::rdb::LoadedValue::Str(v) => encode(&mut out, &[b"SET", key, &v]),
+            super::rdb::LoadedValue::List(items) => run(b"RPUSH", items),
+            super::rdb::LoadedValue::Set(items) => run(b"SADD", items),
+            super::rdb::LoadedValue::Hash(pairs) => {
+                let flat = pairs.into_iter().flat_map(|(f, v)| [f, v]).collect();
+                run(b"HSET", flat)
+            }
+            super::rdb::LoadedValue::ZSet(members) => {
+                let flat = members
+                    .into_iter()
+                    .flat_map(|(m, s)| {
+                        [crate::util::num::format_double(s, &mut [0; 64]).to_vec(), m]
+                    })
+                    .collect();
+                run(b"ZADD", flat)
+            }
+        }
+        if let Some(at) = k.expire_ms {
+            let t = at.to_string();
+            encode(&mut out, &[b"PEXPIREAT", key, t.as_bytes()]);
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        format!(
+            "reading back the rewrite's snapshot at offset {}: {}",
+            e.offset, e.msg
+        )
+    })?;
+    // The function libraries first, as Redis's rewriteFunctions.
+    let mut head = Vec::new();
+    for code in &info.functions {
+        encode(&mut head, &[b"FUNCTION", b"LOAD", code]);
+    }
+    head.extend_from_slice(&out);
+    let out = head;
+    let tmp = dir.join(format!(
+        "temp-rewriteaof-{}-{}.aof",
+        std::process::id(),
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ));
+    let r = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.to_string()
+    })?;
+    Ok(out.len() as u64)
 }
 
 fn set_layout(entries: &[Entry]) {
@@ -1188,6 +1722,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             kick: None,
             switch: None,
             close: None,
+            parts: HashMap::new(),
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -1200,7 +1735,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             let mut keys = Vec::new();
             shard.dbs[db].for_each(|r| keys.push(r.key().to_vec()));
             for k in keys {
-                log_key_state(id, &mut shard, db, &k);
+                log_key_state(id, &mut shard, db, &k, None);
             }
         }
     }
@@ -1223,6 +1758,155 @@ pub async fn close(_core: &Rc<Core>) {
     if let Some(rx) = rx {
         let _ = rx.await;
     }
+}
+
+/// Serializes run-time switches of the AOF (CONFIG SET appendonly).
+static SWITCHING: AtomicBool = AtomicBool::new(false);
+
+/// CONFIG SET appendonly yes|no at run time, in the background (Redis's
+/// startAppendOnly / stopAppendOnly): yes starts every shard's log on new
+/// incr files, then a rewrite writes the base from the dataset (the older
+/// files go when it is done); no writes, syncs and closes every shard's log.
+pub fn set_enabled(core: &Rc<Core>, on: bool) {
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        while SWITCHING
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let r = if on {
+            turn_on(&core).await
+        } else {
+            turn_off(&core).await;
+            Ok(())
+        };
+        if let Err(e) = r {
+            WRITE_OK.store(false, Ordering::Relaxed);
+            crate::server::log::warning(&format!("Turning the AOF on failed: {e}"));
+        }
+        SWITCHING.store(false, Ordering::SeqCst);
+    })
+    .detach();
+}
+
+async fn turn_on(core: &Rc<Core>) -> Result<(), String> {
+    if enabled() {
+        return Ok(());
+    }
+    let config = core.config.borrow().clone();
+    let nshards = core.nshards;
+    let dir = Path::new(&config.dir).join(&config.appenddirname);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "Can't open or create append-only dir {}: {e}",
+            dir.display()
+        )
+    })?;
+    let manifest = dir.join(format!("{}.manifest", config.appendfilename));
+    // Files of an earlier period are listed until the rewrite replaces them.
+    let mut list = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| parse_manifest(&t).ok())
+        .unwrap_or_default();
+    let seq = list.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+    let mut incr = Vec::new();
+    for s in 0..nshards {
+        let name = file_name(&config.appendfilename, seq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+        list.push(Entry {
+            name,
+            seq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    *LAYOUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Layout {
+        dir: dir.clone(),
+        manifest,
+        prefix: config.appendfilename.clone(),
+        entries: list,
+    });
+    let plan = Arc::new(Plan {
+        dir,
+        // Nothing to replay, and no state dump: the rewrite writes the base.
+        replay: Some(Vec::new()),
+        base_rdb: vec![None; nshards],
+        incr,
+        fsync: Fsync::parse(&config.appendfsync),
+    });
+    let started = core
+        .run_on_all(move |c| {
+            let (tx, rx) = oneshot::channel();
+            let (c, plan) = (c.clone(), plan.clone());
+            glommio::spawn_local(async move {
+                let _ = tx.send(start(&c, &plan).await);
+            })
+            .detach();
+            rx
+        })
+        .await;
+    for rx in started {
+        rx.await
+            .map_err(|_| "a shard's log did not start".to_string())??;
+    }
+    ENABLED.store(true, Ordering::SeqCst);
+    set_fsync(&config.appendfsync);
+    while REWRITING
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
+    let t = Instant::now();
+    let r = rewrite(core).await;
+    LAST_REWRITE_OK.store(r.is_ok(), Ordering::Relaxed);
+    LAST_REWRITE_SECS.store(t.elapsed().as_secs() as i64, Ordering::Relaxed);
+    if r.is_ok() {
+        REWRITES.fetch_add(1, Ordering::Relaxed);
+        crate::server::log::notice("Background AOF rewrite finished successfully");
+    }
+    REWRITING.store(false, Ordering::SeqCst);
+    r
+}
+
+async fn turn_off(core: &Rc<Core>) {
+    if !enabled() {
+        return;
+    }
+    // A rewrite in progress finishes first (Redis kills its child instead).
+    while REWRITING.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    ENABLED.store(false, Ordering::SeqCst);
+    ALWAYS.store(false, Ordering::SeqCst);
+    let closed = core
+        .run_on_all(|c| {
+            let (tx, rx) = oneshot::channel();
+            let c = c.clone();
+            // No more records from here; what was logged is written and synced.
+            ON.with(|o| o.set(false));
+            glommio::spawn_local(async move {
+                close(&c).await;
+                LOG.with(|l| *l.borrow_mut() = None);
+                let _ = tx.send(());
+            })
+            .detach();
+            rx
+        })
+        .await;
+    for rx in closed {
+        let _ = rx.await;
+    }
+    crate::server::log::notice(
+        "AOF turned off (CONFIG SET appendonly no): every shard's log closed",
+    );
 }
 
 /// How long the everysec/no writer waits between rounds (what a process
@@ -1413,6 +2097,50 @@ mod tests {
             "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.2.incr.aof.s3 seq 2 type i\n"
         );
         assert_eq!(parse_manifest(&t).unwrap(), e);
+    }
+
+    fn argv(words: &[&str]) -> Argv {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn transaction_parts_all_or_nothing() {
+        let part = |name: &str, n: &str, cmd: &[&str], end: bool| {
+            let mut v = vec![argv(&["MULTI", "PERCORE-TX", name, n]), argv(cmd)];
+            if end {
+                v.push(argv(&["EXEC"]));
+            }
+            v
+        };
+        // t1: complete on both shards; t2: shard 1 cut short; t3: missing on shard 0.
+        let mut s0 = vec![argv(&["SET", "a", "1"])];
+        s0.extend(part("r-1", "2", &["INCRBY", "a", "5"], true));
+        s0.extend(part("r-2", "2", &["INCRBY", "a", "7"], true));
+        let mut s1 = part("r-1", "2", &["DECRBY", "b", "5"], true);
+        s1.extend(part("r-3", "2", &["DECRBY", "b", "9"], true));
+        s1.extend(part("r-2", "2", &["DECRBY", "b", "7"], false));
+        let per = vec![split_blocks(s0).unwrap(), split_blocks(s1).unwrap()];
+        let out = resolve_blocks(per);
+        assert_eq!(
+            out,
+            vec![
+                vec![argv(&["SET", "a", "1"]), argv(&["INCRBY", "a", "5"])],
+                vec![argv(&["DECRBY", "b", "5"])],
+            ]
+        );
+        // Plain MULTI/EXEC: applied when whole, dropped when cut short.
+        let plain = vec![
+            argv(&["MULTI"]),
+            argv(&["SET", "x", "1"]),
+            argv(&["EXEC"]),
+            argv(&["MULTI"]),
+            argv(&["SET", "y", "1"]),
+        ];
+        let out = resolve_blocks(vec![split_blocks(plain).unwrap()]);
+        assert_eq!(out, vec![vec![argv(&["SET", "x", "1"])]]);
+        assert!(split_blocks(vec![argv(&["MULTI"]), argv(&["MULTI"])]).is_err());
+        assert!(split_blocks(vec![argv(&["MULTI", "PERCORE-TX", "x", "0"])]).is_err());
+        assert!(split_blocks(vec![argv(&["MULTI", "x"])]).is_err());
     }
 
     #[test]

@@ -10,86 +10,149 @@ const MAX_LIT: usize = 32;
 const MAX_OFF: usize = 1 << 13;
 /// Largest back-reference length.
 const MAX_REF: usize = (1 << 8) + (1 << 3);
-/// Hash table size (log2), as liblzf's default HLOG.
+/// Hash table size (log2), as Redis's lzfP.h sets HLOG.
 const HLOG: u32 = 16;
+/// Hash table slots.
+const HSIZE: usize = 1 << HLOG;
+/// An empty hash table slot.
+const NONE: usize = usize::MAX;
 
+/// liblzf's FRST: the first two bytes at `i`.
 #[inline]
-fn hash3(b: &[u8]) -> usize {
-    let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-    (v.wrapping_mul(2654435761) >> (32 - HLOG)) as usize
+fn first(b: &[u8], i: usize) -> u32 {
+    (u32::from(b[i]) << 8) | u32::from(b[i + 1])
 }
 
-/// Compresses `input`; None when the output would not fit in `max_out` bytes
-/// (Redis asks for at most `len - 4`, and stores the string raw otherwise).
-pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
-    let n = input.len();
-    if n < 4 {
+/// liblzf's NEXT: shifts in the third byte at `i`.
+#[inline]
+fn next(h: u32, b: &[u8], i: usize) -> u32 {
+    (h << 8) | u32::from(b[i + 2])
+}
+
+/// liblzf's IDX with VERY_FAST (Redis's setting).
+#[inline]
+fn idx(h: u32) -> usize {
+    ((h >> (3 * 8 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
+}
+
+/// Compresses `input` exactly as Redis's lzf_compress does (same bytes out, so
+/// DUMP payloads and RDB files match Redis's); None when the output would not
+/// fit in `out_len` bytes (Redis asks for at most `len - 4` and stores the
+/// string raw otherwise). A port of lzf_c.c step by step: `op` writes a
+/// placeholder control byte for the literal run in progress.
+pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
+    let in_end = input.len();
+    if in_end == 0 || out_len == 0 {
         return None;
     }
-    let mut out: Vec<u8> = Vec::with_capacity(max_out);
-    let mut table = vec![0u32; 1 << HLOG];
-    // Start of the pending literal run (its control byte is written when it ends).
-    let mut lit_start = 0usize;
-    let mut i = 0usize;
-    let flush_literals = |out: &mut Vec<u8>, from: usize, to: usize| {
-        let mut s = from;
-        while s < to {
-            let run = (to - s).min(MAX_LIT);
-            out.push((run - 1) as u8);
-            out.extend_from_slice(&input[s..s + run]);
-            s += run;
-        }
-    };
-    while i + 2 < n {
-        let h = hash3(&input[i..]);
-        let cand = table[h] as usize;
-        table[h] = (i + 1) as u32;
-        if cand > 0 {
-            let r = cand - 1;
-            let off = i - r;
-            if off > 0
-                && off <= MAX_OFF
-                && input[r] == input[i]
-                && input[r + 1] == input[i + 1]
-                && input[r + 2] == input[i + 2]
-            {
-                let maxlen = (n - i).min(MAX_REF);
-                let mut len = 3;
-                while len < maxlen && input[r + len] == input[i + len] {
+    // Slack: the C code may write a run's control byte one past its checks.
+    let mut out = vec![0u8; out_len + 4];
+    let mut htab = vec![NONE; HSIZE];
+    let (mut ip, mut op, mut lit) = (0usize, 1usize, 0usize);
+    let mut hval = if in_end >= 2 { first(input, 0) } else { 0 };
+    while ip + 2 < in_end {
+        hval = next(hval, input, ip);
+        let slot = idx(hval);
+        let r = htab[slot];
+        htab[slot] = ip;
+        let matched = r != NONE
+            && ip - r - 1 < MAX_OFF
+            && ip + 4 < in_end
+            && r > 0
+            && input[r..r + 3] == input[ip..ip + 3];
+        if matched {
+            let off = ip - r - 1;
+            let mut len = 2usize;
+            let maxlen = (in_end - ip - len).min(MAX_REF);
+            out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+            if lit == 0 {
+                op -= 1;
+            }
+            if op + 3 + 1 >= out_len {
+                return None;
+            }
+            // The C code compares 16 bytes unrolled (no length check) when
+            // maxlen > 16, then one at a time up to maxlen.
+            let mut done = false;
+            if maxlen > 16 {
+                for _ in 0..16 {
                     len += 1;
+                    if input[r + len] != input[ip + len] {
+                        done = true;
+                        break;
+                    }
                 }
-                flush_literals(&mut out, lit_start, i);
-                let l = len - 2;
-                let o = off - 1;
-                if l < 7 {
-                    out.push(((l << 5) | (o >> 8)) as u8);
-                } else {
-                    out.push(((7 << 5) | (o >> 8)) as u8);
-                    out.push((l - 7) as u8);
+            }
+            if !done {
+                loop {
+                    len += 1;
+                    if !(len < maxlen && input[r + len] == input[ip + len]) {
+                        break;
+                    }
                 }
-                out.push(o as u8);
-                if out.len() > max_out {
-                    return None;
-                }
-                // Index the positions inside the match cheaply (only the last two).
-                let end = i + len;
-                let mut j = end.saturating_sub(2).max(i + 1);
-                while j < end && j + 2 < n {
-                    table[hash3(&input[j..])] = (j + 1) as u32;
-                    j += 1;
-                }
-                i = end;
-                lit_start = i;
-                continue;
+            }
+            len -= 2;
+            ip += 1;
+            if len < 7 {
+                out[op] = ((off >> 8) + (len << 5)) as u8;
+                op += 1;
+            } else {
+                out[op] = ((off >> 8) + (7 << 5)) as u8;
+                out[op + 1] = (len - 7) as u8;
+                op += 2;
+            }
+            out[op] = off as u8;
+            op += 1;
+            lit = 0;
+            op += 1;
+            ip += len + 1;
+            if ip + 2 >= in_end {
+                break;
+            }
+            // VERY_FAST: index the last two positions of the match.
+            ip -= 2;
+            hval = first(input, ip);
+            hval = next(hval, input, ip);
+            htab[idx(hval)] = ip;
+            ip += 1;
+            hval = next(hval, input, ip);
+            htab[idx(hval)] = ip;
+            ip += 1;
+        } else {
+            if op >= out_len {
+                return None;
+            }
+            lit += 1;
+            out[op] = input[ip];
+            op += 1;
+            ip += 1;
+            if lit == MAX_LIT {
+                out[op - lit - 1] = (lit - 1) as u8;
+                lit = 0;
+                op += 1;
             }
         }
-        i += 1;
-        if out.len() + (i - lit_start) + (i - lit_start) / MAX_LIT + 1 > max_out {
-            return None;
+    }
+    if op + 3 > out_len {
+        return None;
+    }
+    while ip < in_end {
+        lit += 1;
+        out[op] = input[ip];
+        op += 1;
+        ip += 1;
+        if lit == MAX_LIT {
+            out[op - lit - 1] = (lit - 1) as u8;
+            lit = 0;
+            op += 1;
         }
     }
-    flush_literals(&mut out, lit_start, n);
-    (out.len() <= max_out).then_some(out)
+    out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+    if lit == 0 {
+        op -= 1;
+    }
+    out.truncate(op);
+    Some(out)
 }
 
 /// Decompresses `input` into exactly `out_len` bytes; an error names the problem.
@@ -147,6 +210,18 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_as_redis() {
+        // Redis 7.0.15's DUMP of SET k "abc" x 13 (rdbcompression yes): the
+        // LZF part. liblzf never matches at offset 0 and leaves 2 literals.
+        let input = b"abc".repeat(13);
+        let want = [3, b'a', b'b', b'c', b'a', 224, 24, 2, 1, b'b', b'c'];
+        assert_eq!(compress(&input, input.len() - 4).unwrap(), want);
+        assert_eq!(decompress(&want, input.len()).unwrap(), input);
+        // Too little room: no output, as lzf_compress returns 0.
+        assert_eq!(compress(&input, 8), None);
+    }
 
     #[test]
     fn round_trips() {

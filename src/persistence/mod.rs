@@ -159,7 +159,7 @@ pub fn read_check_functions(
 }
 
 /// The error for a value percore refuses to store (each type's checks live here).
-fn invalid_value(v: &LoadedValue, offset: usize) -> Option<LoadError> {
+pub fn invalid_value(v: &LoadedValue, offset: usize) -> Option<LoadError> {
     let t = match v {
         LoadedValue::ZSet(z) => {
             let mut names: Vec<&[u8]> = z.iter().map(|(m, _)| &m[..]).collect();
@@ -223,87 +223,84 @@ pub fn load_into_shard(
             return Ok(());
         }
         let limits = shard.limits;
-        let hash_limits = HashLimits::of(&limits);
         let Some(db) = shard.dbs.get_mut(k.db) else {
             return Err(LoadError {
                 offset: k.offset,
                 msg: format!("DB index {} out of range", k.db),
             });
         };
-        match k.value {
-            LoadedValue::Str(v) => {
-                db.set_str(&k.key, &v, StrEncoding::Auto, k.expire_ms, false, now_ms);
-            }
-            // Encodings follow the thresholds as Redis's loader applies them.
-            LoadedValue::Hash(pairs) => {
-                if pairs.is_empty() {
-                    return Ok(());
-                }
-                let mut h = HashValue::new();
-                for (f, v) in &pairs {
-                    h.set(f, v, hash_limits);
-                }
-                db.insert_owned(
-                    &k.key,
-                    OwnedValue::Object(Object::Hash(h)),
-                    k.expire_ms,
-                    now_ms,
-                );
-            }
-            LoadedValue::List(items) => {
-                if items.is_empty() {
-                    return Ok(());
-                }
-                let mut l = ListValue::with_fill(limits.list_max_listpack_size);
-                for it in &items {
-                    l.push(End::Tail, it);
-                }
-                db.insert_owned(
-                    &k.key,
-                    OwnedValue::Object(Object::List(l)),
-                    k.expire_ms,
-                    now_ms,
-                );
-            }
-            LoadedValue::ZSet(mut members) => {
-                if members.is_empty() {
-                    return Ok(());
-                }
-                // Duplicates and NaNs were refused by `read_and_check`.
-                members.sort_by(|a, b| crate::storage::zset::cmp_key(a.1, &a.0, b.1, &b.0));
-                let z = ZSetValue::from_sorted(&members, ZLimits::from(&limits));
-                db.insert_owned(
-                    &k.key,
-                    OwnedValue::Object(Object::ZSet(z)),
-                    k.expire_ms,
-                    now_ms,
-                );
-            }
-            LoadedValue::Set(members) => {
-                if members.is_empty() {
-                    return Ok(());
-                }
-                // As rdbLoadObject: an intset unless too long, converted on the first non-integer.
-                let max = limits.set_max_intset_entries;
-                let mut set = if members.len() > max {
-                    SetValue::new_hashtable()
-                } else {
-                    SetValue::new_intset()
-                };
-                for m in &members {
-                    set.add(m, max);
-                }
-                db.insert_owned(
-                    &k.key,
-                    OwnedValue::Object(Object::Set(set)),
-                    k.expire_ms,
-                    now_ms,
-                );
-            }
+        if !insert_loaded(db, &limits, &k.key, k.value, k.expire_ms, now_ms) {
+            return Ok(());
         }
         loaded += 1;
         Ok(())
     })
     .map_err(|e| format!("at offset {}: {}", e.offset, e.msg))?;
     Ok((loaded, expired))
+}
+
+/// Stores a value read from an RDB file or a DUMP payload under `key`
+/// (replacing it), with the encodings Redis's loader picks for it. False for
+/// an empty collection, which is not stored.
+pub fn insert_loaded(
+    db: &mut crate::storage::db::Db,
+    limits: &crate::storage::Limits,
+    key: &[u8],
+    value: LoadedValue,
+    expire_ms: Option<u64>,
+    now_ms: u64,
+) -> bool {
+    let hash_limits = HashLimits::of(limits);
+    match value {
+        LoadedValue::Str(v) => {
+            db.set_str(key, &v, StrEncoding::Auto, expire_ms, false, now_ms);
+        }
+        // Encodings follow the thresholds as Redis's loader applies them.
+        LoadedValue::Hash(pairs) => {
+            if pairs.is_empty() {
+                return false;
+            }
+            let mut h = HashValue::new();
+            for (f, v) in &pairs {
+                h.set(f, v, hash_limits);
+            }
+            db.insert_owned(key, OwnedValue::Object(Object::Hash(h)), expire_ms, now_ms);
+        }
+        LoadedValue::List(items) => {
+            if items.is_empty() {
+                return false;
+            }
+            let mut l = ListValue::with_fill(limits.list_max_listpack_size);
+            for it in &items {
+                l.push(End::Tail, it);
+            }
+            db.insert_owned(key, OwnedValue::Object(Object::List(l)), expire_ms, now_ms);
+        }
+        LoadedValue::ZSet(mut members) => {
+            if members.is_empty() {
+                return false;
+            }
+            // Duplicates and NaNs were refused by `read_and_check`.
+            members.sort_by(|a, b| crate::storage::zset::cmp_key(a.1, &a.0, b.1, &b.0));
+            let z = ZSetValue::from_sorted(&members, ZLimits::from(limits));
+            db.insert_owned(key, OwnedValue::Object(Object::ZSet(z)), expire_ms, now_ms);
+        }
+        LoadedValue::Set(members) => {
+            if members.is_empty() {
+                return false;
+            }
+            // As rdbLoadObject: an intset unless too long, converted on the first non-integer.
+            let max = limits.set_max_intset_entries;
+            let mut set = if members.len() > max {
+                SetValue::new_hashtable()
+            } else {
+                SetValue::new_intset()
+            };
+            for m in &members {
+                set.add(m, max);
+            }
+            db.insert_owned(key, OwnedValue::Object(Object::Set(set)), expire_ms, now_ms);
+        }
+    }
+    true
 }

@@ -170,12 +170,17 @@ fn save_aux(out: &mut Vec<u8>, key: &str, val: &[u8]) {
 
 /// The file header: magic, version and the aux fields Redis 7.0 writes.
 pub fn save_header(out: &mut Vec<u8>, used_mem: u64, now_secs: u64) {
+    save_header_with(out, used_mem, now_secs, false);
+}
+
+/// The header, with `aof-base` 1 for an AOF's RDB base file (as Redis's rewrite).
+pub fn save_header_with(out: &mut Vec<u8>, used_mem: u64, now_secs: u64, aof_base: bool) {
     out.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
     save_aux(out, "redis-ver", crate::REDIS_VERSION.as_bytes());
     save_aux(out, "redis-bits", b"64");
     save_aux(out, "ctime", now_secs.to_string().as_bytes());
     save_aux(out, "used-mem", used_mem.to_string().as_bytes());
-    save_aux(out, "aof-base", b"0");
+    save_aux(out, "aof-base", if aof_base { b"1" } else { b"0" });
 }
 
 /// SELECTDB and RESIZEDB for one database's section.
@@ -524,6 +529,79 @@ pub fn save_zset<'a>(
         out.extend_from_slice(&s.to_le_bytes());
     }
     ty::ZSET_2
+}
+
+/// `rdbcompression` as DUMP reads it (set by the config; snapshots get it in [`SaveOpts`]).
+pub static DUMP_COMPRESSION: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
+/// DUMP's serialized value (createDumpPayload): RDB type, value, RDB version
+/// (2 bytes LE), CRC-64 of everything before it (8 bytes LE).
+pub fn dump_payload(value: ValueRef<'_>) -> Vec<u8> {
+    let opts = SaveOpts {
+        compression: DUMP_COMPRESSION.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    let mut out = Vec::new();
+    match value {
+        ValueRef::Int(v) => {
+            out.push(ty::STRING);
+            save_i64(&mut out, v);
+        }
+        ValueRef::Bytes(b) => {
+            out.push(ty::STRING);
+            save_string(&mut out, b, opts);
+        }
+        ValueRef::Object(o) => {
+            let mut body = Vec::new();
+            let t = save_object(&mut body, o, opts);
+            out.push(t);
+            out.extend_from_slice(&body);
+        }
+    }
+    out.extend_from_slice(&(RDB_VERSION as u16).to_le_bytes());
+    let crc = super::crc64::crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why RESTORE refuses a payload: its two errors in Redis.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Too short, a newer RDB version, or a checksum mismatch (verifyDumpPayload).
+    Footer,
+    /// The value does not decode (or decodes to an empty or invalid collection).
+    Format,
+}
+
+/// Decodes a DUMP payload after checking its footer as Redis's verifyDumpPayload does.
+pub fn parse_payload(p: &[u8]) -> Result<LoadedValue, PayloadError> {
+    if p.len() < 10 {
+        return Err(PayloadError::Footer);
+    }
+    let body = p.len() - 10;
+    let ver = u16::from_le_bytes([p[body], p[body + 1]]);
+    if u32::from(ver) > RDB_VERSION {
+        return Err(PayloadError::Footer);
+    }
+    let crc = super::crc64::crc64(0, &p[..p.len() - 8]);
+    if crc.to_le_bytes() != p[body + 2..] {
+        return Err(PayloadError::Footer);
+    }
+    // The value is read from the whole payload, footer included, as Redis's
+    // rio does: a value that runs into the footer is what Redis would load.
+    let mut rd = Rd { b: p, pos: 0 };
+    let t = rd.take(1).map_err(|_| PayloadError::Format)?[0];
+    let v = load_value(&mut rd, t, 0).map_err(|_| PayloadError::Format)?;
+    let empty = match &v {
+        LoadedValue::Str(_) => false,
+        LoadedValue::List(x) | LoadedValue::Set(x) => x.is_empty(),
+        LoadedValue::Hash(x) => x.is_empty(),
+        LoadedValue::ZSet(x) => x.is_empty(),
+    };
+    if empty {
+        return Err(PayloadError::Format);
+    }
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------

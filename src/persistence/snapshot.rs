@@ -4,7 +4,10 @@
 //! * **The cut.** Each shard starts its part of a snapshot by flipping, per
 //!   database, the "fresh" bit new records get (`Db::snapshot_begin`): from
 //!   then on every record that still carries the old bit existed at the cut
-//!   and has not been serialized yet. No pass over the keys is needed.
+//!   and has not been serialized yet. No pass over the keys is needed. The
+//!   shards take their cuts under one transaction holding them all, so the
+//!   cut is consistent across shards: a multi-shard transaction is in the
+//!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
 //!   pending records in slices of `SLICE` keys (`Db::snapshot_step`, in the
 //!   table's tag order, which is stable across resizes) and yields between
@@ -139,7 +142,9 @@ pub fn dump_path(core: &Core) -> PathBuf {
 
 /// Runs one snapshot to completion (the caller holds the in-progress flag).
 /// Returns the file's size.
-pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
+/// `cut_tx`: take the cut under a transaction holding every shard (not from
+/// inside a running transaction: DEBUG RELOAD in MULTI would wait for itself).
+pub async fn run(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<u64, String> {
     let (dir, path, opts, checksum, ndbs) = {
         let c = core.config.borrow();
         (
@@ -166,24 +171,42 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
     );
     let writer = std::thread::Builder::new()
         .name("percore-rdb".into())
-        .spawn(move || write_file(rx, &dir, &path, ndbs, used_mem, checksum, &functions))
+        .spawn(move || {
+            let fopts = FileOpts {
+                tag: String::new(),
+                aof_base: false,
+                functions,
+            };
+            write_file(rx, &dir, &path, ndbs, used_mem, checksum, &fopts)
+        })
         .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
     let txc = tx.clone();
-    let sizes = core
-        .run_on_all(move |core| {
-            let sizes = begin(core, txc.clone(), opts);
-            match mode {
-                Mode::Blocking => {
-                    let mut shard = core.shard.borrow_mut();
-                    for d in shard.dbs.iter_mut() {
-                        while !d.snapshot_step(usize::MAX) {}
-                    }
+    let part = move |core: &Rc<Core>| {
+        let sizes = begin(core, txc.clone(), opts);
+        match mode {
+            Mode::Blocking => {
+                let mut shard = core.shard.borrow_mut();
+                for d in shard.dbs.iter_mut() {
+                    while !d.snapshot_step(usize::MAX) {}
                 }
-                Mode::Background => spawn_walker(core.clone()),
             }
-            sizes
-        })
-        .await;
+            Mode::Background => spawn_walker(core.clone()),
+        }
+        sizes
+    };
+    let sizes = if !cut_tx || super::WRITE_FENCE.load(Ordering::SeqCst) {
+        // The final save refuses writes already: nothing can straddle the cut.
+        core.run_on_all(part).await
+    } else {
+        // The cut runs under a transaction holding every shard, so that no
+        // multi-shard transaction is in the dump on one shard and not on another.
+        let mut cut = crate::server::tx::Tx::with(core.clone(), 0, false).without_aof();
+        cut.global(crate::server::tx::Mode::Exclusive);
+        cut.schedule().await;
+        let sizes = cut.run_all(move |_, c| part(c)).await;
+        cut.conclude().await;
+        sizes.into_iter().map(|(_, s)| s).collect()
+    };
     let mut total = vec![(0u64, 0u64); ndbs];
     for s in &sizes {
         for (t, x) in total.iter_mut().zip(s) {
@@ -205,7 +228,7 @@ pub async fn run(core: &Rc<Core>, mode: Mode) -> Result<u64, String> {
 }
 
 /// Starts this shard's part: returns (keys, keys with TTL) per db at the cut.
-fn begin(core: &Rc<Core>, tx: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> Vec<(u64, u64)> {
+pub fn begin(core: &Rc<Core>, tx: mpsc::Sender<WriterMsg>, opts: SaveOpts) -> Vec<(u64, u64)> {
     let mut shard = core.shard.borrow_mut();
     shard
         .dbs
@@ -226,12 +249,13 @@ thread_local! {
     static WALKER_TQ: std::cell::OnceCell<glommio::TaskQueueHandle> = const { std::cell::OnceCell::new() };
 }
 
-/// Spawns the walker in the snapshot task queue (fewer shares than connections).
-fn spawn_walker(core: Rc<Core>) {
+/// Spawns the walker in the snapshot task queue (`snapshot-shares`, fewer than connections).
+pub fn spawn_walker(core: Rc<Core>) {
+    let shares = core.config.borrow().snapshot_shares;
     let tq = WALKER_TQ.with(|c| {
         *c.get_or_init(|| {
             glommio::executor().create_task_queue(
-                glommio::Shares::Static(50),
+                glommio::Shares::Static(shares),
                 glommio::Latency::NotImportant,
                 "percore-snapshot",
             )
@@ -299,18 +323,29 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
+/// How the writer thread names and heads its file.
+pub struct FileOpts {
+    /// Distinguishes the temp files of writers running at once ("" for BGSAVE).
+    pub tag: String,
+    /// Written as an AOF base (the `aof-base` aux field is 1).
+    pub aof_base: bool,
+    /// The function libraries as RDB records, written after the header (rdbSaveFunctions).
+    pub functions: Vec<u8>,
+}
+
 /// The writer thread: part files per db, then the final file in db order.
-fn write_file(
+pub fn write_file(
     rx: mpsc::Receiver<WriterMsg>,
     dir: &Path,
     path: &Path,
     ndbs: usize,
     used_mem: u64,
     checksum: bool,
-    functions: &[u8],
+    fopts: &FileOpts,
 ) -> Result<u64, String> {
     let pid = std::process::id();
-    let part_path = |db: usize| dir.join(format!("temp-{pid}-db{db}.part"));
+    let tag = &fopts.tag;
+    let part_path = |db: usize| dir.join(format!("temp-{pid}{tag}-db{db}.part"));
     let mut parts: Vec<Option<File>> = (0..ndbs).map(|_| None).collect();
     let mut sizes = vec![(0u64, 0u64); ndbs];
     let cleanup = |parts: &mut Vec<Option<File>>| {
@@ -362,7 +397,7 @@ fn write_file(
         cleanup(&mut parts);
         return Err(e);
     }
-    let tmp = dir.join(format!("temp-{pid}.rdb"));
+    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
     let result = (|| -> std::io::Result<u64> {
         let file = File::create(&tmp)?;
         let mut w = CrcWriter {
@@ -375,9 +410,9 @@ fn write_file(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        rdb::save_header(&mut head, used_mem, now);
+        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
         w.write_all(&head)?;
-        w.write_all(functions)?;
+        w.write_all(&fopts.functions)?;
         for (db, part) in parts.iter_mut().enumerate() {
             let Some(f) = part.as_mut() else { continue };
             let mut h = Vec::new();
@@ -434,13 +469,18 @@ pub async fn save(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
 
 /// As `save`, for a caller that took the flag with `try_begin`; releases it.
 pub async fn save_held(core: &Rc<Core>, mode: Mode) -> Result<(), String> {
+    save_held_with(core, mode, true).await
+}
+
+/// As `save_held`; `cut_tx` as for [`run`].
+async fn save_held_with(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<(), String> {
     let st = super::state();
     st.background
         .store(mode == Mode::Background, Ordering::SeqCst);
     let dirty_at_start = super::dirty_total();
     let started = Instant::now();
     st.started_secs.store(now_secs(), Ordering::Relaxed);
-    let r = run(core, mode).await;
+    let r = run(core, mode, cut_tx).await;
     let secs = started.elapsed().as_secs();
     let ok = r.is_ok();
     match &r {
@@ -513,7 +553,11 @@ pub async fn save_before_exit(core: &Rc<Core>) -> bool {
 /// the file, empty the databases (unless NOFLUSH) and load it back.
 pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Result<(), String> {
     if save_first {
-        save(core, Mode::Blocking)
+        if !try_begin() {
+            return Err("Error trying to save the DB, check server logs.".into());
+        }
+        // DEBUG RELOAD may run inside MULTI, under a transaction of its own.
+        save_held_with(core, Mode::Blocking, false)
             .await
             .map_err(|_| "Error trying to save the DB, check server logs.".to_string())?;
     }

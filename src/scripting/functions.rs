@@ -391,8 +391,6 @@ local function protect(t)
   })
 end
 local r = redis
-rawset(r, 'REDIS_VERSION', ver)
-rawset(r, 'REDIS_VERSION_NUM', vernum)
 local lr = {
   register_function = register, log = r.log,
   LOG_DEBUG = r.LOG_DEBUG, LOG_VERBOSE = r.LOG_VERBOSE,

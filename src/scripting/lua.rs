@@ -169,8 +169,12 @@ pub(super) fn new_state() -> mlua::Result<Lua> {
         LuaOptions::default(),
     )?;
     let g = lua.globals();
-    g.raw_set("loadfile", Value::Nil)?;
-    g.raw_set("dofile", Value::Nil)?;
+    // Globals Redis 7.0.15 does not expose (its allow list keeps them out).
+    for name in [
+        "loadfile", "dofile", "print", "getfenv", "setfenv", "newproxy",
+    ] {
+        g.raw_set(name, Value::Nil)?;
+    }
     let redis = lua.create_table()?;
     redis.set(
         "call",
@@ -244,7 +248,9 @@ pub(super) fn new_state() -> mlua::Result<Lua> {
     redis.set("LOG_VERBOSE", 1)?;
     redis.set("LOG_NOTICE", 2)?;
     redis.set("LOG_WARNING", 3)?;
+    super::libs::register_redis_api(&lua, &redis)?;
     g.raw_set("redis", redis)?;
+    super::libs::register(&lua)?;
     super::bit::register(&lua, &g)?;
     // error_reply/status_reply, and the globals protection (7.0.15's texts).
     lua.load(
@@ -255,17 +261,18 @@ setmetatable(_G, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
-  __newindex = function() error("Attempt to modify a readonly table", 2) end,
 })
 "#,
     )
     .set_name("=init")
     .exec()?;
+    // Everything reachable from the globals becomes read-only (Redis 7.0).
+    super::libs::protect_globals(&lua)?;
     Ok(lua)
 }
 
 /// A `redis.call`-style error raised at the calling script line.
-fn call_err(lua: &Lua, msg: String) -> mlua::Error {
+pub(super) fn call_err(lua: &Lua, msg: String) -> mlua::Error {
     let line = script_line(lua);
     mlua::Error::external(CallError {
         msg: format!("ERR {msg}"),
@@ -290,15 +297,13 @@ pub(super) fn script_line(lua: &Lua) -> i32 {
 }
 
 /// Converts a Lua argument of redis.call to bytes (strings and numbers only).
-fn arg_bytes(lua: &Lua, v: Value) -> Option<Bytes> {
+///
+/// Numbers are written with `%.17g`, as luaArgsToRedisArgv does (Lua's own `%.14g` loses precision).
+fn arg_bytes(v: Value) -> Option<Bytes> {
     match v {
         Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
-        Value::Integer(n) => Some(Bytes::from(n.to_string())),
-        v @ Value::Number(_) => lua
-            .coerce_string(v)
-            .ok()
-            .flatten()
-            .map(|s| Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Integer(n) => Some(Bytes::from(super::libs::fmt_g(n as f64, 17))),
+        Value::Number(n) => Some(Bytes::from(super::libs::fmt_g(n, 17))),
         _ => None,
     }
 }
@@ -323,7 +328,7 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     }
     let mut argv = Vec::with_capacity(args.len());
     for v in args {
-        match arg_bytes(&lua, v) {
+        match arg_bytes(v) {
             Some(b) => argv.push(b),
             None => {
                 return Err(mlua::Error::external(CallError {
@@ -388,8 +393,13 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
             super::BUSY_WROTE.store(true, Ordering::Relaxed);
         }
     }
-    let mut out = ReplyBuf::new(Proto::Resp2);
-    tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out).await;
+    // The command replies in the protocol the script chose (redis.setresp).
+    let proto = super::libs::resp();
+    run.ctx.client.info.borrow_mut().proto = proto;
+    let mut out = ReplyBuf::new(proto);
+    // Without REPL_AOF (redis.set_repl) the command's effects stay out of the AOF.
+    let quiet = super::libs::repl_flags() & 1 == 0;
+    super::libs::Quiet::new(quiet, tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out)).await;
     // run_block ends its own in_exec mark: the script still runs.
     run.ctx
         .core
@@ -398,119 +408,11 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
         .in_exec
         .insert(run.ctx.client.id);
     let mut pos = 0;
-    let v = resp_to_lua(&lua, &out.buf, &mut pos)?;
+    let v = super::libs::resp_to_lua(&lua, &out.buf, &mut pos)?;
     if let Some(msg) = v.1 {
         return fail(&lua, msg);
     }
     Ok(v.0)
-}
-
-/// Parses one RESP2 reply into a Lua value (Redis's rules); Some(error text) for an error reply.
-fn resp_to_lua(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<(Value, Option<String>)> {
-    let line_end = |p: usize| -> usize {
-        memchr::memchr(b'\r', &b[p..])
-            .map(|i| p + i)
-            .unwrap_or(b.len())
-    };
-    if *pos >= b.len() {
-        return Ok((Value::Boolean(false), None));
-    }
-    let t = b[*pos];
-    let e = line_end(*pos + 1);
-    let text = &b[*pos + 1..e];
-    *pos = (e + 2).min(b.len());
-    let num = || -> i64 {
-        std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(match t {
-        b':' => (Value::Integer(num() as _), None),
-        b'+' => {
-            let tb = lua.create_table()?;
-            tb.set("ok", lua.create_string(text)?)?;
-            (Value::Table(tb), None)
-        }
-        b'-' => {
-            let msg = String::from_utf8_lossy(text).into_owned();
-            let tb = lua.create_table()?;
-            tb.set("err", lua.create_string(text)?)?;
-            (Value::Table(tb), Some(msg))
-        }
-        b'$' => {
-            let n = num();
-            if n < 0 {
-                (Value::Boolean(false), None)
-            } else {
-                let n = n as usize;
-                let end = (*pos + n).min(b.len());
-                let s = lua.create_string(&b[*pos..end])?;
-                *pos = (end + 2).min(b.len());
-                (Value::String(s), None)
-            }
-        }
-        b'*' => {
-            let n = num();
-            if n < 0 {
-                (Value::Boolean(false), None)
-            } else {
-                let tb = lua.create_table()?;
-                for i in 0..n {
-                    let (v, err) = resp_to_lua(lua, b, pos)?;
-                    // Nested errors become {err=...} elements, as Redis does.
-                    let _ = err;
-                    tb.raw_set(i + 1, v)?;
-                }
-                (Value::Table(tb), None)
-            }
-        }
-        _ => (Value::Boolean(false), None),
-    })
-}
-
-/// Writes a Lua value as a reply, by Redis's rules.
-fn lua_to_resp(v: &Value, out: &mut ReplyBuf, depth: usize) {
-    match v {
-        Value::Integer(n) => out.int(*n),
-        Value::Number(n) => out.int(trunc(*n)),
-        Value::String(s) => out.bulk(&s.as_bytes()),
-        Value::Boolean(true) => out.int(1),
-        Value::Table(t) => {
-            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
-                return out.error_bytes(&e.as_bytes());
-            }
-            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
-                return out.simple_bytes(&s.as_bytes());
-            }
-            if depth > 1000 {
-                return out.error("ERR reached lua stack limit");
-            }
-            let mut items = Vec::new();
-            let mut i = 1;
-            loop {
-                match t.raw_get::<Value>(i) {
-                    Ok(Value::Nil) | Err(_) => break,
-                    Ok(v) => items.push(v),
-                }
-                i += 1;
-            }
-            out.array_len(items.len());
-            for it in &items {
-                lua_to_resp(it, out, depth + 1);
-            }
-        }
-        _ => out.null(),
-    }
-}
-
-/// A Lua number as Redis's (long long) cast on x86: out of range and NaN give i64::MIN.
-fn trunc(n: f64) -> i64 {
-    if n.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) {
-        i64::MIN
-    } else {
-        n as i64
-    }
 }
 
 /// This core's Lua state (fresh after SCRIPT FLUSH).
@@ -722,6 +624,7 @@ async fn attempt(
         info.proto = Proto::Resp2;
         s
     };
+    super::libs::begin_run();
     let was_in_exec = tx::in_exec(&ctx.core, ctx.client.id);
     ctx.core.tx.borrow_mut().in_exec.insert(ctx.client.id);
     let client_proto = ctx.proto;
@@ -751,9 +654,8 @@ async fn attempt(
         let kt = lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).ok()))?;
         let at = lua.create_sequence_from(args.iter().map(|a| lua.create_string(a).ok()))?;
         if !is_fn {
-            let g = lua.globals();
-            g.raw_set("KEYS", kt.clone())?;
-            g.raw_set("ARGV", at.clone())?;
+            super::libs::set_global(lua, "KEYS", Value::Table(kt.clone()))?;
+            super::libs::set_global(lua, "ARGV", Value::Table(at.clone()))?;
         }
         Ok((kt, at))
     };
@@ -781,7 +683,7 @@ async fn attempt(
     let mut reply = ReplyBuf::new(client_proto);
     let outcome = match res {
         Ok(v) => {
-            lua_to_resp(&v, &mut reply, 0);
+            super::libs::lua_to_resp(&v, &mut reply, super::libs::resp(), 0);
             Attempt::Done
         }
         Err(e) => {

@@ -22,11 +22,18 @@
 //!
 //! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
 //! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
-//! the tail call replaces; no redis.setresp/set_repl/replicate_commands;
-//! no cjson, cmsgpack or struct (bit is reimplemented in Rust).
+//! the tail call replaces; mlua hands Rust 0 for -0 and for numbers closer to
+//! 0 than f64::EPSILON, so such numbers given to redis.call or returned in
+//! `{double=...}` become 0 (the libraries read their arguments exactly); the
+//! cjson settings of the shared `cjson` table are per core (Redis has one
+//! state); there is no `__redis__err__handler` global nor
+//! `redis.acl_check_cmd`. bit, cjson, cmsgpack and struct are reimplemented
+//! in Rust ([`bit`], [`libs`]); the globals are read-only through a patch of
+//! the vendored Lua (vendor/lua-src).
 
 pub mod bit;
 pub mod functions;
+pub mod libs;
 pub mod lua;
 
 use std::collections::HashMap;

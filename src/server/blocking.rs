@@ -32,6 +32,7 @@ use super::client::Client;
 use super::core::{now_ms, Core};
 use super::shard::Shard;
 use crate::commands::errors;
+use crate::persistence::aof;
 use crate::protocol::reply::ReplyBuf;
 use crate::storage::db::{Access, Db, WrongType};
 use crate::storage::list::{End, ListValue};
@@ -433,7 +434,7 @@ fn move_one(
 pub fn push_on_shard(core: &Rc<Core>, db: usize, dest: &[u8], to: End, elem: Vec<u8>) -> bool {
     let mut shard = core.shard.borrow_mut();
     let fill = shard.limits.list_max_listpack_size;
-    push_elems(
+    let ok = push_elems(
         &mut shard.dbs[db],
         dest,
         to,
@@ -441,7 +442,11 @@ pub fn push_on_shard(core: &Rc<Core>, db: usize, dest: &[u8], to: End, elem: Vec
         fill,
         now_ms(),
     )
-    .is_ok()
+    .is_ok();
+    if ok {
+        aof::log_state(core, &mut shard, db, dest);
+    }
+    ok
 }
 
 /// The rest of a BLMOVE whose destination lives on another shard: `elem` was
@@ -478,6 +483,7 @@ pub async fn handoff(
         let mut shard = core.shard.borrow_mut();
         let fill = shard.limits.list_max_listpack_size;
         push_back(&mut shard.dbs[db], &src, from, &[elem], fill, now_ms());
+        aof::log_state(core, &mut shard, db, &src);
     })
     .await;
     Served::Error(errors::WRONGTYPE)
@@ -699,6 +705,10 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
         return;
     };
     let mut n = q.len();
+    // Keys this changes, logged to the AOF at the end (the command that made
+    // the key ready logged its own effect before).
+    let mut served = false;
+    let mut moved_to: Vec<Box<[u8]>> = Vec::new();
     // Waiters for another type than the key's stay where they are (Redis skips them).
     let mut skipped: Vec<Waiter> = Vec::new();
     while n > 0 {
@@ -731,6 +741,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     _ => (1, false),
                 };
                 let elems = pop_elems(d, key, *end, count, now);
+                served = true;
                 let delivery = Delivery {
                     served: Served::Pop {
                         key: key.into(),
@@ -755,6 +766,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     continue;
                 }
                 let elems = zpop_elems(d, key, *max, count.unwrap_or(1), now);
+                served = true;
                 let delivery = Delivery {
                     served: Served::ZPop {
                         key: key.into(),
@@ -795,6 +807,8 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     if !w.ticket.claim() {
                         continue;
                     }
+                    served = true;
+                    moved_to.push(dest.clone());
                     let Some(elem) = move_one(d, key, dest, *from, *to, fill, now) else {
                         let _ = w.tx.unbounded_send(Delivery {
                             served: Served::Nothing,
@@ -814,6 +828,7 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
                     if !w.ticket.claim() {
                         continue;
                     }
+                    served = true;
                     let Some(elem) = pop_elems(d, key, *from, 1, now).pop() else {
                         let _ = w.tx.unbounded_send(Delivery {
                             served: Served::Nothing,
@@ -851,6 +866,12 @@ fn serve_key(core: &Rc<Core>, shard: &mut Shard, db: usize, key: &[u8]) {
         q.push_front(w);
     }
     drop_if_empty(shard, db, key);
+    if served {
+        aof::log_state(core, shard, db, key);
+        for dest in moved_to {
+            aof::log_state(core, shard, db, &dest);
+        }
+    }
 }
 
 /// A registration to remove when the client stops waiting: (shard, db, keys).
@@ -997,6 +1018,7 @@ impl Blocked {
                         let mut shard = core.shard.borrow_mut();
                         let fill = shard.limits.list_max_listpack_size;
                         push_back(&mut shard.dbs[o.db], &key, o.end, &elems, fill, now_ms());
+                        aof::log_state(core, &mut shard, o.db, &key);
                     })
                     .await;
             }
@@ -1006,6 +1028,7 @@ impl Blocked {
                         let mut shard = core.shard.borrow_mut();
                         let lim = ZLimits::from(&shard.limits);
                         zadd_back(&mut shard.dbs[o.db], &key, &elems, lim, now_ms());
+                        aof::log_state(core, &mut shard, o.db, &key);
                     })
                     .await;
             }

@@ -87,6 +87,9 @@ pub struct Client {
     /// Set by whatever runs commands that may not block (MULTI/EXEC, scripts): blocking
     /// commands then act as their non-blocking forms (Redis's CLIENT_DENY_BLOCKING).
     pub deny_blocking: Cell<bool>,
+    /// Set when a coordinator's transaction logged the command to the AOF at
+    /// its release; otherwise the connection logs it after the command.
+    pub aof_logged: Cell<bool>,
 }
 
 impl Client {
@@ -124,6 +127,7 @@ impl Client {
             unblock: RefCell::new(None),
             blocked: RefCell::new(None),
             deny_blocking: Cell::new(false),
+            aof_logged: Cell::new(false),
         };
         (Rc::new(c), rx)
     }

@@ -557,10 +557,17 @@ impl Connection {
                             proto: self.client.info.borrow().proto,
                             now_ms: now_ms(),
                         };
+                        self.client.aof_logged.set(false);
                         let reply = super::tx::run_coordinator(ctx, f).await;
                         exec::record(&self.core, cmd, start, &reply.buf);
-                        crate::persistence::aof::after_multi(&self.core, cmd, argv, db, &reply.buf)
+                        // A coordinator that ran a logged transaction logged at
+                        // its release, under its locks.
+                        if !self.client.aof_logged.get() {
+                            crate::persistence::aof::after_multi(
+                                &self.core, cmd, argv, db, &reply.buf,
+                            )
                             .await;
+                        }
                         self.wbuf.raw(&reply.buf);
                         // A blocking command that must wait (BLPOP...): its reply comes later.
                         let blocked = self.client.blocked.borrow_mut().take();

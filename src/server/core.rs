@@ -156,8 +156,12 @@ impl Core {
             return Some(r);
         }
         let (tx, rx) = oneshot::channel();
+        // A script's redis.set_repl choice travels with its work.
+        let quiet = crate::persistence::aof::quiet();
         let call: Call = Box::new(move |core| {
+            let was = crate::persistence::aof::set_quiet(quiet);
             let r = f(core);
+            crate::persistence::aof::set_quiet(was);
             // Blocked clients are served before the caller hears back, as Redis
             // serves them right after the command that made their key ready.
             super::blocking::after_shard_work(core);
@@ -183,8 +187,11 @@ impl Core {
             }
             let (tx, rx) = oneshot::channel();
             let g = f.clone();
+            let quiet = crate::persistence::aof::quiet();
             let call: Call = Box::new(move |core| {
+                let was = crate::persistence::aof::set_quiet(quiet);
                 let r = g(core);
+                crate::persistence::aof::set_quiet(was);
                 super::blocking::after_shard_work(core);
                 let _ = tx.send(r);
             });

@@ -79,17 +79,10 @@ pub fn run_shard_cmd(
     };
     f(&mut ctx, argv);
     record(core, cmd, start, &out.buf[before..]);
-    crate::persistence::aof::feed(core.id, shard, cmd, argv, db, &out.buf[before..]);
-    // O(1): a registry with waited keys (logging a key's state again is harmless).
-    let waiting = crate::persistence::aof::enabled() && shard.blocking.waited_keys() > 0;
-    // As Redis's handleClientsBlockedOnKeys after each command.
+    crate::persistence::aof::feed(core, shard, cmd, argv, db, &out.buf[before..]);
+    // As Redis's handleClientsBlockedOnKeys after each command (serving logs
+    // the keys it changes).
     super::blocking::serve_ready(core, shard);
-    if waiting {
-        // Blocked clients may have been served from these keys: log their state.
-        for k in cmd.key_positions(argv) {
-            crate::persistence::aof::log_key_state(core.id, shard, db, argv[k]);
-        }
-    }
 }
 
 /// Records one executed command: calls, time, and whether it replied with an error.

@@ -386,6 +386,26 @@ pub fn run(mut config: Config) -> Result<(), String> {
                     load_shard(&core, &data, load_started);
                 }
                 if let Some(plan) = aof_plan {
+                    if let Some(Some(base)) = plan.base_rdb.get(core.id) {
+                        // Loading never expires keys (time 0), as the AOF replay.
+                        let r = crate::persistence::load_into_shard(
+                            base,
+                            &mut core.shard.borrow_mut(),
+                            shards,
+                            0,
+                        );
+                        match r {
+                            Ok((n, _)) => log::notice(&format!(
+                                "Reading RDB base file on AOF loading... (shard {}): {n} keys",
+                                core.id
+                            )),
+                            Err(e) => {
+                                log::warning(&format!("Bad RDB base file of the AOF {e}"));
+                                listener::LISTEN_FAILED.store(true, Ordering::SeqCst);
+                                SHUTDOWN.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    }
                     if let Some(cmds) = plan.replay.as_ref().and_then(|r| r.get(core.id)) {
                         let (ok, failed) = crate::persistence::aof::replay(
                             &mut core.shard.borrow_mut(),

@@ -115,6 +115,37 @@ pub struct ShardKeys {
     pub keys: Vec<(u32, Bytes, Mode)>,
     /// A whole-shard lock (commands without declared keys that touch the keyspace).
     pub global: Option<Mode>,
+    /// How the transaction's writes here go to the AOF (None: AOF off, or not logged as a part).
+    pub aof: Option<AofMark>,
+}
+
+/// A transaction's AOF part on one shard: its records are held back while it
+/// runs and appended as one block when it releases the shard (see `persistence::aof`).
+#[derive(Clone, Debug)]
+pub struct AofMark {
+    /// Shards where the transaction holds exclusive intents: the parts a
+    /// crash-safe load needs complete before applying any of them.
+    pub writers: u16,
+    /// What is logged at release besides what its commands logged.
+    pub log: AofLog,
+}
+
+/// What a transaction logs when it releases a shard.
+#[derive(Clone, Debug)]
+pub enum AofLog {
+    /// Nothing more: its commands logged their own records (EXEC, scripts).
+    Commands,
+    /// The resulting state of each key it locked exclusively (multi-shard coordinators).
+    KeyStates,
+    /// The command verbatim in database `.0` (FLUSHALL, FLUSHDB, SWAPDB).
+    Verbatim(usize, std::sync::Arc<Vec<Bytes>>),
+}
+
+impl ShardKeys {
+    /// True when the transaction may write on this shard.
+    pub fn writes(&self) -> bool {
+        self.global == Some(Mode::Exclusive) || self.keys.iter().any(|k| k.2 == Mode::Exclusive)
+    }
 }
 
 impl ShardKeys {
@@ -138,8 +169,11 @@ struct Entry {
     armed: Option<Work>,
 }
 
-/// A transaction's last hop on a shard (whoever runs it then releases the transaction there).
-type Work = Box<dyn FnOnce(&Rc<Core>)>;
+/// A transaction's last hop on a shard (whoever runs it then releases the
+/// transaction there). It returns the sending of its result, which waits
+/// until the release appended the transaction's AOF part: a reply must not
+/// leave before the records it acknowledges are in the log.
+type Work = Box<dyn FnOnce(&Rc<Core>) -> Box<dyn FnOnce()>>;
 
 /// The outcome of scheduling on one shard.
 pub enum Sched {
@@ -416,12 +450,80 @@ impl TxState {
 
 /// Releases transaction `id` on this shard and runs the armed last hops of
 /// the transactions that become runnable (each of which releases in turn).
+/// Each one's AOF part is appended before the next one runs.
 pub fn release(core: &Rc<Core>, id: u64) {
+    release_with(core, id, true);
+}
+
+/// Releases a scheduling attempt that never ran (refused elsewhere): no AOF part.
+fn cancel(core: &Rc<Core>, id: u64) {
+    release_with(core, id, false);
+}
+
+fn release_with(core: &Rc<Core>, id: u64, log: bool) {
+    if log {
+        log_part(core, id);
+    }
     let mut next = core.tx.borrow_mut().release(id);
     while let Some((hid, work)) = next {
-        work(core);
+        let send = work(core);
+        log_part(core, hid);
         next = core.tx.borrow_mut().release(hid);
+        send();
     }
+}
+
+/// Appends transaction `id`'s AOF part on this shard (when it has one).
+fn log_part(core: &Rc<Core>, id: u64) {
+    let part = {
+        let st = core.tx.borrow();
+        st.queue.get(&id).and_then(|e| {
+            let mark = e.keys.aof.clone()?;
+            let keys: Vec<(usize, Bytes)> = match mark.log {
+                AofLog::KeyStates => e
+                    .keys
+                    .keys
+                    .iter()
+                    .filter(|k| k.2 == Mode::Exclusive)
+                    .map(|k| (k.0 as usize, k.1.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some((mark, e.keys.writes(), keys))
+        })
+    };
+    if let Some((mark, writes, keys)) = part {
+        crate::persistence::aof::finish_part(core, id, &mark, writes, &keys);
+    }
+}
+
+/// The transaction whose AOF part a write on `keys` of database `db` (or a
+/// keyless write, with no keys) on this shard belongs to: the granted one
+/// holding them (or the whole shard) exclusively. None for every write made
+/// outside a logged transaction.
+pub fn aof_owner(core: &Core, db: usize, keys: &[&[u8]]) -> Option<u64> {
+    let st = core.tx.borrow();
+    if st.queue.is_empty() {
+        return None;
+    }
+    for (&id, e) in &st.queue {
+        if !e.granted || e.keys.aof.is_none() {
+            continue;
+        }
+        if e.keys.global == Some(Mode::Exclusive) {
+            return Some(id);
+        }
+        let holds = keys.iter().any(|k| {
+            e.keys
+                .keys
+                .iter()
+                .any(|(d, x, m)| *m == Mode::Exclusive && *d as usize == db && &x[..] == *k)
+        });
+        if holds {
+            return Some(id);
+        }
+    }
+    None
 }
 
 /// True when two transactions' intents on one shard conflict.
@@ -522,13 +624,34 @@ pub struct Tx {
     passthrough: bool,
     /// Grants not yet received (after `schedule_single_hop`).
     pending: RefCell<Vec<oneshot::Receiver<()>>>,
+    /// How its writes go to the AOF (None: not as a transaction part).
+    aof: Option<AofLog>,
+    /// The client of a coordinator: told when its command was logged at release.
+    client: Option<Rc<super::client::Client>>,
 }
 
 impl Tx {
     /// A transaction for a coordinator's command (passthrough inside EXEC).
     pub fn new(ctx: &MultiCtx) -> Tx {
         let passthrough = in_exec(&ctx.core, ctx.client.id);
-        Tx::with(ctx.core.clone(), ctx.db, passthrough)
+        let mut t = Tx::with(ctx.core.clone(), ctx.db, passthrough);
+        // A coordinator's writes are logged at release as their effect.
+        if ctx.cmd.flags().contains(CmdFlags::WRITE) {
+            let av: SmallVec<[&[u8]; 8]> = ctx.argv.iter().map(|a| &a[..]).collect();
+            t.aof = Some(if ctx.cmd.key_positions(&av).is_empty() {
+                AofLog::Verbatim(ctx.db, std::sync::Arc::new(ctx.argv.clone()))
+            } else {
+                AofLog::KeyStates
+            });
+            t.client = Some(ctx.client.clone());
+        }
+        t
+    }
+
+    /// Not an AOF transaction part (the AOF rewrite's and snapshots' cuts).
+    pub fn without_aof(mut self) -> Tx {
+        self.aof = None;
+        self
     }
 
     /// A transaction on `core` for database `db`.
@@ -542,6 +665,8 @@ impl Tx {
             live: false,
             passthrough,
             pending: RefCell::new(Vec::new()),
+            aof: Some(AofLog::Commands),
+            client: None,
         }
     }
 
@@ -608,6 +733,22 @@ impl Tx {
         if shards.is_empty() {
             return;
         }
+        if let Some(log) = self
+            .aof
+            .clone()
+            .filter(|_| crate::persistence::aof::enabled())
+        {
+            let writers = self.parts.iter().flatten().filter(|p| p.writes()).count() as u16;
+            for p in self.parts.iter_mut().flatten() {
+                p.aof = Some(AofMark {
+                    writers,
+                    log: log.clone(),
+                });
+            }
+            if let Some(c) = &self.client {
+                c.aof_logged.set(true);
+            }
+        }
         loop {
             let id = next_id();
             let mut waits = Vec::with_capacity(shards.len());
@@ -625,7 +766,7 @@ impl Tx {
                 let mut undo = Vec::new();
                 for (r, &s) in res.iter().zip(&shards) {
                     if matches!(r, Some(Sched::Granted | Sched::Queued(_))) {
-                        undo.push(self.core.run_on(s, move |c| release(c, id)));
+                        undo.push(self.core.run_on(s, move |c| cancel(c, id)));
                     }
                 }
                 futures::future::join_all(undo).await;
@@ -719,7 +860,10 @@ impl Tx {
             let (rtx, rrx) = oneshot::channel();
             let sent = self.core.run_on(s, move |c| {
                 let work: Work = Box::new(move |c: &Rc<Core>| {
-                    let _ = rtx.send(g(s, c, item));
+                    let r = g(s, c, item);
+                    Box::new(move || {
+                        let _ = rtx.send(r);
+                    })
                 });
                 // Runs now if granted here, else when it is (no round trip
                 // then): `release` runs it and releases the transaction.
@@ -727,11 +871,12 @@ impl Tx {
                     Some(id) => {
                         let now = c.tx.borrow_mut().arm(id, work);
                         if let Some(work) = now {
-                            work(c);
+                            let send = work(c);
                             release(c, id);
+                            send();
                         }
                     }
-                    None => work(c),
+                    None => work(c)(),
                 }
             });
             waits.push(async move {
@@ -769,7 +914,17 @@ impl Tx {
     }
 
     /// Releases the locks everywhere.
-    pub async fn conclude(mut self) {
+    pub async fn conclude(self) {
+        self.end(true).await;
+    }
+
+    /// Releases the locks everywhere when nothing was written (an EXEC whose
+    /// WATCH failed): no AOF parts.
+    pub async fn abandon(self) {
+        self.end(false).await;
+    }
+
+    async fn end(mut self, log: bool) {
         if !self.live {
             return;
         }
@@ -777,7 +932,7 @@ impl Tx {
         let id = self.id;
         let mut waits = Vec::new();
         for s in self.shards() {
-            waits.push(self.core.run_on(s, move |c| release(c, id)));
+            waits.push(self.core.run_on(s, move |c| release_with(c, id, log)));
         }
         futures::future::join_all(waits).await;
     }

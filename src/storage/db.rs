@@ -118,8 +118,11 @@ pub fn lru_clock(now_ms: u64) -> u32 {
 pub struct Db {
     table: Table<Record>,
     slab: Slab,
-    /// Keys that have a TTL, so active expiry samples only those (Redis's `expires` dict).
-    volatile: Vec<Box<[u8]>>,
+    /// Keys that have a TTL, so active expiry samples only those (Redis's
+    /// `expires` dict): the table tag of each, not a copy of the key. A record
+    /// with a TTL stores its index here, which tells it apart from other
+    /// records with the same tag (see [`Db::volatile_pos`]).
+    volatile: Vec<u32>,
     /// Counters for INFO.
     pub stats: KeyStats,
     /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl),
@@ -485,23 +488,22 @@ impl Db {
             if let (Some(at), Some(e)) = (expire_at, old_exp) {
                 self.release_payload(old_payload);
                 let payload = self.new_str_payload(value, enc);
-                let rec = Record::new(
-                    key,
-                    payload,
-                    Some(Expiry {
-                        at_ms: at,
-                        volatile_idx: e.volatile_idx,
-                    }),
-                    lru_clock(now_ms),
-                );
-                *self.table.at_mut(p) = rec;
+                let expiry = Expiry {
+                    at_ms: at,
+                    volatile_idx: e.volatile_idx,
+                };
+                self.table
+                    .at_mut(p)
+                    .replace(payload, Some(expiry), lru_clock(now_ms));
                 self.mark_fresh(p);
                 return;
             }
             if expire_at.is_none() && old_exp.is_none() {
                 self.release_payload(old_payload);
                 let payload = self.new_str_payload(value, enc);
-                *self.table.at_mut(p) = Record::new(key, payload, None, lru_clock(now_ms));
+                self.table
+                    .at_mut(p)
+                    .replace(payload, None, lru_clock(now_ms));
                 self.mark_fresh(p);
                 return;
             }
@@ -547,9 +549,10 @@ impl Db {
         let old_payload = slab_index(rec.payload());
         let expiry = rec.expiry();
         let lru = rec.lru();
-        let key = rec.key().to_vec();
         self.release_payload(old_payload);
-        *self.table.at_mut(pos) = Record::new(&key, NewPayload::Int(v), expiry, lru);
+        self.table
+            .at_mut(pos)
+            .replace(NewPayload::Int(v), expiry, lru);
         self.mark_fresh(pos);
     }
 
@@ -566,10 +569,11 @@ impl Db {
         }
         let bytes = self.str_at(pos).expect("a string").to_vec();
         let rec = self.table.at(pos);
-        let (expiry, lru, key) = (rec.expiry(), rec.lru(), rec.key().to_vec());
+        let (expiry, lru) = (rec.expiry(), rec.lru());
         let idx = self.slab.insert(Object::RawStr(bytes));
-        *self.table.at_mut(pos) =
-            Record::new(&key, NewPayload::Slab(Kind::String, idx), expiry, lru);
+        self.table
+            .at_mut(pos)
+            .replace(NewPayload::Slab(Kind::String, idx), expiry, lru);
         self.mark_fresh(pos);
         match self.slab.get_mut(idx) {
             Object::RawStr(v) => v,
@@ -628,6 +632,14 @@ impl Db {
         }
     }
 
+    /// Makes the key at `pos` look idle for `secs` seconds (RESTORE ... IDLETIME).
+    pub fn set_idle_at(&mut self, pos: Pos, secs: u64, now_ms: u64) {
+        let clock = u64::from(lru_clock(now_ms));
+        // The clock wraps every 2^24 s, as Redis's does: idle times wrap with it.
+        let lru = (clock + (1 << 24) - (secs & 0xff_ffff)) & 0xff_ffff;
+        self.table.at_mut(pos).set_lru(lru as u32);
+    }
+
     /// The absolute expiry (ms) of the key at `pos`.
     pub fn expire_at(&self, pos: Pos) -> Option<u64> {
         self.table.at(pos).expire_at()
@@ -664,25 +676,38 @@ impl Db {
     }
 
     fn index_volatile(&mut self, key: &[u8], at_ms: u64) -> Expiry {
-        self.volatile.push(key.into());
+        self.volatile.push(table::tag_of(table::hash(key)));
         Expiry {
             at_ms,
             volatile_idx: (self.volatile.len() - 1) as u32,
         }
     }
 
+    /// The record indexed at `idx` of the volatile index: the one with that
+    /// entry's tag whose expiry metadata points back at `idx`.
+    fn volatile_pos(&self, idx: usize) -> Option<Pos> {
+        let tag = *self.volatile.get(idx)?;
+        self.table.find_tag_by(tag, |r| {
+            r.expiry().is_some_and(|e| e.volatile_idx as usize == idx)
+        })
+    }
+
     fn unindex_volatile(&mut self, idx: u32) {
         let idx = idx as usize;
+        let last = self.volatile.len() - 1;
+        if idx == last {
+            self.volatile.pop();
+            return;
+        }
+        // The last entry moves into `idx`: find its record while it still
+        // points at `last`, then tell it.
+        let moved = self.volatile_pos(last);
         self.volatile.swap_remove(idx);
-        if idx < self.volatile.len() {
-            // The last key moved into `idx`: tell its record.
-            let moved = &self.volatile[idx];
-            if let Some(p) = self.table.find(moved) {
-                let rec = self.table.at_mut(p);
-                if let Some(mut e) = rec.expiry() {
-                    e.volatile_idx = idx as u32;
-                    rec.set_expiry_in_place(e);
-                }
+        if let Some(p) = moved {
+            let rec = self.table.at_mut(p);
+            if let Some(mut e) = rec.expiry() {
+                e.volatile_idx = idx as u32;
+                rec.set_expiry_in_place(e);
             }
         }
     }
@@ -705,7 +730,7 @@ impl Db {
             }
             sampled += 1;
             let i = (rand() % self.volatile.len() as u64) as usize;
-            let Some(p) = self.table.find(&self.volatile[i]) else {
+            let Some(p) = self.volatile_pos(i) else {
                 continue;
             };
             match self.table.at(p).expire_at() {
@@ -1040,8 +1065,8 @@ mod tests {
             db.delete(k.as_bytes(), 0);
         }
         assert_eq!(db.volatile_len(), 80);
-        for (i, k) in db.volatile.iter().enumerate() {
-            let p = db.table.find(k).unwrap();
+        for i in 0..db.volatile.len() {
+            let p = db.volatile_pos(i).unwrap();
             assert_eq!(db.record(p).expiry().unwrap().volatile_idx as usize, i);
         }
         // At t=1050 keys k10..k49 have at < now except those at >= 1050.

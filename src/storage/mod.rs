@@ -3,6 +3,7 @@
 pub mod db;
 pub mod hash;
 pub mod list;
+pub mod record;
 pub mod set;
 pub mod table;
 pub mod value;

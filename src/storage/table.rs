@@ -361,6 +361,32 @@ impl<E> Table<E> {
         None
     }
 
+    /// Finds an entry with tag `tag` for which `pred` holds. Entries that share
+    /// a tag sit next to each other, so this looks at those only: the expiry
+    /// index keeps 4-byte tags instead of copies of the keys and tells its
+    /// records apart with `pred`.
+    #[inline]
+    pub fn find_tag_by(&self, tag: u32, mut pred: impl FnMut(&E) -> bool) -> Option<Pos> {
+        let pi = self.part_index(tag);
+        let part = &self.parts[pi];
+        if part.len == 0 {
+            return None;
+        }
+        let mut i = part.lower_bound(tag);
+        while i < part.tags.len() && part.tags[i] == tag {
+            if let Some(e) = &part.slots[i] {
+                if pred(e) {
+                    return Some(Pos {
+                        part: pi as u32,
+                        idx: i as u32,
+                    });
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
     /// Visits entries in tag order starting at tag `cursor` (0 = the start)
     /// until `count` entries were visited, keeping entries with equal tags
     /// together. Returns the next cursor, or 0 when the table was finished.
@@ -434,25 +460,7 @@ impl<E: Keyed> Table<E> {
     /// Finds `key` (with its precomputed hash).
     #[inline]
     pub fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<Pos> {
-        let tag = tag_of(hash);
-        let pi = self.part_index(tag);
-        let part = &self.parts[pi];
-        if part.len == 0 {
-            return None;
-        }
-        let mut i = part.lower_bound(tag);
-        while i < part.tags.len() && part.tags[i] == tag {
-            if let Some(e) = &part.slots[i] {
-                if e.key() == key {
-                    return Some(Pos {
-                        part: pi as u32,
-                        idx: i as u32,
-                    });
-                }
-            }
-            i += 1;
-        }
-        None
+        self.find_tag_by(tag_of(hash), |e| e.key() == key)
     }
 
     /// Finds `key`.
@@ -720,6 +728,36 @@ mod tests {
         for i in 0..10_000 {
             assert!(seen.contains(&key(i).to_vec()));
         }
+    }
+
+    #[test]
+    fn find_tag_by_tells_apart_entries_with_one_tag() {
+        let mut t: Table<Box<[u8]>> = Table::new();
+        for i in 0..10_000 {
+            t.insert(key(i));
+        }
+        for i in (0..10_000).step_by(7) {
+            let tag = tag_of(hash(&key(i)));
+            let p = t.find_tag_by(tag, |e| **e == *key(i)).unwrap();
+            assert_eq!(t.at(p), &key(i));
+            assert_eq!(t.find_tag_by(tag, |_| false), None);
+        }
+        // Force one tag on many entries (a table keyed by something else).
+        struct Same(Box<[u8]>);
+        impl Keyed for Same {
+            fn key(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        let mut t: Table<Same> = Table::new();
+        for i in 0..50 {
+            t.insert_new_hashed(42 << 32, Same(key(i)));
+        }
+        for i in 0..50 {
+            let p = t.find_tag_by(42, |e| e.0 == key(i)).unwrap();
+            assert_eq!(t.at(p).0, key(i));
+        }
+        assert_eq!(t.find_tag_by(43, |_| true), None);
     }
 
     #[test]
