@@ -1215,7 +1215,7 @@ fn set_save(c: &mut Config, a: &[&[u8]], ctx: &mut Ctx) -> Result<(), String> {
 /// Redis's sdssplitargs: whitespace-separated tokens with "double" (escapes) and 'single' quotes.
 ///
 /// Returns None on unbalanced quotes or a closing quote not followed by space.
-fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut p = 0;
     let at = |i: usize| line.get(i).copied().unwrap_or(0);

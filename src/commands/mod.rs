@@ -9,6 +9,7 @@
 
 pub mod blocking;
 pub mod connection;
+pub mod functions;
 pub mod hashes;
 pub mod introspect;
 pub mod keys;

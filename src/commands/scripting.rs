@@ -125,7 +125,12 @@ pub fn script_kill(ctx: MultiCtx) -> Reply {
         if scripting::BUSY.load(Ordering::SeqCst) == 0 {
             out.error("NOTBUSY No scripts in execution right now.");
         } else if scripting::BUSY_WROTE.load(Ordering::Relaxed) {
-            out.error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+            out.error(super::functions::UNKILLABLE);
+        } else if scripting::BUSY_FN.load(Ordering::SeqCst)
+            >= scripting::BUSY.load(Ordering::SeqCst)
+        {
+            // Only functions are busy: they are FUNCTION KILL's.
+            out.error(scripting::BUSY_FN_ERROR);
         } else {
             scripting::KILL.store(true, Ordering::SeqCst);
             out.ok();

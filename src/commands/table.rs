@@ -8,8 +8,8 @@
 // Families whose rows are still being filled in may be unused for a while.
 #[allow(unused_imports)]
 use super::{
-    connection as conn, hashes, keys, lists, persistence, scripting, server, sets, strings,
-    transactions as txn, zsets, Exec,
+    connection as conn, functions, hashes, keys, lists, persistence, scripting, server, sets,
+    strings, transactions as txn, zsets, Exec,
 };
 
 /// Every implemented command and subcommand (`parent|sub`), with its handler.
@@ -240,6 +240,17 @@ pub static COMMANDS: &[(&str, Exec)] = &[
     ("script|exists", Exec::Multi(scripting::script_exists)),
     ("script|flush", Exec::Multi(scripting::script_flush)),
     ("script|kill", Exec::Multi(scripting::script_kill)),
+    ("fcall", Exec::Multi(functions::fcall)),
+    ("fcall_ro", Exec::Multi(functions::fcall_ro)),
+    ("function|load", Exec::Multi(functions::function_load)),
+    ("function|list", Exec::Multi(functions::function_list)),
+    ("function|delete", Exec::Multi(functions::function_delete)),
+    ("function|flush", Exec::Multi(functions::function_flush)),
+    ("function|dump", Exec::Multi(functions::function_dump)),
+    ("function|restore", Exec::Multi(functions::function_restore)),
+    ("function|stats", Exec::Multi(functions::function_stats)),
+    ("function|kill", Exec::Multi(functions::function_kill)),
+    ("function|help", Exec::Conn(functions::function_help)),
     // -- end of scripting
     //
     // server

@@ -437,8 +437,23 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                 // An RDB base (aof-use-rdb-preamble): validated whole now,
                 // loaded into its shard before the incr files replay.
                 drop(data);
-                let rdb = super::read_and_check(&path, config.databases, config.rdbchecksum)?
-                    .ok_or_else(|| format!("Unable to open the AOF file {}", path.display()))?;
+                let (rdb, libs) =
+                    super::read_check_functions(&path, config.databases, config.rdbchecksum)?
+                        .ok_or_else(|| format!("Unable to open the AOF file {}", path.display()))?;
+                // Only shard 0's base holds the (global) function libraries.
+                if !libs.is_empty() {
+                    crate::scripting::functions::restore(
+                        &libs,
+                        crate::scripting::functions::Policy::Append,
+                    )
+                    .map_err(|e| {
+                        format!(
+                            "Bad AOF base {}: Failed loading library, {}",
+                            path.display(),
+                            e.strip_prefix("ERR ").unwrap_or(&e)
+                        )
+                    })?;
+                }
                 base_rdb[e.shard] = Some(Arc::new(rdb));
                 continue;
             }
@@ -712,6 +727,18 @@ pub fn replay(shard: &mut Shard, cmds: &[Argv]) -> (u64, u64) {
             "swapdb" => {
                 if let (Some(a), Some(b)) = (num(1), num(2)) {
                     shard.dbs.swap(a, b);
+                }
+                continue;
+            }
+            "function" => {
+                let av: Vec<bytes::Bytes> = argv
+                    .iter()
+                    .map(|a| bytes::Bytes::copy_from_slice(a))
+                    .collect();
+                if crate::scripting::functions::replay(&av) {
+                    ok += 1;
+                } else {
+                    failed += 1;
                 }
                 continue;
             }
@@ -1141,6 +1168,16 @@ pub async fn after_multi(
         return;
     }
     let keys = cmd.key_positions(argv);
+    if cmd.name.starts_with("function|") {
+        // The function registry is global: its changes go to shard 0's log only.
+        let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+        core.run_on(0, move |c| {
+            let r: Vec<&[u8]> = av.iter().map(|a| &a[..]).collect();
+            append(c.id, db, &r);
+        })
+        .await;
+        return;
+    }
     if keys.is_empty() {
         let av: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
         core.run_on_all(move |c| {
@@ -1399,12 +1436,22 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             shard: s,
         });
         let dir = dir.clone();
+        // The function libraries go in shard 0's base only (they are global).
+        let mut functions = Vec::new();
+        if s == 0 {
+            crate::scripting::functions::save_rdb(
+                &crate::scripting::functions::current(),
+                &mut functions,
+                opts,
+            );
+        }
         let writer = std::thread::Builder::new()
             .name("percore-aof-base".into())
             .spawn(move || -> Result<u64, String> {
                 let fopts = super::snapshot::FileOpts {
                     tag: format!("-aof{s}"),
                     aof_base: true,
+                    functions,
                 };
                 if preamble {
                     return super::snapshot::write_file(
@@ -1510,7 +1557,7 @@ fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path) -> Result<u64, String> {
     let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
     let mut cur_db = usize::MAX;
     const CHUNK: usize = 64;
-    super::rdb::load(&data, false, |k| {
+    let info = super::rdb::load(&data, false, |k| {
         if k.db != cur_db {
             let d = k.db.to_string();
             encode(&mut out, &[b"SELECT", d.as_bytes()]);
@@ -1554,6 +1601,13 @@ fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path) -> Result<u64, String> {
             e.offset, e.msg
         )
     })?;
+    // The function libraries first, as Redis's rewriteFunctions.
+    let mut head = Vec::new();
+    for code in &info.functions {
+        encode(&mut head, &[b"FUNCTION", b"LOAD", code]);
+    }
+    head.extend_from_slice(&out);
+    let out = head;
     let tmp = dir.join(format!(
         "temp-rewriteaof-{}-{}.aof",
         std::process::id(),

@@ -112,6 +112,18 @@ pub fn read_and_check(
     databases: usize,
     checksum: bool,
 ) -> Result<Option<Vec<u8>>, String> {
+    Ok(read_check_functions(path, databases, checksum)?.map(|(d, _)| d))
+}
+
+/// A dump file's bytes and its function libraries.
+pub type FileAndLibs = (Vec<u8>, Vec<bytes::Bytes>);
+
+/// As [`read_and_check`], also returning the file's function libraries.
+pub fn read_check_functions(
+    path: &std::path::Path,
+    databases: usize,
+    checksum: bool,
+) -> Result<Option<FileAndLibs>, String> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -138,7 +150,10 @@ pub fn read_and_check(
         }
     });
     match r {
-        Ok(_) => Ok(Some(data)),
+        Ok(info) => {
+            let libs = info.functions.into_iter().map(bytes::Bytes::from).collect();
+            Ok(Some((data, libs)))
+        }
         Err(e) => Err(describe(path, &e)),
     }
 }
@@ -163,6 +178,19 @@ pub fn invalid_value(v: &LoadedValue, offset: usize) -> Option<LoadError> {
         offset,
         msg: format!("invalid value: {t}"),
     })
+}
+
+/// Installs the function libraries of a loaded dump in place of the current ones.
+pub fn install_functions(path: &std::path::Path, libs: &[bytes::Bytes]) -> Result<(), String> {
+    crate::scripting::functions::restore(libs, crate::scripting::functions::Policy::Flush).map_err(
+        |e| {
+            format!(
+                "Bad RDB file {}: Failed loading library, {}. Refusing to load it.",
+                path.display(),
+                e.strip_prefix("ERR ").unwrap_or(&e)
+            )
+        },
+    )
 }
 
 /// The message for a load error: file, offset, problem.

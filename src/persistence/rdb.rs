@@ -649,6 +649,15 @@ pub struct LoadInfo {
     pub ctime: Option<i64>,
     /// True when the file carried a checksum and it was verified.
     pub checksum_verified: bool,
+    /// Function libraries (RDB_OPCODE_FUNCTION2 payloads), in file order.
+    pub functions: Vec<Vec<u8>>,
+}
+
+/// Reads one RDB string at `pos` of `data`: the string and the offset after it.
+pub fn load_string_at(data: &[u8], pos: usize) -> Result<(Vec<u8>, usize), LoadError> {
+    let mut rd = Rd { b: data, pos };
+    let s = rd.string()?;
+    Ok((s, rd.pos))
 }
 
 /// A load error: where and what.
@@ -1237,9 +1246,12 @@ pub fn load(
                 continue;
             }
             op::MODULE_AUX => return rd.err(at, "module auxiliary data is not supported"),
-            op::FUNCTION2 | op::FUNCTION_PRE_GA => {
-                return rd.err(at, "functions are not supported by percore yet")
+            op::FUNCTION2 => {
+                let code = rd.string()?;
+                info.functions.push(code);
+                continue;
             }
+            op::FUNCTION_PRE_GA => return rd.err(at, "Pre-release function format not supported"),
             _ => {}
         }
         let key = rd.string()?;

@@ -162,12 +162,20 @@ pub async fn run(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<u64, Strin
     st.keys_processed.store(0, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<WriterMsg>();
     let used_mem = crate::util::alloc::allocated() as u64;
+    // The libraries at the cut, written after the header as Redis's rdbSaveFunctions.
+    let mut functions = Vec::new();
+    crate::scripting::functions::save_rdb(
+        &crate::scripting::functions::current(),
+        &mut functions,
+        opts,
+    );
     let writer = std::thread::Builder::new()
         .name("percore-rdb".into())
         .spawn(move || {
             let fopts = FileOpts {
                 tag: String::new(),
                 aof_base: false,
+                functions,
             };
             write_file(rx, &dir, &path, ndbs, used_mem, checksum, &fopts)
         })
@@ -321,6 +329,8 @@ pub struct FileOpts {
     pub tag: String,
     /// Written as an AOF base (the `aof-base` aux field is 1).
     pub aof_base: bool,
+    /// The function libraries as RDB records, written after the header (rdbSaveFunctions).
+    pub functions: Vec<u8>,
 }
 
 /// The writer thread: part files per db, then the final file in db order.
@@ -402,6 +412,7 @@ pub fn write_file(
             .unwrap_or(0);
         rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
         w.write_all(&head)?;
+        w.write_all(&fopts.functions)?;
         for (db, part) in parts.iter_mut().enumerate() {
             let Some(f) = part.as_mut() else { continue };
             let mut h = Vec::new();
@@ -558,8 +569,24 @@ pub async fn debug_reload(core: &Rc<Core>, save_first: bool, flush: bool) -> Res
             c.rdbchecksum,
         )
     };
-    let data = match super::read_and_check(&path, ndbs, checksum) {
-        Ok(Some(d)) => std::sync::Arc::new(d),
+    let data = match super::read_check_functions(&path, ndbs, checksum) {
+        Ok(Some((d, libs))) => {
+            // As emptyData: a flushing reload replaces the functions too;
+            // NOFLUSH adds them and fails on a library that exists, as Redis.
+            let r = if flush {
+                super::install_functions(&path, &libs)
+            } else {
+                crate::scripting::functions::restore(
+                    &libs,
+                    crate::scripting::functions::Policy::Append,
+                )
+            };
+            if let Err(e) = r {
+                crate::server::log::warning(&e);
+                return Err("Error trying to load the RDB dump, check server logs.".into());
+            }
+            std::sync::Arc::new(d)
+        }
         Ok(None) | Err(_) => {
             if let Err(e) = super::read_and_check(&path, ndbs, checksum) {
                 crate::server::log::warning(&e);

@@ -44,6 +44,18 @@ struct RunCtx {
     start: std::time::Instant,
     /// It counts in [`super::BUSY`].
     busy: Cell<bool>,
+    /// Set when the script is a function (FCALL): its name and command, for FUNCTION STATS/KILL.
+    func: Option<FnRun>,
+}
+
+/// What FUNCTION STATS and FUNCTION KILL need about a running function.
+pub(super) struct FnRun {
+    /// The function's name.
+    pub name: String,
+    /// The FCALL command that runs it.
+    pub argv: Vec<Bytes>,
+    /// Unique id of this run (for the busy list).
+    pub id: u64,
 }
 
 /// Restores the script's surroundings when its run ends (or is dropped).
@@ -82,9 +94,19 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
             if run.wrote.get() {
                 super::BUSY_WROTE.store(true, Ordering::Relaxed);
             }
+            if let Some(f) = &run.func {
+                super::functions::busy_started(f, run.start);
+                super::BUSY_FN.fetch_add(1, Ordering::SeqCst);
+            }
             super::BUSY.fetch_add(1, Ordering::SeqCst);
         }
-    } else if super::KILL.load(Ordering::SeqCst) && !run.wrote.get() {
+    } else if !run.wrote.get()
+        && (if run.func.is_some() {
+            super::KILL_FN.load(Ordering::SeqCst)
+        } else {
+            super::KILL.load(Ordering::SeqCst)
+        })
+    {
         return Err(mlua::Error::external(CallError {
             msg: "ERR Script killed by user with SCRIPT KILL...".into(),
             line: script_line(lua),
@@ -95,17 +117,29 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
 
 /// The script stopped: it no longer counts as busy.
 fn unbusy(run: &RunCtx) {
-    if run.busy.replace(false) && super::BUSY.fetch_sub(1, Ordering::SeqCst) == 1 {
+    if !run.busy.replace(false) {
+        return;
+    }
+    if let Some(f) = &run.func {
+        super::functions::busy_ended(f.id);
+        if super::BUSY_FN.fetch_sub(1, Ordering::SeqCst) == 1 {
+            super::KILL_FN.store(false, Ordering::SeqCst);
+        }
+    }
+    if super::BUSY.fetch_sub(1, Ordering::SeqCst) == 1 {
         super::KILL.store(false, Ordering::SeqCst);
+        super::KILL_FN.store(false, Ordering::SeqCst);
         super::BUSY_WROTE.store(false, Ordering::Relaxed);
     }
 }
 
 /// An error raised by `redis.call` (a Redis error reply) with the script line that called it.
 #[derive(Debug)]
-struct CallError {
-    msg: String,
-    line: i32,
+pub(super) struct CallError {
+    /// The error reply's text ("ERR ...").
+    pub msg: String,
+    /// The script line that raised it.
+    pub line: i32,
 }
 
 impl std::fmt::Display for CallError {
@@ -129,7 +163,7 @@ impl std::fmt::Display for Retry {
 impl std::error::Error for Retry {}
 
 /// Builds a sandboxed state as Redis 7.0's scriptingInit does.
-fn new_state() -> mlua::Result<Lua> {
+pub(super) fn new_state() -> mlua::Result<Lua> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
         LuaOptions::default(),
@@ -252,7 +286,10 @@ pub(super) fn script_line(lua: &Lua) -> i32 {
         let Some(d) = lua.inspect_stack(level) else {
             break;
         };
-        if d.source().source.as_deref() == Some("@user_script") {
+        if matches!(
+            d.source().source.as_deref(),
+            Some("@user_script" | "@user_function")
+        ) {
             return d.curr_line();
         }
     }
@@ -435,6 +472,30 @@ enum Attempt {
     Retry,
 }
 
+/// What runs: an EVAL body, or a function registered by a library (FCALL).
+pub enum Body {
+    /// EVAL/EVALSHA: the body and its sha; KEYS and ARGV are globals.
+    Eval {
+        /// Lowercase hex sha1 of the body.
+        sha: String,
+        /// The script.
+        body: Bytes,
+    },
+    /// FCALL: the function's callback in the core's function state; keys and args are its arguments.
+    Function {
+        /// The callback.
+        f: Function,
+        /// Its state.
+        lua: Lua,
+        /// The function's name (error texts, FUNCTION STATS).
+        name: String,
+        /// Key of its lock shape (see [`Shape`]): changes when its library is replaced.
+        shape: String,
+        /// The FCALL command (FUNCTION STATS).
+        argv: Vec<Bytes>,
+    },
+}
+
 /// Runs script `sha` (its body known) with `keys` and `args` as EVAL does; the reply goes in `out`.
 pub async fn run_script(
     ctx: MultiCtx,
@@ -445,13 +506,41 @@ pub async fn run_script(
     read_only: bool,
     out: &mut ReplyBuf,
 ) {
-    let lua = match engine_lua() {
-        Ok(l) => l,
-        Err(e) => return out.error(&format!("ERR {e}")),
-    };
-    let f = match function(&lua, &sha, &body) {
-        Ok(f) => f,
-        Err(e) => return out.error(&e),
+    run_body(ctx, Body::Eval { sha, body }, keys, args, read_only, out).await
+}
+
+/// Runs an EVAL body or a function with `keys` and `args`; the reply goes in `out`.
+pub async fn run_body(
+    ctx: MultiCtx,
+    body: Body,
+    keys: Vec<Bytes>,
+    args: Vec<Bytes>,
+    read_only: bool,
+    out: &mut ReplyBuf,
+) {
+    let (lua, f, sha, func) = match body {
+        Body::Eval { sha, body } => {
+            let lua = match engine_lua() {
+                Ok(l) => l,
+                Err(e) => return out.error(&format!("ERR {e}")),
+            };
+            let f = match function(&lua, &sha, &body) {
+                Ok(f) => f,
+                Err(e) => return out.error(&e),
+            };
+            (lua, f, sha, None)
+        }
+        Body::Function {
+            f,
+            lua,
+            name,
+            shape,
+            argv,
+        } => {
+            static RUN_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let id = RUN_IDS.fetch_add(1, Ordering::Relaxed);
+            (lua, f, shape, Some((name, argv, id)))
+        }
     };
     let gate = GATE.with(|g| g.clone());
     let _turn = gate.lock().await;
@@ -467,11 +556,17 @@ pub async fn run_script(
             proto: ctx.proto,
             now_ms: ctx.now_ms,
         };
+        let fr = func.as_ref().map(|(name, argv, id)| FnRun {
+            name: name.clone(),
+            argv: argv.clone(),
+            id: *id,
+        });
         match attempt(
             &lua,
             &f,
             sub,
             &sha,
+            fr,
             &keys,
             &args,
             read_only,
@@ -497,6 +592,7 @@ async fn attempt(
     f: &Function,
     ctx: MultiCtx,
     sha: &str,
+    func: Option<FnRun>,
     keys: &[Bytes],
     args: &[Bytes],
     read_only: bool,
@@ -542,6 +638,7 @@ async fn attempt(
         undeclared: Cell::new(false),
         start: std::time::Instant::now(),
         busy: Cell::new(false),
+        func,
     });
     RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
     // Undone however the run ends, also when its connection goes away mid-script
@@ -551,22 +648,30 @@ async fn attempt(
         saved: (saved_db, saved_proto),
         was_in_exec,
     };
-    let set = || -> mlua::Result<()> {
+    let is_fn = run.func.is_some();
+    // EVAL sees KEYS and ARGV as globals; a function gets them as its two arguments.
+    let set = || -> mlua::Result<(Table, Table)> {
         let kt = lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).ok()))?;
         let at = lua.create_sequence_from(args.iter().map(|a| lua.create_string(a).ok()))?;
-        super::libs::set_global(lua, "KEYS", Value::Table(kt))?;
-        super::libs::set_global(lua, "ARGV", Value::Table(at))?;
-        Ok(())
+        if !is_fn {
+            super::libs::set_global(lua, "KEYS", Value::Table(kt.clone()))?;
+            super::libs::set_global(lua, "ARGV", Value::Table(at.clone()))?;
+        }
+        Ok((kt, at))
     };
     let res = match set() {
         // Its own coroutine with the hook set on it (hooks are per Lua thread).
-        Ok(()) => match lua.create_thread(f.clone()) {
+        Ok((kt, at)) => match lua.create_thread(f.clone()) {
             Ok(th) => {
                 th.set_hook(
                     mlua::HookTriggers::new().every_nth_instruction(10_000),
                     |lua, _| hook(lua),
                 );
-                th.into_async::<Value>(()).await
+                if is_fn {
+                    th.into_async::<Value>((kt, at)).await
+                } else {
+                    th.into_async::<Value>(()).await
+                }
             }
             Err(e) => Err(e),
         },
@@ -585,7 +690,10 @@ async fn attempt(
             if find::<Retry>(&e).is_some() {
                 return Attempt::Retry;
             }
-            reply.error(&error_text(&e, sha));
+            match &run.func {
+                Some(f) => reply.error(&error_text(&e, &f.name, "user_function")),
+                None => reply.error(&error_text(&e, sha, "user_script")),
+            }
             Attempt::Done
         }
     };
@@ -599,7 +707,7 @@ async fn attempt(
 }
 
 /// Finds an external error of type `T` inside `e` (through callback wrappers).
-fn find<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T> {
+pub(super) fn find<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T> {
     match e {
         mlua::Error::ExternalError(x) => x.downcast_ref::<T>(),
         mlua::Error::CallbackError { cause, .. } => find(cause),
@@ -608,24 +716,25 @@ fn find<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T> {
     }
 }
 
-/// The reply text of a failed script, as Redis 7.0 formats it.
-fn error_text(e: &mlua::Error, sha: &str) -> String {
+/// The reply text of a failed script, as Redis 7.0 formats it (`chunk`: user_script or user_function).
+fn error_text(e: &mlua::Error, sha: &str, chunk: &str) -> String {
     if let Some(c) = find::<CallError>(e) {
-        return format!("{} script: {sha}, on @user_script:{}.", c.msg, c.line);
+        return format!("{} script: {sha}, on @{chunk}:{}.", c.msg, c.line);
     }
     let msg = match e {
         mlua::Error::RuntimeError(m) => m.clone(),
-        mlua::Error::CallbackError { cause, .. } => return error_text(cause, sha),
+        mlua::Error::CallbackError { cause, .. } => return error_text(cause, sha, chunk),
         other => other.to_string(),
     };
     // Only the message's first line (mlua may append a traceback).
     let msg = msg.lines().next().unwrap_or("").to_string();
     let line = msg
-        .strip_prefix("user_script:")
+        .strip_prefix(chunk)
+        .and_then(|r| r.strip_prefix(':'))
         .and_then(|r| r.split(':').next())
         .and_then(|n| n.parse::<i32>().ok())
         .unwrap_or(1);
-    format!("ERR {msg} script: {sha}, on @user_script:{line}.")
+    format!("ERR {msg} script: {sha}, on @{chunk}:{line}.")
 }
 
 /// Reads a table field (unused helper kept private to this module).

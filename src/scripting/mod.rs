@@ -17,6 +17,9 @@
 //!   which the hook turns into the script's error. Connections on the core
 //!   running a pure-Lua loop are not read until it ends (the core is busy).
 //!
+//! * Functions (FCALL, FUNCTION ...): see [`functions`]; they run through
+//!   the same `lua::run_body` as EVAL, in a separate per-core Lua state.
+//!
 //! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
 //! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
 //! the tail call replaces; mlua hands Rust 0 for -0 and for numbers closer to
@@ -29,6 +32,7 @@
 //! the vendored Lua (vendor/lua-src).
 
 pub mod bit;
+pub mod functions;
 pub mod libs;
 pub mod lua;
 
@@ -59,6 +63,26 @@ pub static BUSY_WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// The BUSY error other clients get.
 pub const BUSY_ERROR: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// The BUSY error while the busy scripts are functions (Redis's slowscripterr).
+pub const BUSY_FN_ERROR: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// Busy scripts that are functions (FCALL), out of [`BUSY`]: FUNCTION KILL stops those.
+pub static BUSY_FN: AtomicU64 = AtomicU64::new(0);
+
+/// FUNCTION KILL asked the busy functions to stop.
+pub static KILL_FN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The BUSY reply for a refused command: names FUNCTION KILL when only functions are busy.
+pub fn busy_error() -> &'static str {
+    let f = BUSY_FN.load(Ordering::SeqCst);
+    if f > 0 && f >= BUSY.load(Ordering::SeqCst) {
+        BUSY_FN_ERROR
+    } else {
+        BUSY_ERROR
+    }
+}
 
 /// True when a command must be refused with [`BUSY_ERROR`] (a script is past the threshold).
 #[inline]

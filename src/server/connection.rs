@@ -704,7 +704,7 @@ fn reject(core: &Core, r: Reject, argv: &[&[u8]], out: &mut ReplyBuf) {
         }
         Reject::Busy(cmd) => {
             core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;
-            crate::scripting::BUSY_ERROR.as_bytes().to_vec()
+            crate::scripting::busy_error().as_bytes().to_vec()
         }
         Reject::Protected(cmd) => {
             core.stats.borrow_mut().cmds[cmd.id as usize].rejected_calls += 1;

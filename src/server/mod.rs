@@ -280,9 +280,20 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let rdb_data = if aof_plan.as_ref().is_some_and(|p| p.replay.is_some()) {
         None
     } else {
-        crate::persistence::read_and_check(&rdb_path, config.databases, config.rdbchecksum)
-            .inspect_err(|e| log::warning(e))?
-            .map(std::sync::Arc::new)
+        match crate::persistence::read_check_functions(
+            &rdb_path,
+            config.databases,
+            config.rdbchecksum,
+        )
+        .inspect_err(|e| log::warning(e))?
+        {
+            Some((data, libs)) => {
+                crate::persistence::install_functions(&rdb_path, &libs)
+                    .inspect_err(|e| log::warning(e))?;
+                Some(std::sync::Arc::new(data))
+            }
+            None => None,
+        }
     };
 
     // The CPUs we may run on: online and in the affinity mask we were started
