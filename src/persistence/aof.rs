@@ -978,7 +978,38 @@ fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
 /// Logs the current state of `key` (DEL, then commands recreating it, then
 /// its TTL), in transaction `owner`'s part when it has one.
 pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], owner: Option<u64>) {
-    let append = |core_id: usize, db: usize, argv: &[&[u8]]| append_owned(core_id, owner, db, argv);
+    // Records are gathered first: a state of several records (a collection's
+    // DEL + chunks + PEXPIREAT) logged outside a transaction's part goes in a
+    // MULTI/EXEC block, so a crash in the middle of it leaves the key as it
+    // was instead of half rebuilt (the loader reverts a block cut short).
+    let mut recs: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut append = |_: usize, _: usize, argv: &[&[u8]]| {
+        recs.push(argv.iter().map(|a| a.to_vec()).collect());
+    };
+    key_state_records(core_id, shard, db, key, &mut append);
+    let emit = |argv: &Vec<Vec<u8>>| {
+        let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+        append_owned(core_id, owner, db, &av);
+    };
+    if owner.is_none() && recs.len() > 1 {
+        append_owned(core_id, None, db, &[b"MULTI"]);
+        recs.iter().for_each(emit);
+        append_owned(core_id, None, db, &[b"EXEC"]);
+    } else {
+        recs.iter().for_each(emit);
+    }
+}
+
+/// The records that recreate `key`'s current state: DEL when it is absent,
+/// `SET key value [PXAT ms]` for a string (one record, as Redis 7 logs SET EX),
+/// otherwise DEL, the collection in chunks, then PEXPIREAT when it has a TTL.
+fn key_state_records(
+    core_id: usize,
+    shard: &mut Shard,
+    db: usize,
+    key: &[u8],
+    append: &mut dyn FnMut(usize, usize, &[&[u8]]),
+) {
     let Some(d) = shard.dbs.get_mut(db) else {
         return;
     };
@@ -992,7 +1023,14 @@ pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], o
             StrRef::Int(i) => i.to_string().into_bytes(),
             StrRef::Bytes(b) => b.to_vec(),
         };
-        append(core_id, db, &[b"SET", key, &v]);
+        match ttl {
+            Some(at) => {
+                let t = at.to_string();
+                append(core_id, db, &[b"SET", key, &v, b"PXAT", t.as_bytes()]);
+            }
+            None => append(core_id, db, &[b"SET", key, &v]),
+        }
+        return;
     } else {
         append(core_id, db, &[b"DEL", key]);
         const CHUNK: usize = 64;

@@ -68,6 +68,17 @@ fn lock_address(addr: SocketAddr) -> std::io::Result<std::os::unix::net::UnixLis
     std::os::unix::net::UnixListener::bind_addr(&ua)
 }
 
+/// Binds `addr` without listening (as std's bind, SO_REUSEADDR set, no
+/// SO_REUSEPORT): EADDRINUSE when another server has it. Never listening
+/// matters: a client connecting during start-up would otherwise land in this
+/// socket's backlog and be reset when it closes, instead of being refused and
+/// retrying until the real listeners are up.
+fn bind_probe(addr: SocketAddr) -> std::io::Result<()> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())
+}
+
 /// Checks, before any executor starts, that every required address can be
 /// bound, and claims them all; keep the returned locks until the server stops.
 ///
@@ -83,7 +94,7 @@ pub fn check_addresses(config: &Config) -> Result<AddressLocks, String> {
     let mut usable = Vec::new();
     for (addr, required) in addrs {
         let res = lock_address(addr).and_then(|lock| {
-            std::net::TcpListener::bind(addr)?;
+            bind_probe(addr)?;
             Ok(lock)
         });
         match res {
