@@ -1000,6 +1000,9 @@ pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], o
     }
 }
 
+/// Where [`key_state_records`] puts each record: (core, db, argv).
+type RecordSink<'a> = dyn FnMut(usize, usize, &[&[u8]]) + 'a;
+
 /// The records that recreate `key`'s current state: DEL when it is absent,
 /// `SET key value [PXAT ms]` for a string (one record, as Redis 7 logs SET EX),
 /// otherwise DEL, the collection in chunks, then PEXPIREAT when it has a TTL.
@@ -1008,7 +1011,7 @@ fn key_state_records(
     shard: &mut Shard,
     db: usize,
     key: &[u8],
-    append: &mut dyn FnMut(usize, usize, &[&[u8]]),
+    append: &mut RecordSink<'_>,
 ) {
     let Some(d) = shard.dbs.get_mut(db) else {
         return;
