@@ -60,14 +60,12 @@ in_progress() {
     redis-cli -p "$SERVER_PORT" info persistence | tr -d '\r' | awk -F: -v f="$1" '$1==f{print $2}'
 }
 
-# PSS (bytes) of the server and its children: a fork shares pages, so RSS would count them twice.
+# Memory in use on the machine (MemTotal - MemAvailable, bytes). Cheap to read: reading a
+# big process's smaps takes its mmap lock and walks its page tables, which stalls the
+# server and shows in the very latencies measured here. The job's cost (a fork's
+# copied pages, percore's snapshot buffers) is the growth over the phase's start.
 pss_bytes() {
-    local pid=$1 total=0 p v
-    for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
-        v=$(awk '/^Pss:/{print $2 * 1024}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-        total=$((total + ${v:-0}))
-    done
-    echo "$total"
+    awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print (t - a) * 1024}' /proc/meminfo
 }
 
 # mem_sampler PID OUTFILE STOPFILE: the peak PSS until STOPFILE exists.
