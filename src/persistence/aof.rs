@@ -514,21 +514,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
         .max()
         .unwrap_or(0)
         + 1;
-    let mut incr = Vec::new();
-    for s in 0..nshards {
-        let name = file_name(&config.appendfilename, seq, Kind::Incr, s, nshards);
-        let path = dir.join(&name);
-        std::fs::File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-        list.push(Entry {
-            name,
-            seq,
-            kind: Kind::Incr,
-            shard: s,
-        });
-        incr.push(path);
-    }
+    let incr = create_incr_files(&dir, &config.appendfilename, seq, nshards, list)?;
     write_atomic(&dir, &manifest_path, format_manifest(list).as_bytes())
         .map_err(|e| format!("Can't persist the AOF manifest file: {e}"))?;
     let fsync = Fsync::parse(&config.appendfsync);
@@ -854,6 +840,33 @@ fn append_owned(core_id: usize, owner: Option<u64>, db: usize, argv: &[&[u8]]) {
 
 /// The first argument of a multi-shard transaction part's MULTI.
 pub const TX_MARK: &[u8] = b"PERCORE-TX";
+
+/// Creates (empty, synced) the incr file `seq` of every shard in `dir` and
+/// lists it in `list`; returns their paths by shard.
+fn create_incr_files(
+    dir: &std::path::Path,
+    prefix: &str,
+    seq: u64,
+    nshards: usize,
+    list: &mut Vec<Entry>,
+) -> Result<Vec<PathBuf>, String> {
+    let mut incr = Vec::new();
+    for s in 0..nshards {
+        let name = file_name(prefix, seq, Kind::Incr, s, nshards);
+        let path = dir.join(&name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+        list.push(Entry {
+            name,
+            seq,
+            kind: Kind::Incr,
+            shard: s,
+        });
+        incr.push(path);
+    }
+    Ok(incr)
+}
 
 /// Ends transaction `id` on this shard: logs what its mark says is logged
 /// at release, then appends its part. A transaction with writes on several
@@ -1441,22 +1454,8 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             + 1
     };
     let (bseq, iseq) = (next(Kind::Base), next(Kind::Incr));
-    let mut incr = Vec::new();
     let mut with_new = entries.clone();
-    for s in 0..nshards {
-        let name = file_name(&prefix, iseq, Kind::Incr, s, nshards);
-        let path = dir.join(&name);
-        std::fs::File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| format!("creating {}: {e}", path.display()))?;
-        with_new.push(Entry {
-            name,
-            seq: iseq,
-            kind: Kind::Incr,
-            shard: s,
-        });
-        incr.push(path);
-    }
+    let incr = create_incr_files(&dir, &prefix, iseq, nshards, &mut with_new)?;
     write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
         .map_err(|e| e.to_string())?;
     set_layout(&with_new);
@@ -1852,21 +1851,7 @@ async fn turn_on(core: &Rc<Core>) -> Result<(), String> {
         .and_then(|t| parse_manifest(&t).ok())
         .unwrap_or_default();
     let seq = list.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
-    let mut incr = Vec::new();
-    for s in 0..nshards {
-        let name = file_name(&config.appendfilename, seq, Kind::Incr, s, nshards);
-        let path = dir.join(&name);
-        std::fs::File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-        list.push(Entry {
-            name,
-            seq,
-            kind: Kind::Incr,
-            shard: s,
-        });
-        incr.push(path);
-    }
+    let incr = create_incr_files(&dir, &config.appendfilename, seq, nshards, &mut list)?;
     *LAYOUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Layout {
         dir: dir.clone(),
         manifest,

@@ -15,41 +15,10 @@
 //! `hash-max-listpack-value`, and never converts back, as Redis.
 
 use super::table::{Keyed, Table};
+use super::varint;
 
 /// Redis's listpack size limit (lpSafeToAdd): a listpack never grows past 1 GiB.
 const LISTPACK_MAX_SAFETY_SIZE: usize = 1 << 30;
-
-#[inline]
-fn read_varint(b: &[u8]) -> (usize, usize) {
-    let mut v = 0usize;
-    let mut shift = 0;
-    for (i, &byte) in b.iter().enumerate() {
-        v |= ((byte & 0x7f) as usize) << shift;
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-        shift += 7;
-    }
-    (v, b.len())
-}
-
-#[inline]
-fn varint_len(mut v: usize) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn push_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// One field/value pair of a `hashtable` hash, in a single allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +27,8 @@ pub struct Entry(Box<[u8]>);
 impl Entry {
     /// Packs a pair.
     pub fn new(field: &[u8], value: &[u8]) -> Entry {
-        let mut v = Vec::with_capacity(varint_len(field.len()) + field.len() + value.len());
-        push_varint(&mut v, field.len());
+        let mut v = Vec::with_capacity(varint::len(field.len()) + field.len() + value.len());
+        varint::push(&mut v, field.len());
         v.extend_from_slice(field);
         v.extend_from_slice(value);
         Entry(v.into_boxed_slice())
@@ -68,7 +37,7 @@ impl Entry {
     /// The field and the value.
     #[inline]
     pub fn pair(&self) -> (&[u8], &[u8]) {
-        let (n, h) = read_varint(&self.0);
+        let (n, h) = varint::read(&self.0);
         (&self.0[h..h + n], &self.0[h + n..])
     }
 }
@@ -112,10 +81,10 @@ impl<'a> Iterator for LpIter<'a> {
         if self.at >= self.buf.len() {
             return None;
         }
-        let (fl, n) = read_varint(&self.buf[self.at..]);
+        let (fl, n) = varint::read(&self.buf[self.at..]);
         let f0 = self.at + n;
         let f = &self.buf[f0..f0 + fl];
-        let (vl, n) = read_varint(&self.buf[f0 + fl..]);
+        let (vl, n) = varint::read(&self.buf[f0 + fl..]);
         let v0 = f0 + fl + n;
         let v = &self.buf[v0..v0 + vl];
         self.at = v0 + vl;
@@ -153,14 +122,14 @@ impl Listpack {
     /// The value of `field`.
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         let s = find_in(&self.buf, field)?;
-        let (vl, n) = read_varint(&self.buf[s.value..]);
+        let (vl, n) = varint::read(&self.buf[s.value..]);
         Some(&self.buf[s.value + n..s.value + n + vl])
     }
 
     /// Sets `field` to `value`; true when the field is new (appended at the tail).
     pub fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let mut enc = Vec::with_capacity(varint_len(value.len()) + value.len());
-        push_varint(&mut enc, value.len());
+        let mut enc = Vec::with_capacity(varint::len(value.len()) + value.len());
+        varint::push(&mut enc, value.len());
         enc.extend_from_slice(value);
         // Edit as a Vec (free to convert) and box it again at its exact size: one
         // reallocation per change, as Redis's listpack.
@@ -175,8 +144,8 @@ impl Listpack {
                 false
             }
             None => {
-                v.reserve_exact(varint_len(field.len()) + field.len() + enc.len());
-                push_varint(&mut v, field.len());
+                v.reserve_exact(varint::len(field.len()) + field.len() + enc.len());
+                varint::push(&mut v, field.len());
                 v.extend_from_slice(field);
                 v.extend_from_slice(&enc);
                 self.len += 1;
@@ -205,10 +174,10 @@ fn find_in(v: &[u8], field: &[u8]) -> Option<LpSpot> {
     let mut at = 0;
     while at < v.len() {
         let start = at;
-        let (fl, n) = read_varint(&v[at..]);
+        let (fl, n) = varint::read(&v[at..]);
         let f0 = at + n;
         let value = f0 + fl;
-        let (vl, n) = read_varint(&v[value..]);
+        let (vl, n) = varint::read(&v[value..]);
         let end = value + n + vl;
         if &v[f0..value] == field {
             return Some(LpSpot { start, value, end });

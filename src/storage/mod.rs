@@ -7,6 +7,7 @@ pub mod record;
 pub mod set;
 pub mod table;
 pub mod value;
+pub mod varint;
 pub mod zset;
 
 /// Size limits and encoding thresholds from the config, copied into every shard

@@ -22,6 +22,7 @@
 //! `unsafe` block relies on the invariant stated on [`Record`], and only the
 //! code of this module writes the header bytes that the invariant depends on.
 
+use super::varint;
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
@@ -76,43 +77,6 @@ fn layout(cap: usize) -> Layout {
     Layout::from_size_align(cap, 1).expect("record size fits a Layout")
 }
 
-#[inline]
-fn read_varint(b: &[u8]) -> (usize, usize) {
-    let mut v = 0usize;
-    let mut shift = 0;
-    for (i, &byte) in b.iter().enumerate() {
-        v |= ((byte & 0x7f) as usize) << shift;
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-        shift += 7;
-    }
-    (v, b.len())
-}
-
-#[inline]
-fn varint_len(mut v: usize) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// Writes `v` at the start of `out`; returns the bytes written.
-#[inline]
-fn write_varint(out: &mut [u8], mut v: usize) -> usize {
-    let mut i = 0;
-    while v >= 0x80 {
-        out[i] = (v as u8) | 0x80;
-        v >>= 7;
-        i += 1;
-    }
-    out[i] = v as u8;
-    i + 1
-}
-
 fn kind_from_bits(b: u8) -> Kind {
     match b {
         0 => Kind::String,
@@ -142,7 +106,7 @@ struct Shape {
 #[inline]
 fn shape(h: &[u8]) -> Shape {
     let flags = h[0];
-    let (klen, n) = read_varint(&h[FIXED..]);
+    let (klen, n) = varint::read(&h[FIXED..]);
     let mut key_at = FIXED + n;
     let plen = match flags & ENC_MASK {
         ENC_INT => 8,
@@ -150,7 +114,7 @@ fn shape(h: &[u8]) -> Shape {
         _ => {
             let nib = (flags >> NIBBLE_SHIFT) as usize;
             if nib == NIBBLE_EXT {
-                let (ext, m) = read_varint(&h[key_at..]);
+                let (ext, m) = varint::read(&h[key_at..]);
                 key_at += m;
                 NIBBLE_EXT + ext
             } else {
@@ -202,7 +166,7 @@ fn plan(klen: usize, payload: &NewPayload<'_>, expiry: bool) -> Plan {
     if expiry {
         flags |= HAS_EXPIRE;
     }
-    let key_at = FIXED + varint_len(klen) + ext.map_or(0, varint_len);
+    let key_at = FIXED + varint::len(klen) + ext.map_or(0, varint::len);
     let used = key_at
         .checked_add(klen)
         .and_then(|n| n.checked_add(plen + if expiry { EXPIRE_LEN } else { 0 }))
@@ -227,9 +191,9 @@ fn write_contents(
 ) {
     buf[0] = plan.flags;
     buf[1..FIXED].copy_from_slice(&lru.to_le_bytes()[..3]);
-    let mut at = FIXED + write_varint(&mut buf[FIXED..], plan.klen);
+    let mut at = FIXED + varint::write(&mut buf[FIXED..], plan.klen);
     if let Some(ext) = plan.ext {
-        at += write_varint(&mut buf[at..], ext);
+        at += varint::write(&mut buf[at..], ext);
     }
     debug_assert_eq!(at, plan.key_at);
     let mut at = plan.key_at + plan.klen;

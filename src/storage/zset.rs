@@ -23,6 +23,7 @@
 //! Scores stored in a listpack go through Redis's d2string, which turns -0 into 0;
 //! the skiplist keeps -0. Both quirks are reproduced.
 
+use super::varint;
 use std::cmp::Ordering;
 use std::num::NonZeroU64;
 
@@ -74,28 +75,6 @@ impl From<&super::Limits> for ZLimits {
 
 // ---------------------------------------------------------------- listpack
 
-#[inline]
-fn read_varint(b: &[u8]) -> (usize, usize) {
-    let mut v = 0usize;
-    let mut shift = 0;
-    for (i, &byte) in b.iter().enumerate() {
-        v |= ((byte & 0x7f) as usize) << shift;
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-        shift += 7;
-    }
-    (v, b.len())
-}
-
-fn push_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Score tags of a listpack entry: a first byte up to `SCORE_SMALL_MAX` is a
 /// small integer (zigzag), `SCORE_INT` announces a zigzag varint integer,
 /// `SCORE_F64` eight bytes of f64. Integral scores, the common case, take 1-3 bytes.
@@ -113,13 +92,13 @@ fn push_entry(out: &mut Vec<u8>, member: &[u8], score: f64) {
             out.push(z as u8);
         } else {
             out.push(SCORE_INT);
-            push_varint(out, z as usize);
+            varint::push(out, z as usize);
         }
     } else {
         out.push(SCORE_F64);
         out.extend_from_slice(&score.to_le_bytes());
     }
-    push_varint(out, member.len());
+    varint::push(out, member.len());
     out.extend_from_slice(member);
 }
 
@@ -130,7 +109,7 @@ fn read_score(b: &[u8]) -> Option<(f64, usize)> {
     match *b.first()? {
         SCORE_F64 => Some((f64::from_le_bytes(b.get(1..9)?.try_into().ok()?), 9)),
         SCORE_INT => {
-            let (z, n) = read_varint(&b[1..]);
+            let (z, n) = varint::read(&b[1..]);
             Some((unzig(z as u64), 1 + n))
         }
         small => Some((unzig(small as u64), 1)),
@@ -167,7 +146,7 @@ impl<'a> Iterator for LpIter<'a> {
         }
         let start = self.at;
         let (score, sn) = read_score(&self.buf[start..])?;
-        let (len, n) = read_varint(&self.buf[start + sn..]);
+        let (len, n) = varint::read(&self.buf[start + sn..]);
         let mstart = start + sn + n;
         let end = mstart + len;
         self.at = end;
