@@ -995,6 +995,18 @@ pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], o
     // DEL + chunks + PEXPIREAT) logged outside a transaction's part goes in a
     // MULTI/EXEC block, so a crash in the middle of it leaves the key as it
     // was instead of half rebuilt (the loader reverts a block cut short).
+    // The common cases (a string, a missing key, or inside a transaction's
+    // part) are logged straight away, without gathering copies.
+    let single = shard.dbs.get_mut(db).is_none_or(|d| {
+        d.find(key, 0, Access::Silent)
+            .is_none_or(|p| d.str_at(p).is_some())
+    });
+    if single || owner.is_some() {
+        key_state_records(core_id, shard, db, key, &mut |c, d, av| {
+            append_owned(c, owner, d, av)
+        });
+        return;
+    }
     let mut recs: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut append = |_: usize, _: usize, argv: &[&[u8]]| {
         recs.push(argv.iter().map(|a| a.to_vec()).collect());
