@@ -991,38 +991,12 @@ fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
 /// Logs the current state of `key` (DEL, then commands recreating it, then
 /// its TTL), in transaction `owner`'s part when it has one.
 pub fn log_key_state(core_id: usize, shard: &mut Shard, db: usize, key: &[u8], owner: Option<u64>) {
-    // Records are gathered first: a state of several records (a collection's
-    // DEL + chunks + PEXPIREAT) logged outside a transaction's part goes in a
-    // MULTI/EXEC block, so a crash in the middle of it leaves the key as it
-    // was instead of half rebuilt (the loader reverts a block cut short).
-    // The common cases (a string, a missing key, or inside a transaction's
-    // part) are logged straight away, without gathering copies.
-    let single = shard.dbs.get_mut(db).is_none_or(|d| {
-        d.find(key, 0, Access::Silent)
-            .is_none_or(|p| d.str_at(p).is_some())
+    // Outside a transaction's part, a state of several records goes in a
+    // MULTI/EXEC block: a crash in the middle of it leaves the key as it was
+    // instead of half rebuilt (the loader reverts a block cut short).
+    key_state_records(core_id, shard, db, key, owner.is_none(), &mut |c, d, av| {
+        append_owned(c, owner, d, av)
     });
-    if single || owner.is_some() {
-        key_state_records(core_id, shard, db, key, &mut |c, d, av| {
-            append_owned(c, owner, d, av)
-        });
-        return;
-    }
-    let mut recs: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut append = |_: usize, _: usize, argv: &[&[u8]]| {
-        recs.push(argv.iter().map(|a| a.to_vec()).collect());
-    };
-    key_state_records(core_id, shard, db, key, &mut append);
-    let emit = |argv: &Vec<Vec<u8>>| {
-        let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
-        append_owned(core_id, owner, db, &av);
-    };
-    if owner.is_none() && recs.len() > 1 {
-        append_owned(core_id, None, db, &[b"MULTI"]);
-        recs.iter().for_each(emit);
-        append_owned(core_id, None, db, &[b"EXEC"]);
-    } else {
-        recs.iter().for_each(emit);
-    }
 }
 
 /// Where [`key_state_records`] puts each record: (core, db, argv).
@@ -1030,12 +1004,14 @@ type RecordSink<'a> = dyn FnMut(usize, usize, &[&[u8]]) + 'a;
 
 /// The records that recreate `key`'s current state: DEL when it is absent,
 /// `SET key value [PXAT ms]` for a string (one record, as Redis 7 logs SET EX),
-/// otherwise DEL, the collection in chunks, then PEXPIREAT when it has a TTL.
+/// otherwise DEL, the collection in chunks, then PEXPIREAT when it has a TTL;
+/// with `wrap`, records of such a multi-record state go in MULTI ... EXEC.
 fn key_state_records(
     core_id: usize,
     shard: &mut Shard,
     db: usize,
     key: &[u8],
+    wrap: bool,
     append: &mut RecordSink<'_>,
 ) {
     let Some(d) = shard.dbs.get_mut(db) else {
@@ -1059,10 +1035,27 @@ fn key_state_records(
             None => append(core_id, db, &[b"SET", key, &v]),
         }
         return;
-    } else {
+    }
+    let obj = d.object(pos);
+    let wrap = wrap
+        && (ttl.is_some()
+            || matches!(
+                obj,
+                Some(
+                    Object::Hash(_)
+                        | Object::List(_)
+                        | Object::Set(_)
+                        | Object::ZSet(_)
+                        | Object::RawStr(_)
+                )
+            ));
+    if wrap {
+        append(core_id, db, &[b"MULTI"]);
+    }
+    {
         append(core_id, db, &[b"DEL", key]);
         const CHUNK: usize = 64;
-        match d.object(pos) {
+        match obj {
             Some(Object::Hash(h)) => {
                 for c in h.pairs().chunks(CHUNK) {
                     let mut av: Vec<&[u8]> = vec![b"HSET", key];
@@ -1119,6 +1112,9 @@ fn key_state_records(
     if let Some(at) = ttl {
         let t = at.to_string();
         append(core_id, db, &[b"PEXPIREAT", key, t.as_bytes()]);
+    }
+    if wrap {
+        append(core_id, db, &[b"EXEC"]);
     }
 }
 
