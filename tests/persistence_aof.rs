@@ -1195,3 +1195,50 @@ fn config_set_appendonly_at_run_time() {
         q.crash();
     }
 }
+
+/// No core serves clients before every shard has loaded. Keys are routed to
+/// their shard (a command waits for it), but function libraries are global
+/// and load with shard 0's log: a connection on a core that finished loading
+/// first must not see them missing. All keys go to shard 0 (one hash tag),
+/// ahead of the library in its log, so the other cores finish long before.
+#[test]
+fn no_client_sees_a_partial_load() {
+    let _s = serial();
+    let dir = Dir::new("partial");
+    let args = [AOF, &["--appendfsync", "no"][..]].concat();
+    let tag = (0..)
+        .map(|i| format!("{{t{i}}}"))
+        .find(|t| percore::server::exec::shard_of_key(t.as_bytes(), 4) == 0)
+        .expect("a tag on shard 0");
+    let mut p = percore(&dir.0, 4, &args);
+    let mut c = p.raw();
+    let (batches, per) = (400, 1000);
+    for b in 0..batches {
+        let mut argv = vec!["MSET".to_string()];
+        for i in 0..per {
+            argv.push(format!("{tag}k{}", b * per + i));
+            argv.push("v".into());
+        }
+        assert_eq!(c.cmd(&argv).text(), "OK");
+    }
+    let lib = "#!lua name=late\nredis.register_function('late', function() return 1 end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), Resp::bulk("late"));
+    // A clean shutdown writes everything out (appendfsync no).
+    c.send_cmd(&["SHUTDOWN"]);
+    assert!(p.wait_exit(Duration::from_secs(30)).is_some());
+    for round in 0..2 {
+        let mut q = percore(&dir.0, 4, &args);
+        // Several fresh connections: SO_REUSEPORT spreads them over the cores.
+        for _ in 0..4 {
+            let mut c = q.raw();
+            assert_eq!(
+                c.cmds("FCALL late 0"),
+                Resp::Int(1),
+                "round {round}: {}",
+                q.log()
+            );
+            assert_eq!(c.cmds("DBSIZE"), Resp::Int((batches * per) as i64));
+        }
+        q.crash();
+    }
+}

@@ -350,7 +350,12 @@ fn aof_replay_and_rewrite() {
         p.crash();
         let mut p = percore(&dir.0, shards, args);
         let mut c = p.raw();
-        assert_eq!(libraries(&mut c), before, "{shards} shard(s) after replay");
+        assert_eq!(
+            libraries(&mut c),
+            before,
+            "{shards} shard(s) after replay; log:\n{}",
+            p.log()
+        );
         check_calls(&mut c);
         assert!(p.log().contains("0 refused"), "{}", p.log());
         // The rewrite's base holds the libraries as FUNCTION LOAD.

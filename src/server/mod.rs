@@ -257,6 +257,9 @@ fn load_shard(core: &Core, data: &[u8], load_started: Instant) {
     }
 }
 
+/// Shards whose dataset is loaded (listeners start when all are).
+static LOADED: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs the server until shutdown.
 pub fn run(mut config: Config) -> Result<(), String> {
     log::init(&config)?;
@@ -436,6 +439,14 @@ pub fn run(mut config: Config) -> Result<(), String> {
                         })
                         .detach();
                     }
+                }
+                // No core listens before every shard has loaded: a client must
+                // never see part of the dataset (or no function libraries, which
+                // load with shard 0) because its connection landed on a core
+                // that finished first.
+                LOADED.fetch_add(1, Ordering::SeqCst);
+                while LOADED.load(Ordering::SeqCst) < shards && !SHUTDOWN.load(Ordering::SeqCst) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
                 }
                 listener::serve_core(core, ready).await;
             }
