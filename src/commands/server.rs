@@ -590,6 +590,12 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
             out.error("ERR No shutdown in progress.");
             return out;
         }
+        // As Redis: while a script is busy only SHUTDOWN NOSAVE goes (the
+        // busy core could not take part in a save).
+        if !nosave && crate::scripting::BUSY.load(Ordering::SeqCst) > 0 {
+            out.error(crate::scripting::busy_error());
+            return out;
+        }
         log::warning("User requested shutdown...");
         let save_points = !ctx.core.config.borrow().save.is_empty();
         if (save || (save_points && !nosave))
