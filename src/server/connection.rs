@@ -471,8 +471,16 @@ impl Connection {
                         }
                     }
                 };
+                // A refused EXEC discards the transaction (rejectCommand): the
+                // commands after it are classified outside MULTI, in a new segment.
+                let ends_multi = in_multi
+                    && matches!(t, Target::Reject(_))
+                    && command_of(&t).is_some_and(|c| c.name == "exec");
                 targets.push(t);
                 j += 1;
+                if ends_multi {
+                    break;
+                }
             }
 
             // 2. One message per remote shard.
