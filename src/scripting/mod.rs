@@ -137,6 +137,12 @@ pub fn body(sha: &str) -> Option<Bytes> {
     g.as_ref().and_then(|m| m.get(sha).cloned())
 }
 
+/// Number of known scripts (INFO's number_of_cached_scripts).
+pub fn count() -> usize {
+    let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().map_or(0, |m| m.len())
+}
+
 /// True when script `sha` is known.
 pub fn exists(sha: &str) -> bool {
     let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
