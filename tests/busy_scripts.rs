@@ -211,3 +211,89 @@ fn shutdown_nosave_stops_a_busy_server() {
         assert_eq!(got, want, "{shards} shards");
     }
 }
+
+/// A command the busy core's hook cannot run itself (WATCH may wait for a
+/// shard) waits, with everything pipelined after it, until the script ends;
+/// the commands before it are answered at once, and nothing is lost or
+/// reordered. (Redis runs WATCH at once and refuses the GET after it with
+/// BUSY; percore answers both after the script.)
+#[test]
+fn commands_the_hook_cannot_run_wait_in_order() {
+    let srv = Server::percore(1, &[]);
+    let mut admin = conn(&srv);
+    admin.cmds("CONFIG SET busy-reply-threshold 100");
+    admin.cmds("SET k v");
+    let mut runner = conn(&srv);
+    runner.send_cmd(&["EVAL", "while true do end", "0"]);
+    wait_busy(&srv);
+    let mut c = conn(&srv);
+    let mut req = Vec::new();
+    for cmd in [&["PING"][..], &["WATCH", "k"], &["GET", "k"], &["PING"]] {
+        req.extend(common::encode(cmd));
+    }
+    c.send(&req);
+    assert_eq!(
+        reply(&mut c),
+        Resp::Error(
+            b"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+                .to_vec()
+        )
+    );
+    // Nothing more until the script ends.
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    assert_eq!(c.try_read(), None);
+    c.stream
+        .set_read_timeout(Some(REPLY_WAIT))
+        .expect("timeout");
+    assert_eq!(conn(&srv).cmds("SCRIPT KILL"), Resp::Simple(b"OK".to_vec()));
+    assert!(reply(&mut runner).is_error());
+    assert_eq!(reply(&mut c), Resp::Simple(b"OK".to_vec()));
+    assert_eq!(reply(&mut c), Resp::bulk("v"));
+    assert_eq!(reply(&mut c), Resp::Simple(b"PONG".to_vec()));
+    // WATCH took effect: another client's write fails this client's EXEC.
+    admin.cmds("SET k w");
+    c.cmds("MULTI");
+    c.cmds("GET k");
+    assert_eq!(c.cmds("EXEC"), Resp::Array(None));
+}
+
+/// A client on the busy core pipelining more than the socket buffers hold
+/// gets every BUSY reply, once and in order, while it still writes.
+#[test]
+fn long_pipeline_on_the_busy_core() {
+    const N: usize = 50_000;
+    let srv = Server::percore(1, &[]);
+    let mut admin = conn(&srv);
+    admin.cmds("CONFIG SET busy-reply-threshold 100");
+    let mut runner = conn(&srv);
+    runner.send_cmd(&["EVAL", "while true do end", "0"]);
+    wait_busy(&srv);
+    let mut c = conn(&srv);
+    let mut writer = c.stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut req = Vec::new();
+        for i in 0..N {
+            // Inline and multibulk, alternating.
+            if i % 2 == 0 {
+                req.extend_from_slice(b"PING\r\n");
+            } else {
+                req.extend(common::encode(&["GET", "k"]));
+            }
+        }
+        writer.write_all(&req).expect("send");
+    });
+    let busy = Resp::Error(
+        b"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+            .to_vec(),
+    );
+    for i in 0..N {
+        assert_eq!(reply(&mut c), busy, "reply {i}");
+    }
+    sender.join().expect("sender");
+    assert_eq!(c.cmds("SCRIPT KILL"), Resp::Simple(b"OK".to_vec()));
+    assert!(reply(&mut runner).is_error());
+    assert_eq!(c.cmds("PING"), Resp::Simple(b"PONG".to_vec()));
+}

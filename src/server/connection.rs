@@ -90,6 +90,8 @@ pub async fn serve_registered(
     };
     conn.run().await;
     client.idle.set(false);
+    // The waker refers to this task: no cycle through the client outlives it.
+    client.busy_io.borrow_mut().waker = None;
     super::tx::reset_client(&core, client.id);
     core.clients.borrow_mut().remove(client.id);
     super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
