@@ -609,3 +609,44 @@ end, flags={'no-writes'}}",
     }
     assert_eq!(reader.cmd(&args), Resp::Int(8000));
 }
+
+/// INFO memory's number_of_cached_scripts, number_of_functions and number_of_libraries.
+#[test]
+fn info_counts_scripts_functions_and_libraries() {
+    let redis = Server::redis(&[]);
+    let percore = Server::percore(3, &[]);
+    let mut out = Vec::new();
+    for srv in [&redis, &percore] {
+        let mut c = srv.raw();
+        let counts = |c: &mut Raw| -> Vec<String> {
+            c.cmds("INFO memory")
+                .text()
+                .lines()
+                .filter(|l| l.starts_with("number_of_"))
+                .map(str::to_string)
+                .collect()
+        };
+        let mut seen = vec![counts(&mut c)];
+        c.cmd(&["FUNCTION", "LOAD", "#!lua name=a\nredis.register_function('f1', function() return 1 end)\nredis.register_function('f2', function() return 2 end)"]);
+        c.cmd(&[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=b\nredis.register_function('f3', function() return 3 end)",
+        ]);
+        c.cmd(&["SCRIPT", "LOAD", "return 1"]);
+        c.cmd(&["EVAL", "return 2", "0"]);
+        c.cmd(&["EVAL", "return 2", "0"]);
+        c.cmd(&["EVAL", "syntax error here", "0"]);
+        c.cmd(&["SCRIPT", "LOAD", "syntax error here"]);
+        seen.push(counts(&mut c));
+        // Other connections (other cores) see the same counts.
+        let mut d = srv.raw();
+        seen.push(counts(&mut d));
+        c.cmds("FUNCTION DELETE a");
+        c.cmds("SCRIPT FLUSH");
+        seen.push(counts(&mut c));
+        out.push(seen);
+    }
+    assert_eq!(out[0][0].len(), 3);
+    assert_eq!(out[0], out[1]);
+}

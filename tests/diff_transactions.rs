@@ -412,6 +412,13 @@ fn pipelined_transactions() {
                 "DEL a b",
                 "DISCARD",
                 "MGET a b",
+                // A refused EXEC discards the transaction: what follows runs at once.
+                "MULTI",
+                "SET a 7",
+                "EXEC x",
+                "SET b 8",
+                "MGET a b",
+                "EXEC",
             ];
             for l in lines {
                 let args: Vec<&str> = l.split_whitespace().collect();

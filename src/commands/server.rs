@@ -223,13 +223,17 @@ pub fn info(ctx: MultiCtx) -> Reply {
             let peak = crate::server::note_peak_memory(used);
             let rss = rss_bytes();
             let total = total_system_memory();
+            let functions = crate::scripting::functions::current();
             let _ = write!(
                 s,
-                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nnumber_of_cached_scripts:{}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(peak),
                 human_bytes(total),
+                crate::scripting::count(),
+                functions.function_count(),
+                functions.libs.len(),
                 if used > 0 { rss as f64 / used as f64 } else { 0.0 },
             );
         }
@@ -588,6 +592,12 @@ pub fn shutdown(ctx: MultiCtx) -> Reply {
         }
         if abort {
             out.error("ERR No shutdown in progress.");
+            return out;
+        }
+        // As Redis: while a script is busy only SHUTDOWN NOSAVE goes (the
+        // busy core could not take part in a save).
+        if !nosave && crate::scripting::BUSY.load(Ordering::SeqCst) > 0 {
+            out.error(crate::scripting::busy_error());
             return out;
         }
         log::warning("User requested shutdown...");

@@ -127,6 +127,8 @@ pub struct RespParser {
     seen_len: usize,
     /// Set by the first protocol error; the stream cannot be resynchronised after one.
     error: Option<ProtocolError>,
+    /// Set during [`RespParser::parse_one`]: stop after one complete command.
+    one: bool,
 }
 
 impl RespParser {
@@ -168,6 +170,16 @@ impl RespParser {
             self.error = Some(e.clone());
         }
         res
+    }
+
+    /// As [`parse`](Self::parse), but stops after the first complete command, so that
+    /// `consumed()` is where that command ends (a busy script's hook answers a
+    /// connection's commands one by one and leaves the rest untouched, see `server::busy`).
+    pub fn parse_one(&mut self, buf: &mut [u8], limits: &Limits) -> Result<(), ProtocolError> {
+        self.one = true;
+        let r = self.parse(buf, limits);
+        self.one = false;
+        r
     }
 
     /// Complete commands parsed since the last `clear_complete`.
@@ -258,7 +270,7 @@ impl RespParser {
                 if self.pos >= len {
                     return Ok(());
                 }
-                if !limits.authenticated && self.ends.len() > commands_before {
+                if (!limits.authenticated || self.one) && self.ends.len() > commands_before {
                     return Ok(());
                 }
                 // Redis picks the request type from the first byte of each command.

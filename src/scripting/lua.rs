@@ -46,6 +46,8 @@ struct RunCtx {
     busy: Cell<bool>,
     /// Set when the script is a function (FCALL): its name and command, for FUNCTION STATS/KILL.
     func: Option<FnRun>,
+    /// The sha for EVAL (the slow script log line names it).
+    name: String,
 }
 
 /// What FUNCTION STATS and FUNCTION KILL need about a running function.
@@ -82,31 +84,49 @@ impl Drop for Ended {
 }
 
 /// The instruction-count hook: past busy-reply-threshold the script makes
-/// other clients get BUSY; SCRIPT KILL stops it unless it wrote.
+/// other clients get BUSY and serves this core's connections (see
+/// `server::busy`); SCRIPT KILL stops it unless it wrote; SHUTDOWN stops it.
 fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     let Some(run) = RUN.with(|r| r.borrow().clone()) else {
         return Ok(mlua::VmState::Continue);
     };
     if !run.busy.get() {
         let limit = super::BUSY_THRESHOLD_MS.load(Ordering::Relaxed);
-        if run.start.elapsed().as_millis() as u64 >= limit {
-            run.busy.set(true);
-            if run.wrote.get() {
-                super::BUSY_WROTE.store(true, Ordering::Relaxed);
-            }
-            if let Some(f) = &run.func {
-                super::functions::busy_started(f, run.start);
-                super::BUSY_FN.fetch_add(1, Ordering::SeqCst);
-            }
-            super::BUSY.fetch_add(1, Ordering::SeqCst);
+        let elapsed = run.start.elapsed().as_millis() as u64;
+        if elapsed < limit {
+            return Ok(mlua::VmState::Continue);
         }
-    } else if !run.wrote.get()
-        && (if run.func.is_some() {
-            super::KILL_FN.load(Ordering::SeqCst)
-        } else {
-            super::KILL.load(Ordering::SeqCst)
-        })
-    {
+        run.busy.set(true);
+        if run.wrote.get() {
+            super::BUSY_WROTE.store(true, Ordering::Relaxed);
+        }
+        if let Some(f) = &run.func {
+            super::functions::busy_started(f, run.start);
+            super::BUSY_FN.fetch_add(1, Ordering::SeqCst);
+        }
+        super::BUSY.fetch_add(1, Ordering::SeqCst);
+        let (kill, name) = match &run.func {
+            Some(f) => ("FUNCTION KILL", f.name.as_str()),
+            None => ("SCRIPT KILL", run.name.as_str()),
+        };
+        crate::server::log::warning(&format!(
+            "Slow script detected: still in execution after {elapsed} milliseconds. You can try killing the script using the {kill} command. Script name is: {name}."
+        ));
+    }
+    // This core's clients are not served while the script loops: answer them here.
+    crate::server::busy::serve(&run.ctx.core);
+    if crate::server::SHUTDOWN.load(Ordering::SeqCst) {
+        // SHUTDOWN NOSAVE: as Redis, which exits from here, the script's client gets no reply.
+        run.ctx.client.kill();
+        return Err(mlua::Error::external(ShuttingDown));
+    }
+    let killed = if run.func.is_some() {
+        super::KILL_FN.load(Ordering::SeqCst)
+    } else {
+        super::KILL.load(Ordering::SeqCst)
+    };
+    if killed && !run.wrote.get() {
+        crate::server::log::warning("Lua script killed by user with SCRIPT KILL.");
         return Err(mlua::Error::external(CallError {
             msg: "ERR Script killed by user with SCRIPT KILL...".into(),
             line: script_line(lua),
@@ -114,6 +134,18 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     }
     Ok(mlua::VmState::Continue)
 }
+
+/// The server shuts down (SHUTDOWN NOSAVE while the script was busy): the script ends without a reply.
+#[derive(Debug)]
+struct ShuttingDown;
+
+impl std::fmt::Display for ShuttingDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("shutting down")
+    }
+}
+
+impl std::error::Error for ShuttingDown {}
 
 /// The script stopped: it no longer counts as busy.
 fn unbusy(run: &RunCtx) {
@@ -639,6 +671,7 @@ async fn attempt(
         start: std::time::Instant::now(),
         busy: Cell::new(false),
         func,
+        name: sha.to_string(),
     });
     RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
     // Undone however the run ends, also when its connection goes away mid-script
@@ -689,6 +722,9 @@ async fn attempt(
         Err(e) => {
             if find::<Retry>(&e).is_some() {
                 return Attempt::Retry;
+            }
+            if find::<ShuttingDown>(&e).is_some() {
+                return Attempt::Done;
             }
             match &run.func {
                 Some(f) => reply.error(&error_text(&e, &f.name, "user_function")),

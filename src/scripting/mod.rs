@@ -14,8 +14,10 @@
 //! * Timeout: an instruction-count hook marks a script busy past
 //!   busy-reply-threshold ([`BUSY`]); connections on every core then answer
 //!   BUSY to commands without `allow_busy`, and SCRIPT KILL sets [`KILL`],
-//!   which the hook turns into the script's error. Connections on the core
-//!   running a pure-Lua loop are not read until it ends (the core is busy).
+//!   which the hook turns into the script's error. The core running a
+//!   pure-Lua loop cannot run its connection tasks: the hook serves its
+//!   connections and listeners itself (`crate::server::busy`), and stops the
+//!   script when SHUTDOWN NOSAVE was asked.
 //!
 //! * Functions (FCALL, FUNCTION ...): see [`functions`]; they run through
 //!   the same `lua::run_body` as EVAL, in a separate per-core Lua state.
@@ -133,6 +135,12 @@ pub fn store(body: &[u8]) -> String {
 pub fn body(sha: &str) -> Option<Bytes> {
     let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
     g.as_ref().and_then(|m| m.get(sha).cloned())
+}
+
+/// Number of known scripts (INFO's number_of_cached_scripts).
+pub fn count() -> usize {
+    let g = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().map_or(0, |m| m.len())
 }
 
 /// True when script `sha` is known.

@@ -90,6 +90,33 @@ pub struct Client {
     /// Set when a coordinator's transaction logged the command to the AOF at
     /// its release; otherwise the connection logs it after the command.
     pub aof_logged: Cell<bool>,
+    /// Set while the connection task waits for input with nothing buffered and
+    /// nothing left to write: only then may a busy script's hook serve it.
+    pub idle: Cell<bool>,
+    /// What a busy script's hook left for the connection task (see `server::busy`).
+    pub busy_io: RefCell<BusyIo>,
+}
+
+/// Bytes a busy script's hook took from a connection, or could not write to it,
+/// that the connection task handles before anything else (see `server::busy`).
+#[derive(Debug, Default)]
+pub struct BusyIo {
+    /// Bytes read from the socket and not answered: they precede anything read later.
+    pub input: Vec<u8>,
+    /// Replies the socket did not take at once: they precede any later reply.
+    pub output: Vec<u8>,
+    /// The hook met something only the task can handle: it reads no more from
+    /// this connection until the task took `input`.
+    pub stalled: bool,
+    /// The connection task waiting for input, woken when the hook leaves it something.
+    pub waker: Option<std::task::Waker>,
+}
+
+impl BusyIo {
+    /// True when the task has something to take.
+    pub fn pending(&self) -> bool {
+        !self.input.is_empty() || !self.output.is_empty()
+    }
 }
 
 impl Client {
@@ -128,6 +155,8 @@ impl Client {
             blocked: RefCell::new(None),
             deny_blocking: Cell::new(false),
             aof_logged: Cell::new(false),
+            idle: Cell::new(false),
+            busy_io: RefCell::new(BusyIo::default()),
         };
         (Rc::new(c), rx)
     }

@@ -46,12 +46,36 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (addr, laddr) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(a), Ok(l)) => (a, l),
-        _ => return,
+        _ => {
+            super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let (client, kill_rx) = register(&core, fd, addr, laddr);
+    serve_registered(core, stream, client, kill_rx).await;
+}
+
+/// Registers a new connection's client on this core (CLIENT LIST sees it from now on).
+pub fn register(
+    core: &Rc<Core>,
+    fd: i32,
+    addr: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+) -> (Rc<Client>, oneshot::Receiver<()>) {
     let authenticated = core.config.borrow().requirepass.is_none();
     let (client, kill_rx) = Client::new(addr, laddr, fd, now_ms(), authenticated);
     core.clients.borrow_mut().add(client.clone());
+    (client, kill_rx)
+}
+
+/// Serves a connection registered by [`register`] until it closes.
+pub async fn serve_registered(
+    core: Rc<Core>,
+    stream: TcpStream,
+    client: Rc<Client>,
+    kill_rx: oneshot::Receiver<()>,
+) {
     let mut conn = Connection {
         core: core.clone(),
         client: client.clone(),
@@ -65,6 +89,9 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream) {
         read_while_blocked: false,
     };
     conn.run().await;
+    client.idle.set(false);
+    // The waker refers to this task: no cycle through the client outlives it.
+    client.busy_io.borrow_mut().waker = None;
     super::tx::reset_client(&core, client.id);
     core.clients.borrow_mut().remove(client.id);
     super::CONNECTED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -102,8 +129,9 @@ enum Target {
     Queue(&'static crate::commands::Command),
 }
 
+/// Why a command is refused before it runs.
 #[derive(Clone, Copy)]
-enum Reject {
+pub(super) enum Reject {
     Unknown,
     UnknownSubcommand,
     Arity(&'static crate::commands::Command),
@@ -123,7 +151,7 @@ enum Barrier {
 }
 
 /// Redis's processCommand check: `POST` and `Host:` are HTTP, not commands.
-fn is_cross_protocol_attack(name: &[u8]) -> bool {
+pub(super) fn is_cross_protocol_attack(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"host:") || name.eq_ignore_ascii_case(b"post")
 }
 
@@ -197,7 +225,10 @@ impl Connection {
                 return;
             }
             self.shrink_query_buffer();
-            if !self.read().await {
+            // With nothing buffered nor pending, a busy script's hook may serve
+            // this connection while the task waits (see `super::busy`).
+            let idle = self.filled == 0;
+            if !self.read(idle).await {
                 return;
             }
             // Checked right after the read, before anything in it runs, as Redis does.
@@ -228,40 +259,101 @@ impl Connection {
     }
 
     /// Reads more bytes; false when the connection is closed or killed.
-    async fn read(&mut self) -> bool {
+    ///
+    /// `idle`: nothing is buffered and every reply was written, so a busy
+    /// script's hook may answer this connection while it waits; what the hook
+    /// left (see `super::busy`) comes before anything read from the socket.
+    async fn read(&mut self, idle: bool) -> bool {
+        loop {
+            if let Some(alive) = self.take_busy_io().await {
+                return alive;
+            }
+            let start = self.filled;
+            // Room for one chunk; while a big argument's payload is awaited, as
+            // much again as is buffered, up to what is missing: never the declared
+            // length at once, which may never arrive (proto-max-bulk-len can be GiBs).
+            let room = match self.parser.needed_len() {
+                Some(n) if n > start => (n - start).min(start).clamp(READ_CHUNK, MAX_GROWTH),
+                _ => READ_CHUNK,
+            };
+            if self.rbuf.len() < start + room {
+                // Zeroes only the new part: the room left by earlier reads is reused.
+                self.rbuf.resize(start + room, 0);
+            }
+            let client = self.client.clone();
+            client.idle.set(idle);
+            let res = {
+                // Polled before the socket: bytes the hook took were sent before any still there.
+                let hook = futures::future::poll_fn(|cx| busy_io_ready(&client, cx));
+                let read = self.stream.read(&mut self.rbuf[start..]);
+                match select(select(hook, read), &mut self.kill_rx).await {
+                    Either::Left((Either::Left(_), _)) => None,
+                    Either::Left((Either::Right((r, _)), _)) => Some(r),
+                    Either::Right(_) => Some(Ok(0)),
+                }
+            };
+            client.idle.set(false);
+            let Some(res) = res else { continue };
+            return match res {
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    self.filled = start + n;
+                    self.note_read(n);
+                    true
+                }
+            };
+        }
+    }
+
+    /// Counts `n` bytes just read (stats, CLIENT LIST qbuf, idle time).
+    fn note_read(&mut self, n: usize) {
+        // Redis counts reading a query as interaction (CLIENT LIST idle, timeout).
+        self.client.info.borrow_mut().last_interaction_ms = now_ms();
+        let mut st = self.core.stats.borrow_mut();
+        st.net_input_bytes += n as u64;
+        let mut info = self.client.info.borrow_mut();
+        info.qbuf = self.filled;
+        info.qbuf_free = self.rbuf.capacity() - self.filled;
+    }
+
+    /// Takes over what a busy script's hook left: writes its unsent replies,
+    /// then appends the bytes it read to the query buffer. None when it left
+    /// nothing to parse; Some(false) when the connection is gone or must close.
+    async fn take_busy_io(&mut self) -> Option<bool> {
+        let (input, output) = {
+            let mut io = self.client.busy_io.borrow_mut();
+            if !io.pending() {
+                return None;
+            }
+            io.stalled = false;
+            (
+                std::mem::take(&mut io.input),
+                std::mem::take(&mut io.output),
+            )
+        };
+        if !output.is_empty() {
+            // wbuf is empty here: every reply before the hook's was written.
+            self.wbuf.buf.extend_from_slice(&output);
+            if !self.flush().await {
+                return Some(false);
+            }
+        }
+        // QUIT or SHUTDOWN answered by the hook.
+        if self.client.close_after_reply.get() || self.client.killed.get() {
+            return Some(false);
+        }
+        if input.is_empty() {
+            return None;
+        }
         let start = self.filled;
-        // Room for one chunk; while a big argument's payload is awaited, as
-        // much again as is buffered, up to what is missing: never the declared
-        // length at once, which may never arrive (proto-max-bulk-len can be GiBs).
-        let room = match self.parser.needed_len() {
-            Some(n) if n > start => (n - start).min(start).clamp(READ_CHUNK, MAX_GROWTH),
-            _ => READ_CHUNK,
-        };
-        if self.rbuf.len() < start + room {
-            // Zeroes only the new part: the room left by earlier reads is reused.
-            self.rbuf.resize(start + room, 0);
+        if self.rbuf.len() < start + input.len() {
+            self.rbuf.resize(start + input.len(), 0);
         }
-        let res = {
-            let read = self.stream.read(&mut self.rbuf[start..]);
-            match select(read, &mut self.kill_rx).await {
-                Either::Left((r, _)) => r,
-                Either::Right(_) => Ok(0),
-            }
-        };
-        match res {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.filled = start + n;
-                // Redis counts reading a query as interaction (CLIENT LIST idle, timeout).
-                self.client.info.borrow_mut().last_interaction_ms = now_ms();
-                let mut st = self.core.stats.borrow_mut();
-                st.net_input_bytes += n as u64;
-                let mut info = self.client.info.borrow_mut();
-                info.qbuf = self.filled;
-                info.qbuf_free = self.rbuf.capacity() - self.filled;
-                true
-            }
-        }
+        self.rbuf[start..start + input.len()].copy_from_slice(&input);
+        self.filled = start + input.len();
+        // The hook counted these bytes as read already.
+        self.note_read(0);
+        Some(true)
     }
 
     /// Writes the pending replies; false when the connection is gone.
@@ -381,8 +473,16 @@ impl Connection {
                         }
                     }
                 };
+                // A refused EXEC discards the transaction (rejectCommand): the
+                // commands after it are classified outside MULTI, in a new segment.
+                let ends_multi = in_multi
+                    && matches!(t, Target::Reject(_))
+                    && command_of(&t).is_some_and(|c| c.name == "exec");
                 targets.push(t);
                 j += 1;
+                if ends_multi {
+                    break;
+                }
             }
 
             // 2. One message per remote shard.
@@ -420,17 +520,7 @@ impl Connection {
                 let before = out.len();
                 out.proto = proto;
                 match *t {
-                    Target::Reject(r) => {
-                        if command_of(t).is_some_and(|c| c.name == "exec") {
-                            // As rejectCommand: a rejected EXEC aborts the transaction.
-                            let mut e = ReplyBuf::new(proto);
-                            reject(&self.core, r, argv, &mut e);
-                            super::tx::exec_abort(&self.core, self.client.id, &e.buf, out);
-                        } else {
-                            reject(&self.core, r, argv, out);
-                            super::tx::flag_error(&self.core, self.client.id);
-                        }
-                    }
+                    Target::Reject(r) => reject_command(&self.core, self.client.id, r, argv, out),
                     Target::Queue(cmd) => {
                         super::tx::queue_command(&self.core, self.client.id, cmd, argv, out)
                     }
@@ -596,7 +686,7 @@ impl Connection {
         let outcome = loop {
             let ev = {
                 let wait = std::pin::pin!(b.wait());
-                let read = std::pin::pin!(self.read());
+                let read = std::pin::pin!(self.read(false));
                 match select(wait, read).await {
                     Either::Left((o, _)) => Ok(o),
                     Either::Right((alive, _)) => Err(alive),
@@ -648,16 +738,53 @@ impl Connection {
 
     /// Drops the reply just written (from `before`) when CLIENT REPLY says so.
     fn apply_reply_mode(&mut self, before: usize) {
-        let mut info = self.client.info.borrow_mut();
-        match info.reply_mode {
-            ReplyMode::On => {}
-            ReplyMode::Off => self.wbuf.buf.truncate(before),
-            ReplyMode::Skip => {
-                self.wbuf.buf.truncate(before);
-                info.reply_mode = ReplyMode::On;
-            }
-            ReplyMode::SkipNext => info.reply_mode = ReplyMode::Skip,
+        apply_reply_mode(&self.client, &mut self.wbuf.buf, before);
+    }
+}
+
+/// Drops the reply just written to `buf` (from `before`) when CLIENT REPLY says so.
+pub(super) fn apply_reply_mode(client: &Client, buf: &mut Vec<u8>, before: usize) {
+    let mut info = client.info.borrow_mut();
+    match info.reply_mode {
+        ReplyMode::On => {}
+        ReplyMode::Off => buf.truncate(before),
+        ReplyMode::Skip => {
+            buf.truncate(before);
+            info.reply_mode = ReplyMode::On;
         }
+        ReplyMode::SkipNext => info.reply_mode = ReplyMode::Skip,
+    }
+}
+
+/// Ready when a busy script's hook left the waiting connection task something to take.
+fn busy_io_ready(client: &Client, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    let mut io = client.busy_io.borrow_mut();
+    if io.pending() {
+        return std::task::Poll::Ready(());
+    }
+    match &io.waker {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => io.waker = Some(cx.waker().clone()),
+    }
+    std::task::Poll::Pending
+}
+
+/// Refuses a command as Redis's rejectCommand: the error, and inside MULTI the
+/// transaction flagged (a refused EXEC aborts it).
+pub(super) fn reject_command(
+    core: &Rc<Core>,
+    client: u64,
+    r: Reject,
+    argv: &[&[u8]],
+    out: &mut ReplyBuf,
+) {
+    if command_of(&Target::Reject(r)).is_some_and(|c| c.name == "exec") {
+        let mut e = ReplyBuf::new(out.proto);
+        reject(core, r, argv, &mut e);
+        super::tx::exec_abort(core, client, &e.buf, out);
+    } else {
+        reject(core, r, argv, out);
+        super::tx::flag_error(core, client);
     }
 }
 

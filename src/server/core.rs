@@ -103,6 +103,9 @@ pub struct Core {
     pub started: Instant,
     /// Transaction locks and queue of this shard; MULTI/WATCH state of this core's clients.
     pub tx: RefCell<super::tx::TxState>,
+    /// This core's listening sockets and their fds, while they accept (a busy
+    /// script's hook accepts on them; the Rc keeps the fd open).
+    pub listeners: RefCell<Vec<(Rc<glommio::net::TcpListener>, std::os::fd::RawFd)>>,
     mesh: Option<Senders<Msg>>,
 }
 
@@ -131,6 +134,7 @@ impl Core {
             shutting_down: Cell::new(false),
             started,
             tx: super::tx::new_state(),
+            listeners: RefCell::new(Vec::new()),
             mesh,
         }
     }

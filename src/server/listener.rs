@@ -1,7 +1,7 @@
 //! Listening sockets: one SO_REUSEPORT listener per core per bind address, and the accept loop.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -117,7 +117,8 @@ pub fn check_addresses(config: &Config) -> Result<AddressLocks, String> {
     Ok(AddressLocks(locks))
 }
 
-fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+/// A non-blocking SO_REUSEPORT listener on `addr`, and its fd.
+fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<(TcpListener, RawFd)> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -132,9 +133,10 @@ fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
+    let fd = sock.into_raw_fd();
     // SAFETY: the fd is a bound, listening, non-blocking TCP socket that we
-    // own; into_raw_fd gives up our ownership, so the listener owns it alone.
-    Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
+    // own; into_raw_fd gave up our ownership, so the listener owns it alone.
+    Ok((unsafe { TcpListener::from_raw_fd(fd) }, fd))
 }
 
 /// Runs everything a core does until shutdown: listeners, accept loops, cron.
@@ -150,7 +152,9 @@ pub async fn serve_core(core: Rc<Core>, ready: Arc<AtomicUsize>) {
     let mut accepts = Vec::new();
     for (addr, required) in addrs {
         match listen(addr, backlog) {
-            Ok(l) => {
+            Ok((l, fd)) => {
+                let l = Rc::new(l);
+                core.listeners.borrow_mut().push((l.clone(), fd));
                 let core = core.clone();
                 accepts.push(glommio::spawn_local(accept_loop(core, l)).detach());
             }
@@ -170,6 +174,7 @@ pub async fn serve_core(core: Rc<Core>, ready: Arc<AtomicUsize>) {
     let (stop_tx, stop_rx) = oneshot::channel();
     cron::start(core.clone(), stop_tx);
     let _ = stop_rx.await;
+    core.listeners.borrow_mut().clear();
     for a in accepts {
         a.cancel();
     }
@@ -179,7 +184,7 @@ pub async fn serve_core(core: Rc<Core>, ready: Arc<AtomicUsize>) {
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+async fn accept_loop(core: Rc<Core>, listener: Rc<TcpListener>) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -189,35 +194,36 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
                 continue;
             }
         };
-        let (maxclients, protected, nopass) = {
-            let c = core.config.borrow();
-            (c.maxclients, c.protected_mode, c.requirepass.is_none())
-        };
-        // As Redis: maxclients first, then protected mode; a refused
-        // connection counts as rejected, not as received.
-        if CONNECTED.fetch_add(1, Ordering::Relaxed) >= maxclients as usize {
-            CONNECTED.fetch_sub(1, Ordering::Relaxed);
-            core.stats.borrow_mut().rejected_connections += 1;
-            reject(&core, stream, "-ERR max number of clients reached\r\n").await;
+        let peer = stream.peer_addr().ok();
+        if let Err(msg) = admit(&core, peer) {
+            reject(&core, stream, msg).await;
             continue;
         }
-        if protected && nopass && !is_local(&stream) {
-            CONNECTED.fetch_sub(1, Ordering::Relaxed);
-            core.stats.borrow_mut().rejected_connections += 1;
-            reject(&core, stream, DENIED).await;
-            continue;
-        }
-        core.stats.borrow_mut().connections_received += 1;
         glommio::spawn_local(connection::serve(core.clone(), stream)).detach();
     }
 }
 
-/// Redis 7.0's islocalClient: the peer is exactly 127.0.0.1 or ::1.
-fn is_local(stream: &TcpStream) -> bool {
-    match stream.peer_addr() {
-        Ok(a) => is_local_ip(a.ip()),
-        Err(_) => false,
+/// Decides whether a new connection from `peer` may stay: Err(the reply
+/// before closing it). Counts it as received (and in `CONNECTED`) or rejected.
+pub fn admit(core: &Core, peer: Option<SocketAddr>) -> Result<(), &'static str> {
+    let (maxclients, protected, nopass) = {
+        let c = core.config.borrow();
+        (c.maxclients, c.protected_mode, c.requirepass.is_none())
+    };
+    // As Redis: maxclients first, then protected mode; a refused
+    // connection counts as rejected, not as received.
+    if CONNECTED.fetch_add(1, Ordering::Relaxed) >= maxclients as usize {
+        CONNECTED.fetch_sub(1, Ordering::Relaxed);
+        core.stats.borrow_mut().rejected_connections += 1;
+        return Err("-ERR max number of clients reached\r\n");
     }
+    if protected && nopass && !peer.is_some_and(|a| is_local_ip(a.ip())) {
+        CONNECTED.fetch_sub(1, Ordering::Relaxed);
+        core.stats.borrow_mut().rejected_connections += 1;
+        return Err(DENIED);
+    }
+    core.stats.borrow_mut().connections_received += 1;
+    Ok(())
 }
 
 /// True for the two addresses Redis 7.0 treats as local (not the whole loopback range).

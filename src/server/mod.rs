@@ -1,6 +1,7 @@
 //! The server: executors, listeners, connections and the shard mesh.
 
 pub mod blocking;
+pub mod busy;
 pub mod client;
 pub mod connection;
 pub mod core;
