@@ -952,6 +952,19 @@ pub fn finish_part(
     });
 }
 
+/// Forgets what transaction `id` logged so far on this shard: a script run
+/// rolled back by its undo log (see `scripting::Shape`) must leave no record,
+/// since its effects were undone before anyone saw them and the rerun logs
+/// its own. Records go to the file only when the part is finished at
+/// release, so dropping the held part is enough.
+pub fn discard_part(id: u64) {
+    LOG.with(|l| {
+        if let Some(l) = l.borrow_mut().as_mut() {
+            l.parts.remove(&id);
+        }
+    });
+}
+
 /// Appends one command's RESP to this core's log.
 fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
     LOG.with(|l| {

@@ -40,6 +40,12 @@ struct RunCtx {
     wrote: Cell<bool>,
     /// It touched keys it did not declare (or the whole keyspace).
     undeclared: Cell<bool>,
+    /// A keyed run reached an undeclared key: it must stop and rerun globally
+    /// (set once; every later `redis.call`, and the hook, raise [`Retry`]
+    /// again, so that a Lua `pcall` catching it cannot let the run go on).
+    retry: Cell<bool>,
+    /// The before-images of the keys a keyed, writing run changed (see `tx::UndoLog`).
+    undo: Option<RefCell<tx::UndoLog>>,
     /// When it started (for busy-reply-threshold).
     start: std::time::Instant,
     /// It counts in [`super::BUSY`].
@@ -90,6 +96,9 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     let Some(run) = RUN.with(|r| r.borrow().clone()) else {
         return Ok(mlua::VmState::Continue);
     };
+    if run.retry.get() {
+        return Err(mlua::Error::external(Retry));
+    }
     if !run.busy.get() {
         let limit = super::BUSY_THRESHOLD_MS.load(Ordering::Relaxed);
         let elapsed = run.start.elapsed().as_millis() as u64;
@@ -182,7 +191,7 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// A keyed run reached an undeclared key before writing: rerun globally.
+/// A keyed run reached an undeclared key: roll back what it wrote, rerun globally.
 #[derive(Debug)]
 struct Retry;
 
@@ -373,6 +382,9 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     let Some(run) = RUN.with(|r| r.borrow().clone()) else {
         return fail(&lua, "ERR no script is running".into());
     };
+    if run.retry.get() {
+        return Err(mlua::Error::external(Retry));
+    }
     let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
     let cmd = match CommandTable::get().lookup(&av) {
         Lookup::Found(c) => c,
@@ -410,13 +422,9 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     if undeclared {
         run.undeclared.set(true);
         if run.declared.is_some() {
-            if !run.wrote.get() {
-                return Err(mlua::Error::external(Retry));
-            }
-            return Err(mlua::Error::external(CallError {
-                msg: "ERR script accessed a key it did not declare after writing; it runs under a global lock from now on".into(),
-                line,
-            }));
+            // Its writes (if any) are rolled back by `attempt` (see `tx::UndoLog`).
+            run.retry.set(true);
+            return Err(mlua::Error::external(Retry));
         }
     }
     if write {
@@ -431,7 +439,13 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     let mut out = ReplyBuf::new(proto);
     // Without REPL_AOF (redis.set_repl) the command's effects stay out of the AOF.
     let quiet = super::libs::repl_flags() & 1 == 0;
-    super::libs::Quiet::new(quiet, tx::run_block(&run.ctx, vec![(cmd, argv)], &mut out)).await;
+    let block = vec![(cmd, argv)];
+    match &run.undo {
+        Some(u) => {
+            super::libs::Quiet::new(quiet, tx::run_block_undo(&run.ctx, block, &mut out, u)).await
+        }
+        None => super::libs::Quiet::new(quiet, tx::run_block(&run.ctx, block, &mut out)).await,
+    };
     // run_block ends its own in_exec mark: the script still runs.
     run.ctx
         .core
@@ -662,12 +676,15 @@ async fn attempt(
     let client_proto = ctx.proto;
     let core = ctx.core.clone();
     let client = ctx.client.clone();
+    let undo = (declared.is_some() && !read_only).then(|| RefCell::new(tx::UndoLog::default()));
     let run = Rc::new(RunCtx {
         ctx,
         read_only,
         declared,
         wrote: Cell::new(false),
         undeclared: Cell::new(false),
+        retry: Cell::new(false),
+        undo,
         start: std::time::Instant::now(),
         busy: Cell::new(false),
         func,
@@ -712,6 +729,18 @@ async fn attempt(
     };
     drop(_guard);
     let _ = (&core, &client);
+    if run.retry.get() {
+        // Undone under the run's locks, then released without an AOF part:
+        // the global rerun does (and logs) the script's work once.
+        if let Some(u) = &run.undo {
+            let undo = std::mem::take(&mut *u.borrow_mut());
+            if run.wrote.get() || !undo.is_empty() {
+                tx::rollback(&t, undo).await;
+            }
+        }
+        t.abandon().await;
+        return Attempt::Retry;
+    }
     t.conclude().await;
     let mut reply = ReplyBuf::new(client_proto);
     let outcome = match res {
@@ -720,9 +749,6 @@ async fn attempt(
             Attempt::Done
         }
         Err(e) => {
-            if find::<Retry>(&e).is_some() {
-                return Attempt::Retry;
-            }
             if find::<ShuttingDown>(&e).is_some() {
                 return Attempt::Done;
             }

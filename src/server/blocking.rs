@@ -650,6 +650,7 @@ pub fn serve_ready(core: &Rc<Core>, shard: &mut Shard) {
         return;
     }
     let now = now_ms();
+    let mut deferred: Vec<(usize, Box<[u8]>)> = Vec::new();
     loop {
         let Shard {
             dbs, blocking: reg, ..
@@ -684,9 +685,23 @@ pub fn serve_ready(core: &Rc<Core>, shard: &mut Shard) {
         let Some((db, key)) = reg.ready.pop_front() else {
             break;
         };
+        // A key a running transaction (EXEC, script, multi-key command) holds
+        // waits until it releases: as Redis serves blocked clients only after
+        // the whole EXEC or script, a waiter must neither see nor take an
+        // element the transaction may still pop, nor one a script rollback
+        // takes back. The release serves it (`tx::release_with`).
+        if crate::server::tx::held(core, db, &key) {
+            deferred.push((db, key));
+            continue;
+        }
         serve_key(core, shard, db, &key);
         if shard.blocking.nkeys == 0 {
             break;
+        }
+    }
+    for k in deferred {
+        if !shard.blocking.ready.contains(&k) {
+            shard.blocking.ready.push_back(k);
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::commands::spec::CmdFlags;
 use crate::commands::{Command, Exec, MultiCtx};
 use crate::protocol::reply::ReplyBuf;
 use crate::storage::db::WatchMark;
+use crate::storage::value::OwnedValue;
 
 /// The global transaction id counter.
 static NEXT_TXID: AtomicU64 = AtomicU64::new(1);
@@ -471,6 +472,28 @@ fn release_with(core: &Rc<Core>, id: u64, log: bool) {
         next = core.tx.borrow_mut().release(hid);
         send();
     }
+    // Clients blocked on keys the transaction made ready were left waiting
+    // while it held them (see [`held`]): serve them now that it is over.
+    super::blocking::after_shard_work(core);
+}
+
+/// True when a granted, not yet released transaction holds `key` of
+/// database `db` on this shard (or the whole shard): blocked clients are not
+/// served from it until it releases, as Redis serves them after the EXEC or
+/// script that made their key ready, never in its middle.
+pub fn held(core: &Core, db: usize, key: &[u8]) -> bool {
+    let st = core.tx.borrow();
+    if st.queue.is_empty() {
+        return false;
+    }
+    st.queue.values().any(|e| {
+        e.granted
+            && (e.keys.global.is_some()
+                || e.keys
+                    .keys
+                    .iter()
+                    .any(|(d, k, _)| *d as usize == db && &k[..] == key))
+    })
 }
 
 /// Appends transaction `id`'s AOF part on this shard (when it has one).
@@ -1047,6 +1070,138 @@ enum Step {
 /// parallel: under the transaction's locks, commands on different shards
 /// touch disjoint keys and commute.
 pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
+    block(ctx, cmds, out, None).await
+}
+
+/// A key's before-image: (database, key, its value and absolute expiry as
+/// stored, or None when it did not exist).
+pub type KeyImage = (usize, Bytes, Option<(OwnedValue, Option<u64>)>);
+
+/// The undo log of a script run that locks only its declared keys.
+///
+/// Such a run may reach a key it did not declare after it wrote (its key
+/// access depends on data). It cannot go on (that key is not locked), and
+/// stopping it there would leave half a script applied, which Redis never
+/// does. So before the first write command that touches a key, the key's
+/// before-image is captured on its shard, in the same hop as that command
+/// ([`run_block_undo`]); at an undeclared key, [`rollback`] puts every
+/// captured key back on its shard and drops what the run had put in the
+/// transaction's AOF part there, all while the run still holds its locks:
+/// nobody saw the intermediate state (blocked clients included: see
+/// [`held`]), nothing of it is ever logged, and the script then reruns under
+/// the global lock as if the keyed run had not happened.
+///
+/// Every write of a keyed run is on declared keys (an undeclared one stops
+/// the run before its command runs), so the images cover everything it
+/// changed. What is not undone, and need not be: WATCH marks of the keys
+/// (EXEC of a watcher fails, as after any write: conservative), command
+/// statistics and the BGSAVE dirty counter (the commands did run), keys
+/// found expired and deleted on the way (they were logically gone already),
+/// and a key's LRU clock (a restored key counts as just written).
+#[derive(Default)]
+pub struct UndoLog {
+    /// Keys captured already, (database, key): only the first write's image counts.
+    seen: HashSet<(usize, Bytes)>,
+    /// The images, with the shard each lives on.
+    images: Vec<(usize, KeyImage)>,
+}
+
+impl UndoLog {
+    /// The keys of a write command not captured yet (marked captured now), by shard.
+    fn claim(&mut self, core: &Core, db: usize, cmd: &Command, argv: &[Bytes]) -> Vec<(usize, (usize, Bytes))> {
+        if !cmd.flags().contains(CmdFlags::WRITE) {
+            return Vec::new();
+        }
+        let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
+        let mut out = Vec::new();
+        for i in cmd.key_positions(&av) {
+            let k = argv[i].clone();
+            if self.seen.insert((db, k.clone())) {
+                out.push((shard_of_key(&k, core.nshards), (db, k)));
+            }
+        }
+        out
+    }
+
+    /// True when nothing was captured.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// Captures the before-images of `keys` on this shard (see [`UndoLog`]).
+fn capture(c: &Rc<Core>, keys: Vec<(usize, Bytes)>, now: u64) -> Vec<KeyImage> {
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let mut shard = c.shard.borrow_mut();
+    keys.into_iter()
+        .map(|(db, k)| {
+            let img = shard.dbs.get_mut(db).and_then(|d| {
+                d.find(&k, now, crate::storage::db::Access::Silent)
+                    .map(|p| d.image_at(p))
+            });
+            (db, k, img)
+        })
+        .collect()
+}
+
+/// Puts the keys of `images` back as they were on this shard and forgets
+/// transaction `id`'s AOF part here (see [`UndoLog`]).
+fn restore(c: &Rc<Core>, id: u64, images: Vec<KeyImage>) {
+    let now = super::core::now_ms();
+    {
+        let mut shard = c.shard.borrow_mut();
+        for (db, k, img) in images {
+            let Some(d) = shard.dbs.get_mut(db) else {
+                continue;
+            };
+            match img {
+                Some((v, at)) => d.insert_owned(&k, v, at, now),
+                None => {
+                    d.delete(&k, now);
+                }
+            }
+        }
+    }
+    crate::persistence::aof::discard_part(id);
+}
+
+/// Undoes a keyed script run (see [`UndoLog`]) under its still-held locks:
+/// one hop per shard of `tx`, each restoring its images and dropping the
+/// run's AOF part there. The caller then ends `tx` without logging.
+pub async fn rollback(tx: &Tx, undo: UndoLog) {
+    let id = tx.id;
+    let mut per: Vec<Vec<KeyImage>> = (0..tx.parts.len()).map(|_| Vec::new()).collect();
+    for (s, img) in undo.images {
+        per[s].push(img);
+    }
+    let items: Vec<(usize, Vec<KeyImage>)> = tx
+        .shards()
+        .into_iter()
+        .map(|s| (s, std::mem::take(&mut per[s])))
+        .collect();
+    tx.run_each(items, move |_, c, imgs| restore(c, id, imgs))
+        .await;
+}
+
+/// [`run_block`] for a keyed script run: captures the before-image of each
+/// key a write command touches first into `undo` (see [`UndoLog`]).
+pub async fn run_block_undo(
+    ctx: &MultiCtx,
+    cmds: Vec<Queued>,
+    out: &mut ReplyBuf,
+    undo: &RefCell<UndoLog>,
+) {
+    block(ctx, cmds, out, Some(undo)).await
+}
+
+async fn block(
+    ctx: &MultiCtx,
+    cmds: Vec<Queued>,
+    out: &mut ReplyBuf,
+    undo: Option<&RefCell<UndoLog>>,
+) {
     let core = &ctx.core;
     core.tx.borrow_mut().in_exec.insert(ctx.client.id);
     // Blocking commands act as their non-blocking forms (CLIENT_DENY_BLOCKING).
@@ -1079,8 +1234,15 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
         match step {
             Step::Shards(run) => {
                 let mut per: Vec<Vec<(u16, Vec<Bytes>)>> = vec![Vec::new(); core.nshards];
+                // Keys to capture before the commands run, by shard (same hop).
+                let mut cap: Vec<Vec<(usize, Bytes)>> = vec![Vec::new(); core.nshards];
                 for &(k, s) in &run {
                     per[s].push((cmds[k].0.id, cmds[k].1.clone()));
+                    if let Some(u) = undo {
+                        for (ks, key) in u.borrow_mut().claim(core, db, cmds[k].0, &cmds[k].1) {
+                            cap[ks].push(key);
+                        }
+                    }
                 }
                 let now = super::core::now_ms();
                 let mut waits = Vec::new();
@@ -1090,14 +1252,22 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
                         continue;
                     }
                     order.push(s);
-                    waits.push(core.run_on(s, move |c| run_list(c, &list, db, proto, now)));
+                    let keys = std::mem::take(&mut cap[s]);
+                    waits.push(core.run_on(s, move |c| {
+                        let imgs = capture(c, keys, now);
+                        (run_list(c, &list, db, proto, now), imgs)
+                    }));
                 }
                 let res = futures::future::join_all(waits).await;
-                let res = order
-                    .into_iter()
-                    .zip(res)
-                    .filter_map(|(s, r)| r.map(|r| (s, r)));
-                assemble(core.nshards, &run, res.collect(), out);
+                let mut replies = Vec::with_capacity(order.len());
+                for (s, r) in order.into_iter().zip(res) {
+                    let Some((r, imgs)) = r else { continue };
+                    if let Some(u) = undo {
+                        u.borrow_mut().images.extend(imgs.into_iter().map(|i| (s, i)));
+                    }
+                    replies.push((s, r));
+                }
+                assemble(core.nshards, &run, replies, out);
             }
             Step::Alone(k) => {
                 let (cmd, argv) = &cmds[k];
@@ -1116,6 +1286,27 @@ pub async fn run_block(ctx: &MultiCtx, cmds: Vec<Queued>, out: &mut ReplyBuf) {
                         f(&mut cctx, &av);
                     }
                     Exec::Keys(_, f) | Exec::Multi(f) => {
+                        if let Some(u) = undo {
+                            // A coordinator makes its own hops: capture its keys first.
+                            let claimed = u.borrow_mut().claim(core, db, cmd, argv);
+                            let mut per: Vec<Vec<(usize, Bytes)>> = vec![Vec::new(); core.nshards];
+                            for (s, key) in claimed {
+                                per[s].push(key);
+                            }
+                            let now = super::core::now_ms();
+                            let mut waits = Vec::new();
+                            for (s, keys) in per.into_iter().enumerate() {
+                                if !keys.is_empty() {
+                                    waits.push(async move {
+                                        (s, core.run_on(s, move |c| capture(c, keys, now)).await)
+                                    });
+                                }
+                            }
+                            for (s, imgs) in futures::future::join_all(waits).await {
+                                let imgs = imgs.unwrap_or_default();
+                                u.borrow_mut().images.extend(imgs.into_iter().map(|i| (s, i)));
+                            }
+                        }
                         let sub = MultiCtx {
                             core: core.clone(),
                             client: ctx.client.clone(),

@@ -411,6 +411,19 @@ impl Db {
         (value, expiry.map(|e| e.at_ms))
     }
 
+    /// The key at `pos` exactly as stored (value, absolute expiry): what a
+    /// script's undo log restores with [`Db::insert_owned`].
+    pub fn image_at(&self, pos: Pos) -> (OwnedValue, Option<u64>) {
+        let rec = self.table.at(pos);
+        let value = match rec.payload() {
+            Payload::Inline(b) => OwnedValue::Inline(b.to_vec()),
+            Payload::Int(i) if rec.own_int() => OwnedValue::OwnInt(i),
+            Payload::Int(i) => OwnedValue::Int(i),
+            Payload::Slab(i) => OwnedValue::Object(self.slab.get(i).clone()),
+        };
+        (value, rec.expire_at())
+    }
+
     /// A copy of the value at `pos` (for COPY: a new object, never a shared integer).
     pub fn clone_at(&self, pos: Pos) -> OwnedValue {
         match self.table.at(pos).payload() {
