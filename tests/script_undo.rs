@@ -309,16 +309,35 @@ fn rollbacks_under_concurrency_keep_the_total() {
     assert!(far.load(Ordering::Relaxed) > 20, "too few rollbacks ran");
 }
 
+/// A percore process, killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts percore with AOF (appendfsync always) in `dir`.
-fn start_aof(dir: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", &port.to_string(), "--shards", &SHARDS.to_string()])
-        .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start percore");
+fn start_aof(dir: &Path, port: u16) -> Proc {
+    let child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_percore"))
+            .args(["--port", &port.to_string(), "--shards", &SHARDS.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start percore"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -344,7 +363,7 @@ fn rolled_back_run_is_not_in_the_aof_after_kill_9() {
     let k = one_per_shard("p");
     let (a, b, u) = (k[0].as_str(), k[1].as_str(), k[2].as_str());
     let port = common::free_port();
-    let mut p = start_aof(&dir, port);
+    let p = start_aof(&dir, port);
     let mut c = common::Raw::connect(port);
     let body = "local n = redis.call('incrby', KEYS[1], 10) \
         redis.call('rpush', KEYS[2], n) \
@@ -352,19 +371,24 @@ fn rolled_back_run_is_not_in_the_aof_after_kill_9() {
     assert_eq!(c.cmd(&["EVAL", body, "2", a, b, u]), Resp::Int(10)); // learned keyed
     assert_eq!(c.cmd(&["EVAL", body, "2", a, b, u]), Resp::Int(20)); // rolled back, rerun
     assert_eq!(c.cmd(&["EVAL", body, "2", a, b, u]), Resp::Int(30)); // global now
-    let _ = p.kill();
-    let _ = p.wait();
+    drop(p); // kill -9
     let port = common::free_port();
-    let mut p = start_aof(&dir, port);
+    let p = start_aof(&dir, port);
     let mut c = common::Raw::connect(port);
     let got = c.cmd(&["MGET", a, u]);
     let list = c.cmd(&["LRANGE", b, "0", "-1"]);
-    let _ = p.kill();
-    let _ = p.wait();
+    drop(p);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(got, Resp::Array(Some(vec![Resp::bulk("30"), Resp::bulk("2")])));
+    assert_eq!(
+        got,
+        Resp::Array(Some(vec![Resp::bulk("30"), Resp::bulk("2")]))
+    );
     assert_eq!(
         list,
-        Resp::Array(Some(vec![Resp::bulk("10"), Resp::bulk("20"), Resp::bulk("30")]))
+        Resp::Array(Some(vec![
+            Resp::bulk("10"),
+            Resp::bulk("20"),
+            Resp::bulk("30")
+        ]))
     );
 }

@@ -104,10 +104,17 @@ pub static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// shape is unknown) while recording whether it touched keys it did not
 /// declare. Scripts that only touched their declared keys run from then on
 /// locking only those keys. Should such a script later reach an undeclared
-/// key, it is restarted under the global lock if it wrote nothing yet (and
-/// becomes `Global` for good); if it had written, it is aborted with an
-/// error (its earlier writes stay, as after any script error in Redis) and
-/// is `Global` from then on.
+/// key (its key access depends on data), that keyed run stops before the
+/// command runs, is undone and the script is rerun under the global lock
+/// (and is `Global` for good), so that the client sees one run, as in
+/// Redis. Undoing is free when the run wrote nothing yet; otherwise the
+/// run's undo log puts back the before-image of every key it wrote, captured
+/// on the key's shard just before the first write to it, and drops the
+/// run's records from the AOF part it holds on each shard, all under the
+/// run's locks: nobody saw its intermediate state and nothing of it is
+/// logged (see `server::tx::UndoLog`). The cost: a keyed, writing run copies
+/// each key it writes once (a script pushing on a large list copies the
+/// list), the price of running without the global lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     /// Seen to touch only its declared keys.

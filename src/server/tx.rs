@@ -1108,7 +1108,13 @@ pub struct UndoLog {
 
 impl UndoLog {
     /// The keys of a write command not captured yet (marked captured now), by shard.
-    fn claim(&mut self, core: &Core, db: usize, cmd: &Command, argv: &[Bytes]) -> Vec<(usize, (usize, Bytes))> {
+    fn claim(
+        &mut self,
+        core: &Core,
+        db: usize,
+        cmd: &Command,
+        argv: &[Bytes],
+    ) -> Vec<(usize, (usize, Bytes))> {
         if !cmd.flags().contains(CmdFlags::WRITE) {
             return Vec::new();
         }
@@ -1263,7 +1269,9 @@ async fn block(
                 for (s, r) in order.into_iter().zip(res) {
                     let Some((r, imgs)) = r else { continue };
                     if let Some(u) = undo {
-                        u.borrow_mut().images.extend(imgs.into_iter().map(|i| (s, i)));
+                        u.borrow_mut()
+                            .images
+                            .extend(imgs.into_iter().map(|i| (s, i)));
                     }
                     replies.push((s, r));
                 }
@@ -1304,7 +1312,9 @@ async fn block(
                             }
                             for (s, imgs) in futures::future::join_all(waits).await {
                                 let imgs = imgs.unwrap_or_default();
-                                u.borrow_mut().images.extend(imgs.into_iter().map(|i| (s, i)));
+                                u.borrow_mut()
+                                    .images
+                                    .extend(imgs.into_iter().map(|i| (s, i)));
                             }
                         }
                         let sub = MultiCtx {
