@@ -7,7 +7,11 @@
 //! and a sorted set likewise (clients block on missing keys only), so the keyspace records key creations
 //! while anyone waits (`Db::created`, Redis's signalKeyAsReady from dbAdd) and
 //! `serve_ready` runs after every command and every cross-core closure (Redis's
-//! handleClientsBlockedOnKeys).
+//! handleClientsBlockedOnKeys). A ready key that a running transaction holds
+//! (EXEC, a script, a multi-key command: `tx::held`) waits until the
+//! transaction releases it, as Redis serves blocked clients only after the
+//! whole EXEC or script: a waiter never takes an element the transaction
+//! pops again later, nor one a script rollback takes back.
 //!
 //! Exactly-once delivery: whoever flips the ticket's `claimed` flag first owns
 //! the outcome. A shard serving a waiter claims, pops, and sends the elements;

@@ -402,13 +402,16 @@ impl TxState {
         Sched::Queued(rx)
     }
 
-    /// Releases transaction `id` (done or cancelled) and grants the new head.
-    /// Returns the new head's armed last hop when it has one: the caller runs it
-    /// (see [`release`]).
-    fn release(&mut self, id: u64) -> Option<(u64, Work)> {
+    /// Releases transaction `id` (done or cancelled); [`TxState::grant_head`] follows.
+    fn release(&mut self, id: u64) {
         if let Some(e) = self.queue.remove(&id) {
             self.release_keys(&e.keys);
         }
+    }
+
+    /// Grants the head of the queue. Returns its armed last hop when it has
+    /// one: the caller runs it (see [`release`]).
+    fn grant_head(&mut self) -> Option<(u64, Work)> {
         if let Some((&hid, head)) = self.queue.iter_mut().next() {
             if !head.granted {
                 head.granted = true;
@@ -465,16 +468,21 @@ fn release_with(core: &Rc<Core>, id: u64, log: bool) {
     if log {
         log_part(core, id);
     }
-    let mut next = core.tx.borrow_mut().release(id);
+    core.tx.borrow_mut().release(id);
+    // Clients blocked on keys the transaction made ready were left waiting
+    // while it held them (see [`held`]): they are served now, before the
+    // next transaction is granted, as Redis serves them right after the
+    // EXEC or script.
+    super::blocking::after_shard_work(core);
+    let mut next = core.tx.borrow_mut().grant_head();
     while let Some((hid, work)) = next {
         let send = work(core);
         log_part(core, hid);
-        next = core.tx.borrow_mut().release(hid);
+        core.tx.borrow_mut().release(hid);
+        super::blocking::after_shard_work(core);
+        next = core.tx.borrow_mut().grant_head();
         send();
     }
-    // Clients blocked on keys the transaction made ready were left waiting
-    // while it held them (see [`held`]): serve them now that it is over.
-    super::blocking::after_shard_work(core);
 }
 
 /// True when a granted, not yet released transaction holds `key` of
