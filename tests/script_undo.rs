@@ -125,6 +125,35 @@ fn keyed_run_reaching_an_undeclared_key_after_writing_matches_redis() {
         d.run(Cmp::Unordered, &["SMEMBERS", s]);
         d.check(&["GET", u]);
         d.check(&["DBSIZE"]);
+
+        // Multi-shard commands (coordinators with hops of their own) on
+        // declared keys of other shards, then the undeclared key: LMOVE moves
+        // another element and RENAME fails when the first run stays.
+        let (l1, l2, r1) = (k[0].as_str(), k[1].as_str(), k[3].as_str());
+        let r4 = "ren4";
+        d.check(&["DEL", l1, l2, r1, r4]);
+        d.check(&["RPUSH", l1, "a", "b", "c"]);
+        let moves = "redis.call('lmove', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') \
+            redis.call('rename', KEYS[3], KEYS[4]) \
+            if ARGV[2] == 'far' then redis.call('incr', ARGV[1]) end \
+            return {redis.call('lrange', KEYS[2], 0, -1), redis.call('get', KEYS[4])}";
+        d.check(&["SET", r1, "v1"]);
+        d.check(&["EVAL", moves, "4", l1, l2, r1, r4, u, "near"]);
+        d.check(&["SET", r1, "v2"]);
+        d.check(&["SET", u, "5"]);
+        d.check(&["EVAL", moves, "4", l1, l2, r1, r4, u, "far"]);
+        d.check(&["LRANGE", l1, "0", "-1"]);
+        // A fresh copy rolled back, then failing in its rerun (an error after
+        // writes: those stay, as in Redis).
+        let again = format!("{moves} -- again");
+        d.check(&["SET", r1, "v3"]);
+        d.check(&["EVAL", &again, "4", l1, l2, r1, r4, u, "near"]);
+        d.check(&["SET", r1, "v4"]);
+        d.check(&["SET", u, "x"]);
+        d.check(&["EVAL", &again, "4", l1, l2, r1, r4, u, "far"]);
+        d.check(&["LRANGE", l1, "0", "-1"]);
+        d.check(&["LRANGE", l2, "0", "-1"]);
+        d.check(&["MGET", r1, r4, u]);
     });
 }
 
@@ -197,6 +226,25 @@ fn blocked_clients_served_after_exec_and_scripts() {
     assert_eq!(wr.read(), wp.read());
     d.check(&["LRANGE", q, "0", "-1"]);
     d.check(&["GET", u]);
+    // Served right after the EXEC, before the next command of a pipeline.
+    d.check(&["DEL", q]);
+    block(&mut wr, &mut wp);
+    let mut pipe = Vec::new();
+    for c in [
+        vec!["MULTI"],
+        vec!["RPUSH", q, "p1"],
+        vec!["SET", u, "v"],
+        vec!["EXEC"],
+        vec!["LPOP", q],
+    ] {
+        pipe.extend(common::encode(&c));
+    }
+    d.redis.send(&pipe);
+    d.percore.send(&pipe);
+    for _ in 0..5 {
+        assert_eq!(d.redis.read(), d.percore.read());
+    }
+    assert_eq!(wr.read(), wp.read());
 }
 
 /// True when nothing arrives on `c` within 300 ms.
