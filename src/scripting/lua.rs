@@ -96,14 +96,19 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     let Some(run) = RUN.with(|r| r.borrow().clone()) else {
         return Ok(mlua::VmState::Continue);
     };
-    if run.retry.get() {
-        return Err(mlua::Error::external(Retry));
-    }
+    // A keyed run told to stop (see `RunCtx::retry`) that a Lua pcall kept going.
+    let go_on = || {
+        if run.retry.get() {
+            Err(mlua::Error::external(Retry))
+        } else {
+            Ok(mlua::VmState::Continue)
+        }
+    };
     if !run.busy.get() {
         let limit = super::BUSY_THRESHOLD_MS.load(Ordering::Relaxed);
         let elapsed = run.start.elapsed().as_millis() as u64;
         if elapsed < limit {
-            return Ok(mlua::VmState::Continue);
+            return go_on();
         }
         run.busy.set(true);
         if run.wrote.get() {
@@ -141,7 +146,7 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
             line: script_line(lua),
         }));
     }
-    Ok(mlua::VmState::Continue)
+    go_on()
 }
 
 /// The server shuts down (SHUTDOWN NOSAVE while the script was busy): the script ends without a reply.
