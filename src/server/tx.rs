@@ -1210,6 +1210,7 @@ pub async fn run_block_undo(
     block(ctx, cmds, out, Some(undo)).await
 }
 
+/// [`run_block`], with the undo capture of a keyed script run when `undo` is given.
 async fn block(
     ctx: &MultiCtx,
     cmds: Vec<Queued>,
