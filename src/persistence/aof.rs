@@ -996,9 +996,19 @@ fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
 /// A RESP header line: `prefix`, `n` in decimal, CRLF.
 #[inline]
 fn push_len(out: &mut Vec<u8>, prefix: u8, n: usize) {
-    out.push(prefix);
-    crate::util::num::push_i64(out, n as i64);
-    out.extend_from_slice(b"\r\n");
+    // Argument counts and most key and value lengths are below 100: a
+    // fixed-size copy for those (the general path measured ~2.5% of the
+    // server's time under a SET load, most of it a memcpy call per header).
+    if n < 10 {
+        out.extend_from_slice(&[prefix, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        let (t, u) = (b'0' + (n / 10) as u8, b'0' + (n % 10) as u8);
+        out.extend_from_slice(&[prefix, t, u, b'\r', b'\n']);
+    } else {
+        out.push(prefix);
+        crate::util::num::push_i64(out, n as i64);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// `SELECT <db>` as a record.
@@ -2282,6 +2292,24 @@ mod tests {
         assert!(split_blocks(vec![argv(&["MULTI"]), argv(&["MULTI"])]).is_err());
         assert!(split_blocks(vec![argv(&["MULTI", "PERCORE-TX", "x", "0"])]).is_err());
         assert!(split_blocks(vec![argv(&["MULTI", "x"])]).is_err());
+    }
+
+    #[test]
+    fn encode_lengths() {
+        let long = vec![b'x'; 1234];
+        let mut out = Vec::new();
+        encode(&mut out, &[b"SET", &[b'k'; 10], &long, b""]);
+        let mut want = b"*4\r\n$3\r\nSET\r\n$10\r\nkkkkkkkkkk\r\n$1234\r\n".to_vec();
+        want.extend_from_slice(&long);
+        want.extend_from_slice(b"\r\n$0\r\n\r\n");
+        assert_eq!(out, want);
+        let (cmds, tail) = parse_file(&out).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(cmds[0][2], long);
+        let mut out = Vec::new();
+        encode(&mut out, &[&[b'a'; 99], &[b'b'; 100]]);
+        assert!(out.starts_with(b"*2\r\n$99\r\n"));
+        assert_eq!(&out[4 + 5 + 99 + 2..4 + 5 + 99 + 2 + 6], b"$100\r\n");
     }
 
     #[test]
