@@ -68,6 +68,7 @@ use crate::server::core::Core;
 use crate::server::shard::Shard;
 use crate::storage::db::Access;
 use crate::storage::value::{Object, StrRef};
+use crate::util::num::format_i64;
 
 /// Logical bytes appended per core (records handed to the log, durable or not).
 static APPENDED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
@@ -432,8 +433,16 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
                     ))
                 }
             };
-            BASE_SIZE.fetch_add(data.len() as u64, Ordering::Relaxed);
-            if e.kind == Kind::Base && data.starts_with(b"REDIS") {
+            let rdb_base = e.kind == Kind::Base && data.starts_with(b"REDIS");
+            // An incr file's zeros after its last record (direct-I/O padding,
+            // zeros written ahead before a crash) are not log.
+            let size = if rdb_base {
+                data.len()
+            } else {
+                data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+            };
+            BASE_SIZE.fetch_add(size as u64, Ordering::Relaxed);
+            if rdb_base {
                 // An RDB base (aof-use-rdb-preamble): validated whole now,
                 // loaded into its shard before the incr files replay.
                 drop(data);
@@ -829,8 +838,7 @@ fn append_owned(core_id: usize, owner: Option<u64>, db: usize, argv: &[&[u8]]) {
             records: 0,
         });
         if p.db != db {
-            let d = db.to_string();
-            encode(&mut p.buf, &[b"SELECT", d.as_bytes()]);
+            encode_select(&mut p.buf, db);
             p.db = db;
         }
         encode(&mut p.buf, argv);
@@ -920,8 +928,7 @@ pub fn finish_part(
         };
         let before = l.pending.len();
         if p.first_db != l.db && p.first_db != usize::MAX {
-            let d = p.first_db.to_string();
-            encode(&mut l.pending, &[b"SELECT", d.as_bytes()]);
+            encode_select(&mut l.pending, p.first_db);
         }
         if cross {
             let name = format!("{}-{id}", crate::commands::server::run_id());
@@ -972,8 +979,7 @@ fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
         let Some(l) = l.as_mut() else { return };
         let before = l.pending.len();
         if l.db != db {
-            let d = db.to_string();
-            encode(&mut l.pending, &[b"SELECT", d.as_bytes()]);
+            encode_select(&mut l.pending, db);
             l.db = db;
         }
         encode(&mut l.pending, argv);
@@ -987,18 +993,41 @@ fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
     });
 }
 
-/// RESP array of bulk strings.
+/// RESP array of bulk strings. One reservation, no allocation per length
+/// (this runs for every logged write).
 fn encode(out: &mut Vec<u8>, argv: &[&[u8]]) {
-    out.push(b'*');
-    out.extend_from_slice(argv.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // Upper bound: `*`/`$`, at most 20 digits and CRLF per header, CRLF per bulk.
+    out.reserve(argv.iter().map(|a| a.len() + 25).sum::<usize>() + 23);
+    push_len(out, b'*', argv.len());
     for a in argv {
-        out.push(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_len(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// A RESP header line: `prefix`, `n` in decimal, CRLF.
+#[inline]
+fn push_len(out: &mut Vec<u8>, prefix: u8, n: usize) {
+    // Argument counts and most key and value lengths are below 100: a
+    // fixed-size copy for those (the general path measured ~2.5% of the
+    // server's time under a SET load, most of it a memcpy call per header).
+    if n < 10 {
+        out.extend_from_slice(&[prefix, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        let (t, u) = (b'0' + (n / 10) as u8, b'0' + (n % 10) as u8);
+        out.extend_from_slice(&[prefix, t, u, b'\r', b'\n']);
+    } else {
+        out.push(prefix);
+        crate::util::num::push_i64(out, n as i64);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `SELECT <db>` as a record.
+fn encode_select(out: &mut Vec<u8>, db: usize) {
+    let mut d = [0u8; 24];
+    encode(out, &[b"SELECT", format_i64(db as i64, &mut d)]);
 }
 
 /// Logs the current state of `key` (DEL, then commands recreating it, then
@@ -1036,16 +1065,19 @@ fn key_state_records(
     };
     let ttl = d.expire_at(pos);
     if let Some(s) = d.str_at(pos) {
-        let v = match s {
-            StrRef::Int(i) => i.to_string().into_bytes(),
-            StrRef::Bytes(b) => b.to_vec(),
+        // Encoded straight from the stored value: no copy of it, no allocation.
+        let mut num = [0u8; 24];
+        let v: &[u8] = match s {
+            StrRef::Int(i) => format_i64(i, &mut num),
+            StrRef::Bytes(b) => b,
         };
         match ttl {
             Some(at) => {
-                let t = at.to_string();
-                append(core_id, db, &[b"SET", key, &v, b"PXAT", t.as_bytes()]);
+                let mut t = [0u8; 24];
+                let t = format_i64(at as i64, &mut t);
+                append(core_id, db, &[b"SET", key, v, b"PXAT", t]);
             }
-            None => append(core_id, db, &[b"SET", key, &v]),
+            None => append(core_id, db, &[b"SET", key, v]),
         }
         return;
     }
@@ -1123,8 +1155,12 @@ fn key_state_records(
         }
     }
     if let Some(at) = ttl {
-        let t = at.to_string();
-        append(core_id, db, &[b"PEXPIREAT", key, t.as_bytes()]);
+        let mut t = [0u8; 24];
+        append(
+            core_id,
+            db,
+            &[b"PEXPIREAT", key, format_i64(at as i64, &mut t)],
+        );
     }
     if wrap {
         append(core_id, db, &[b"EXEC"]);
@@ -1695,67 +1731,139 @@ fn set_layout(entries: &[Entry]) {
     }
 }
 
-/// Bytes written per full direct-I/O write.
+/// The most bytes one direct-I/O write carries (a longer append is cut in pieces).
 const REGION: usize = 256 << 10;
 
-/// A direct-I/O appender: staged bytes go to the file from aligned DMA
-/// buffers whose tail past the logical end is zeroed by us (Glommio recycles
-/// buffers, so its own padding may hold stale bytes that would read back as
-/// records). Writes are awaited one at a time, so they never overlap.
+/// How far ahead of the records the file is extended with zeros (see
+/// [`DioLog::zero_ahead`]); a multiple of any direct-I/O alignment.
+const ZERO_AHEAD: u64 = 2 << 20;
+
+/// A direct-I/O appender. A write covers only what it adds plus the last
+/// partial block (`carry`, rewritten with what follows it), zero-padded up
+/// to the alignment: its cost is what it appends, never what the file
+/// already holds. Each write's buffer comes from Glommio's DMA pool; its
+/// tail past the logical end is zeroed by us (Glommio recycles buffers, so
+/// stale bytes there would read back as records). Writes are awaited one
+/// at a time, so they never overlap and reach the file in order.
 struct DioLog {
     file: glommio::io::DmaFile,
-    /// File offset of `staged[0]` (a multiple of the alignment).
+    /// File offset of `carry[0]` (a multiple of the alignment).
     base: u64,
-    /// Logical bytes from `base` on.
-    staged: Vec<u8>,
-    /// Staged bytes already written (padded) to the file.
-    flushed: usize,
+    /// The bytes of the last, partial block (fewer than the alignment).
+    carry: Vec<u8>,
+    /// The file holds written blocks (records or zeros) up to here.
+    zeroed: u64,
+}
+
+/// A Glommio error as an `io::Error`.
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 impl DioLog {
-    /// Appends, writing every full region.
-    async fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.staged.extend_from_slice(data);
-        while self.staged.len() >= REGION {
-            self.write_padded(REGION).await?;
-            self.staged.drain(..REGION);
-            self.base += REGION as u64;
-            self.flushed = 0;
-        }
-        Ok(())
-    }
-
-    /// Writes `staged[..n]`, zero-padded up to the alignment, at `base`.
-    async fn write_padded(&mut self, n: usize) -> std::io::Result<()> {
-        let len = self.file.align_up(n as u64) as usize;
-        let mut buf = self.file.alloc_dma_buffer(len);
-        let b = buf.as_bytes_mut();
-        b[..n].copy_from_slice(&self.staged[..n]);
-        b[n..].fill(0);
-        self.file
-            .write_at(buf, self.base)
+    /// Opens the (new, empty) file at `path` to write it from its start.
+    async fn open(path: &Path) -> std::io::Result<DioLog> {
+        let file = glommio::io::OpenOptions::new()
+            .write(true)
+            .dma_open(path)
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(())
+            .map_err(io_err)?;
+        let align = file.alignment() as usize;
+        Ok(DioLog {
+            file,
+            base: 0,
+            carry: Vec::with_capacity(align),
+            zeroed: 0,
+        })
     }
 
-    /// Writes the partial tail (padded), unless written already.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if self.staged.len() > self.flushed {
-            let n = self.staged.len();
-            self.write_padded(n).await?;
-            self.flushed = n;
+    /// Closes the file.
+    async fn close(self) {
+        let _ = self.file.close().await;
+    }
+
+    /// Makes sure the file holds written blocks up to at least `end`, by
+    /// writing zeros ahead of the records in steps of [`ZERO_AHEAD`]. A
+    /// record write then lands on blocks that exist, within the file's
+    /// size: io_uring issues it inline instead of handing it to a worker
+    /// thread that competes with the executor for its core (an appending
+    /// O_DIRECT write must allocate), and its fdatasync has no size or
+    /// allocation to commit (on the test VM's ext4: 0.1 ms against
+    /// 0.2-0.27 ms). The loader reads zeros after the last record as the
+    /// end of the file; close and a rewrite's switch cut the file to its
+    /// logical size.
+    async fn zero_ahead(&mut self, end: u64) -> std::io::Result<()> {
+        if ZERO_AHEAD == 0 || end <= self.zeroed {
+            return Ok(());
+        }
+        let target = end.div_ceil(ZERO_AHEAD) * ZERO_AHEAD + ZERO_AHEAD;
+        while self.zeroed < target {
+            let n = ((target - self.zeroed) as usize).min(REGION);
+            let mut buf = self.file.alloc_dma_buffer(n);
+            buf.as_bytes_mut().fill(0);
+            match self.file.write_at(buf, self.zeroed).await {
+                Ok(w) if w >= n => self.zeroed += n as u64,
+                Ok(_) => return Err(io_err("short write extending the AOF file")),
+                Err(e) => return Err(io_err(e)),
+            }
         }
         Ok(())
     }
 
-    /// Flush, then fdatasync.
+    /// The file's logical size.
+    fn size(&self) -> u64 {
+        self.base + self.carry.len() as u64
+    }
+
+    /// Writes `data` after the logical end. Returns how many bytes of `data`
+    /// reached the file: all of them unless it also returns an error.
+    async fn write(&mut self, data: &[u8]) -> (usize, std::io::Result<()>) {
+        let mut done = 0;
+        while done < data.len() {
+            let head = self.carry.len();
+            let n = (head + data.len() - done).min(REGION);
+            let take = n - head;
+            let len = self.file.align_up(n as u64) as usize;
+            let full = self.file.align_down(n as u64) as usize;
+            if let Err(e) = self.zero_ahead(self.base + len as u64).await {
+                return (done, Err(e));
+            }
+            let mut buf = self.file.alloc_dma_buffer(len);
+            let b = buf.as_bytes_mut();
+            b[..head].copy_from_slice(&self.carry);
+            b[head..n].copy_from_slice(&data[done..done + take]);
+            b[n..].fill(0);
+            match self.file.write_at(buf, self.base).await {
+                Ok(w) if w >= len => {}
+                Ok(w) => {
+                    let e = format!("short write to the AOF file: {w} of {len} bytes");
+                    return (done, Err(io_err(e)));
+                }
+                Err(e) => return (done, Err(io_err(e))),
+            }
+            if full == 0 {
+                // Still inside the same block: it grows.
+                self.carry.extend_from_slice(&data[done..done + take]);
+            } else {
+                // `full` > `head`: the new partial block is all from `data`.
+                self.carry.clear();
+                self.carry
+                    .extend_from_slice(&data[done + full - head..done + take]);
+                self.base += full as u64;
+            }
+            done += take;
+        }
+        (done, Ok(()))
+    }
+
+    /// fdatasync.
     async fn sync(&mut self) -> std::io::Result<()> {
-        self.flush().await?;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        self.file.fdatasync().await.map_err(io_err)
+    }
+
+    /// Cuts the file to its logical size (drops the padding of the last block).
+    async fn cut(&mut self) -> std::io::Result<()> {
+        self.file.truncate(self.size()).await.map_err(io_err)
     }
 }
 
@@ -1763,17 +1871,9 @@ impl DioLog {
 pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
     let id = core.id;
     let path = plan.incr[id].clone();
-    let file = glommio::io::OpenOptions::new()
-        .write(true)
-        .dma_open(&path)
+    let writer = DioLog::open(&path)
         .await
         .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-    let writer = DioLog {
-        file,
-        base: 0,
-        staged: Vec::with_capacity(REGION * 2),
-        flushed: 0,
-    };
     LOG.with(|l| {
         *l.borrow_mut() = Some(ShardLog {
             pending: Vec::new(),
@@ -1960,42 +2060,57 @@ async fn turn_off(core: &Rc<Core>) {
 /// crash, not only a power loss, can lose in those modes).
 const ROUND: Duration = Duration::from_millis(2);
 
+/// The most capacity the writer's backlog keeps between rounds (a burst of
+/// big records should not pin its memory for good).
+const BACKLOG_KEEP: usize = 4 << 20;
+
 /// Hands pending records to the file and syncs as appendfsync says.
+///
+/// Group commit (`always`): each round takes every record appended since the
+/// last one (by all connections of this shard, as one buffer swap: no copy)
+/// and makes it durable with one write and one fdatasync; the connections
+/// whose replies wait on it are woken together. Records appended while that
+/// fdatasync is in flight are the next round's, so under load a round's
+/// group is everything that arrived during the previous round's sync.
 async fn writer_task(id: usize, mut writer: DioLog) {
     let mut last_sync = Instant::now();
+    // Records taken from the log but not yet in the file. Swapped with the
+    // log's pending buffer, so both keep their capacity across rounds.
+    let mut backlog: Vec<u8> = Vec::new();
+    // Takes the log's pending records into `backlog` (after any not written yet).
+    let take = |l: &mut ShardLog, backlog: &mut Vec<u8>| {
+        if backlog.is_empty() {
+            std::mem::swap(&mut l.pending, backlog);
+        } else {
+            backlog.extend_from_slice(&l.pending);
+            l.pending.clear();
+        }
+    };
+    // Writes the backlog; what a failed write left stays in it.
+    async fn write_backlog(writer: &mut DioLog, backlog: &mut Vec<u8>) -> std::io::Result<()> {
+        let (n, r) = writer.write(backlog).await;
+        backlog.drain(..n);
+        if backlog.capacity() > BACKLOG_KEEP {
+            backlog.shrink_to(BACKLOG_KEEP);
+        }
+        r
+    }
 
     loop {
         let switch = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.switch.take()));
         if let Some((path, tail, at)) = switch {
             // The old file gets its last records, synced and cut to its logical size.
+            backlog.extend_from_slice(&tail);
             let r = async {
-                writer.append(&tail).await?;
+                write_backlog(&mut writer, &mut backlog).await?;
                 writer.sync().await?;
-                let size = writer.base + writer.staged.len() as u64;
-                writer
-                    .file
-                    .truncate(size)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                glommio::io::OpenOptions::new()
-                    .write(true)
-                    .dma_open(&path)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                writer.cut().await?;
+                DioLog::open(&path).await
             }
             .await;
             match r {
-                Ok(file) => {
-                    let old = std::mem::replace(
-                        &mut writer,
-                        DioLog {
-                            file,
-                            base: 0,
-                            staged: Vec::with_capacity(REGION * 2),
-                            flushed: 0,
-                        },
-                    );
-                    let _ = old.file.close().await;
+                Ok(next) => {
+                    std::mem::replace(&mut writer, next).close().await;
                     DURABLE[id].fetch_max(at, Ordering::AcqRel);
                     wake(id, at);
                 }
@@ -2010,20 +2125,16 @@ async fn writer_task(id: usize, mut writer: DioLog) {
         }
         let close = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.close.take()));
         if let Some(done) = close {
-            let (data, upto) = LOG.with(|l| {
+            let upto = LOG.with(|l| {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut().expect("log state");
-                (std::mem::take(&mut l.pending), l.appended)
+                take(l, &mut backlog);
+                l.appended
             });
             let r = async {
-                writer.append(&data).await?;
+                write_backlog(&mut writer, &mut backlog).await?;
                 writer.sync().await?;
-                let size = writer.base + writer.staged.len() as u64;
-                writer
-                    .file
-                    .truncate(size)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                writer.cut().await
             }
             .await;
             if let Err(e) = r {
@@ -2032,23 +2143,25 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                 DURABLE[id].store(upto, Ordering::Release);
                 wake(id, upto);
             }
+            writer.close().await;
             let _ = done.send(());
             return;
         }
         let mode = fsync_mode();
-        let (data, upto, kick) = LOG.with(|l| {
+        let (upto, kick) = LOG.with(|l| {
             let mut l = l.borrow_mut();
             let l = l.as_mut().expect("log state");
-            let data = std::mem::take(&mut l.pending);
+            take(l, &mut backlog);
             let synced = DURABLE[id].load(Ordering::Acquire) >= l.appended;
-            let kick = if data.is_empty() && synced && mode == Fsync::Always && l.switch.is_none() {
-                let (tx, rx) = oneshot::channel();
-                l.kick = Some(tx);
-                Some(rx)
-            } else {
-                None
-            };
-            (data, l.appended, kick)
+            let kick =
+                if backlog.is_empty() && synced && mode == Fsync::Always && l.switch.is_none() {
+                    let (tx, rx) = oneshot::channel();
+                    l.kick = Some(tx);
+                    Some(rx)
+                } else {
+                    None
+                };
+            (l.appended, kick)
         });
         if let Some(rx) = kick {
             // Wait for records; the timeout notices a switch out of `always`.
@@ -2057,26 +2170,27 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             let _ = futures::future::select(rx, timer).await;
             continue;
         }
-        if !data.is_empty() {
-            if let Err(e) = writer.append(&data).await {
+        if !backlog.is_empty() {
+            if let Err(e) = write_backlog(&mut writer, &mut backlog).await {
                 WRITE_OK.store(false, Ordering::Relaxed);
                 crate::server::log::warning(&format!("Error writing to the AOF file: {e}"));
                 glommio::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         }
-        let written = upto;
         match mode {
-            Fsync::Always => sync(id, &mut writer, written).await,
+            // One fdatasync for the whole group. (Writing the group through
+            // an O_DSYNC handle instead, one I/O per group, measured slower
+            // on the 2-core test VM: 2.4-5 ms per group against 1.1-2.1 ms.)
+            Fsync::Always => sync(id, &mut writer, upto).await,
             Fsync::EverySec | Fsync::No => {
-                if writer.flush().await.is_err() {
-                    WRITE_OK.store(false, Ordering::Relaxed);
-                }
+                // As Redis's aof_last_write_status: ok again once a write succeeds.
+                WRITE_OK.store(true, Ordering::Relaxed);
                 if mode == Fsync::EverySec
                     && last_sync.elapsed() >= Duration::from_secs(1)
-                    && DURABLE[id].load(Ordering::Relaxed) < written
+                    && DURABLE[id].load(Ordering::Relaxed) < upto
                 {
-                    sync(id, &mut writer, written).await;
+                    sync(id, &mut writer, upto).await;
                     last_sync = Instant::now();
                 }
                 // Waiters left from a switch out of `always`: release them.
@@ -2087,19 +2201,22 @@ async fn writer_task(id: usize, mut writer: DioLog) {
     }
 }
 
-/// fdatasync (padding the partial block), then wakes the waiters it covers.
+/// fdatasync, then wakes the waiters it covers.
 async fn sync(id: usize, writer: &mut DioLog, upto: u64) {
     match writer.sync().await {
-        Ok(()) => {
-            WRITE_OK.store(true, Ordering::Relaxed);
-            DURABLE[id].store(upto, Ordering::Release);
-            wake(id, upto);
-        }
+        Ok(()) => made_durable(id, upto),
         Err(e) => {
             WRITE_OK.store(false, Ordering::Relaxed);
             crate::server::log::warning(&format!("Error syncing the AOF file: {e}"));
         }
     }
+}
+
+/// The log is durable up to `upto`: wakes the waiters it covers.
+fn made_durable(id: usize, upto: u64) {
+    WRITE_OK.store(true, Ordering::Relaxed);
+    DURABLE[id].store(upto, Ordering::Release);
+    wake(id, upto);
 }
 
 fn wake(_id: usize, upto: u64) {
@@ -2188,6 +2305,24 @@ mod tests {
         assert!(split_blocks(vec![argv(&["MULTI"]), argv(&["MULTI"])]).is_err());
         assert!(split_blocks(vec![argv(&["MULTI", "PERCORE-TX", "x", "0"])]).is_err());
         assert!(split_blocks(vec![argv(&["MULTI", "x"])]).is_err());
+    }
+
+    #[test]
+    fn encode_lengths() {
+        let long = vec![b'x'; 1234];
+        let mut out = Vec::new();
+        encode(&mut out, &[b"SET", &[b'k'; 10], &long, b""]);
+        let mut want = b"*4\r\n$3\r\nSET\r\n$10\r\nkkkkkkkkkk\r\n$1234\r\n".to_vec();
+        want.extend_from_slice(&long);
+        want.extend_from_slice(b"\r\n$0\r\n\r\n");
+        assert_eq!(out, want);
+        let (cmds, tail) = parse_file(&out).unwrap();
+        assert_eq!(tail, Tail::Clean);
+        assert_eq!(cmds[0][2], long);
+        let mut out = Vec::new();
+        encode(&mut out, &[&[b'a'; 99], &[b'b'; 100]]);
+        assert!(out.starts_with(b"*2\r\n$99\r\n"));
+        assert_eq!(&out[4 + 5 + 99 + 2..4 + 5 + 99 + 2 + 6], b"$100\r\n");
     }
 
     #[test]
