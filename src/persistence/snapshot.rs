@@ -9,20 +9,20 @@
 //!   cut is consistent across shards: a multi-shard transaction is in the
 //!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
-//!   pending records in slices of `SLICE` keys (`Db::snapshot_step`, in the
-//!   table's tag order, which is stable across resizes) and yields between
-//!   slices, so connections keep being served.
+//!   pending records (`Db::snapshot_step`, in the table's tag order, which is
+//!   stable across resizes) in slices of `SLICE_TIME`, and between slices
+//!   lets the executor poll for I/O, so connections keep being served.
 //! * **Copy-on-write per key.** Every `Db` method that changes or removes a
 //!   record first serializes it if it is still pending (`Db::cow`), so the
 //!   dump holds each key's value as of the cut. Records created after the
 //!   cut carry the fresh bit and are skipped.
 //! * **Output.** Serialized bytes are buffered per (shard, db) and handed in
-//!   64 KiB chunks over a channel to a writer thread, which appends them to
+//!   256 KiB chunks over a channel to a writer thread, which appends them to
 //!   one part file per database; when every shard is done it writes the
 //!   final file in db order (header, SELECTDB/RESIZEDB per db, the db's part
 //!   file, EOF, CRC-64) as temp-<pid>.rdb, fsyncs and renames it.
 //!
-//! The memory a snapshot costs is its buffers (64 KiB per active db per
+//! The memory a snapshot costs is its buffers (256 KiB per active db per
 //! shard, plus the channel backlog when the disk is slower than the cores),
 //! not a copy of the changed pages as with fork.
 
@@ -38,12 +38,14 @@ use super::crc64;
 use super::rdb::{self, SaveOpts};
 use crate::server::core::Core;
 
-/// Keys serialized per walker slice before yielding.
-const SLICE: usize = 256;
-/// Longest the walker runs before letting the executor poll for I/O.
-const WALK_BUDGET: std::time::Duration = std::time::Duration::from_micros(200);
-/// Bytes buffered per (shard, db) before they go to the writer.
-const CHUNK: usize = 64 * 1024;
+/// Keys serialized between two looks at the clock.
+const STEP: usize = 32;
+/// How long a walker slice runs before letting the executor poll for I/O:
+/// the most a request arriving during a slice waits for it.
+const SLICE_TIME: std::time::Duration = std::time::Duration::from_micros(150);
+/// Bytes buffered per (shard, db) before they go to the writer: few channel
+/// messages and large writes.
+const CHUNK: usize = 256 * 1024;
 
 /// What the writer thread receives.
 pub enum WriterMsg {
@@ -97,13 +99,15 @@ impl DbSnap {
     /// Hands the buffer to the writer once it is big enough.
     pub fn maybe_flush(&mut self) {
         if self.buf.len() >= CHUNK {
-            self.flush();
+            self.flush(CHUNK + CHUNK / 8);
         }
     }
 
-    fn flush(&mut self) {
+    /// Sends the buffered bytes; the next buffer gets `capacity` (allocated
+    /// at its full size once rather than grown by doubling).
+    fn flush(&mut self, capacity: usize) {
         if !self.buf.is_empty() {
-            let bytes = std::mem::take(&mut self.buf);
+            let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
             // A gone writer means the snapshot failed; it reports that itself.
             let _ = self.sink.send(WriterMsg::Chunk { db: self.db, bytes });
         }
@@ -111,7 +115,7 @@ impl DbSnap {
 
     /// Hands over the last bytes and records the totals.
     pub fn finish(&mut self) {
-        self.flush();
+        self.flush(0);
         let st = super::state();
         st.cow_bytes.fetch_add(self.cow_bytes, Ordering::Relaxed);
         st.keys_processed.fetch_add(self.keys, Ordering::Relaxed);
@@ -263,31 +267,34 @@ pub fn spawn_walker(core: Rc<Core>) {
     });
     let c2 = core.clone();
     let task = async move {
-        let mut slice_started = Instant::now();
         loop {
+            // One slice: steps of STEP keys until SLICE_TIME has passed, so a
+            // slice lasts about as long whatever the keys cost to serialize.
+            let started = Instant::now();
             let done = {
                 let mut shard = c2.shard.borrow_mut();
-                match shard.dbs.iter_mut().find(|d| d.snapshot_active()) {
-                    Some(d) => {
-                        d.snapshot_step(SLICE);
-                        false
+                loop {
+                    match shard.dbs.iter_mut().find(|d| d.snapshot_active()) {
+                        Some(d) => {
+                            d.snapshot_step(STEP);
+                        }
+                        None => break true,
                     }
-                    None => true,
+                    if started.elapsed() >= SLICE_TIME {
+                        break false;
+                    }
                 }
             };
             if done {
                 return;
             }
-            if slice_started.elapsed() >= WALK_BUDGET {
-                // Yielding the task queue is not enough: while this task is
-                // runnable the executor may not poll for network events, so
-                // connections would wait for the preempt timer. A timer wait
-                // makes the executor go through its reactor.
-                glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
-                slice_started = Instant::now();
-            } else {
-                glommio::executor().yield_task_queue_now().await;
-            }
+            // Yielding the task queue is not enough: while this task is
+            // runnable the executor does not poll for network events (the
+            // rings' completions wait for the thread to enter the kernel), so
+            // connections would wait for the preempt timer. A timer wait
+            // makes the executor go through its reactor; when nothing else is
+            // runnable the walker is back within microseconds.
+            glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
         }
     };
     match glommio::spawn_local_into(task, tq) {
