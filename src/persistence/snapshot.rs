@@ -27,7 +27,7 @@
 //! not a copy of the changed pages as with fork.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -310,23 +310,83 @@ pub fn spawn_walker(core: Rc<Core>) {
     }
 }
 
-/// A writer that keeps a running CRC-64 of what it writes.
-struct CrcWriter<W: Write> {
-    inner: W,
+/// Bytes written to the final file between two writeback requests (Redis's
+/// REDIS_AUTOSYNC_BYTES for rdb-save-incremental-fsync): the disk works while
+/// the snapshot runs instead of all at the closing fsync.
+const AUTOSYNC: u64 = 4 << 20;
+/// Small pieces (headers) are gathered up to this before a write.
+const OUT_BUF: usize = 64 * 1024;
+
+/// The final file being written: a running CRC-64 of its bytes, and
+/// writeback started every `AUTOSYNC` bytes.
+struct Out {
+    file: File,
+    buf: Vec<u8>,
     crc: u64,
     written: u64,
+    synced: u64,
 }
 
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.crc = crc64::crc64(self.crc, &b[..n]);
-        self.written += n as u64;
-        Ok(n)
+impl Out {
+    fn new(file: File) -> Out {
+        Out {
+            file,
+            buf: Vec::with_capacity(OUT_BUF),
+            crc: 0,
+            written: 0,
+            synced: 0,
+        }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    /// Appends `b`: gathered when small, written at once when large (chunks
+    /// are not copied again).
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc = crc64::crc64(self.crc, b);
+        if self.buf.len() + b.len() > OUT_BUF {
+            self.flush_buf()?;
+        }
+        if b.len() >= OUT_BUF {
+            self.file.write_all(b)?;
+            self.written += b.len() as u64;
+            self.autosync();
+        } else {
+            self.buf.extend_from_slice(b);
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+            self.autosync();
+        }
+        Ok(())
+    }
+
+    /// Starts writeback of what was written since the last call, as Redis's
+    /// rioWrite does with sync_file_range when autosync is on.
+    fn autosync(&mut self) {
+        if self.written - self.synced < AUTOSYNC {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on a descriptor this struct owns,
+            // with no memory passed. It is a hint: an error is ignored here
+            // and any write error surfaces at the closing fsync.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.synced as libc::off64_t,
+                    (self.written - self.synced) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.synced = self.written;
     }
 }
 
@@ -340,7 +400,11 @@ pub struct FileOpts {
     pub functions: Vec<u8>,
 }
 
-/// The writer thread: part files per db, then the final file in db order.
+/// The writer thread. The first database with keys at the cut is written
+/// straight into the final file as its chunks arrive (once the sizes are
+/// known: RESIZEDB comes first); the others go to part files, appended in db
+/// order at the end (header, SELECTDB/RESIZEDB per db, the db's keys, EOF,
+/// CRC-64). With one database in use nothing is written twice.
 pub fn write_file(
     rx: mpsc::Receiver<WriterMsg>,
     dir: &Path,
@@ -353,6 +417,7 @@ pub fn write_file(
     let pid = std::process::id();
     let tag = &fopts.tag;
     let part_path = |db: usize| dir.join(format!("temp-{pid}{tag}-db{db}.part"));
+    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
     let mut parts: Vec<Option<File>> = (0..ndbs).map(|_| None).collect();
     let mut sizes = vec![(0u64, 0u64); ndbs];
     let cleanup = |parts: &mut Vec<Option<File>>| {
@@ -362,16 +427,70 @@ pub fn write_file(
             }
         }
     };
+    let write_err = |e: std::io::Error| format!("Write error saving DB on disk: {e}");
+    // The final file, with its header written (and the direct db's, if any).
+    let mut out: Option<Out> = None;
+    // The database whose chunks go straight into `out`.
+    let mut direct: Option<usize> = None;
+    // Opens the final file and writes everything before the first db's keys.
+    let start = |direct: Option<usize>,
+                 sizes: &[(u64, u64)],
+                 parts: &mut Vec<Option<File>>|
+     -> Result<Out, String> {
+        let file = File::create(&tmp).map_err(|e| {
+            format!(
+                "Failed opening the temp RDB file {} (in server root dir {}) for saving: {e}",
+                tmp.display(),
+                dir.display()
+            )
+        })?;
+        let mut o = Out::new(file);
+        let mut head = Vec::new();
+        let now = now_secs();
+        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
+        head.extend_from_slice(&fopts.functions);
+        if let Some(db) = direct {
+            rdb::save_db_header(&mut head, db, sizes[db].0, sizes[db].1);
+        }
+        o.write(&head).map_err(write_err)?;
+        // Chunks of the direct db that came before the sizes.
+        if let Some(db) = direct {
+            if let Some(f) = parts[db].take() {
+                let r = copy_part(f, &mut o);
+                let _ = std::fs::remove_file(part_path(db));
+                r.map_err(write_err)?;
+            }
+        }
+        Ok(o)
+    };
     let mut failure: Option<String> = None;
     for msg in rx {
         if failure.is_some() {
             continue; // drain so senders never block or error
         }
         match msg {
-            WriterMsg::Sizes(s) => sizes = s,
+            WriterMsg::Sizes(s) => {
+                sizes = s;
+                sizes.resize(ndbs, (0, 0));
+                if out.is_none() {
+                    direct = sizes.iter().position(|s| s.0 > 0);
+                    match start(direct, &sizes, &mut parts) {
+                        Ok(o) => out = Some(o),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
             WriterMsg::Chunk { db, bytes } => {
                 if db >= ndbs {
                     continue;
+                }
+                if direct == Some(db) {
+                    if let Some(o) = out.as_mut() {
+                        if let Err(e) = o.write(&bytes) {
+                            failure = Some(write_err(e));
+                        }
+                        continue;
+                    }
                 }
                 if parts[db].is_none() {
                     match std::fs::OpenOptions::new()
@@ -394,68 +513,63 @@ pub fn write_file(
                 }
                 if let Some(f) = parts[db].as_mut() {
                     if let Err(e) = f.write_all(&bytes) {
-                        failure = Some(format!("Write error saving DB on disk: {e}"));
+                        failure = Some(write_err(e));
                     }
                 }
             }
         }
     }
-    if let Some(e) = failure {
-        cleanup(&mut parts);
-        return Err(e);
-    }
-    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
-    let result = (|| -> std::io::Result<u64> {
-        let file = File::create(&tmp)?;
-        let mut w = CrcWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            crc: 0,
-            written: 0,
+    let result = (|| -> Result<u64, String> {
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut o = match out.take() {
+            Some(o) => o,
+            // No sizes came (a caller that failed half way): no direct db.
+            None => start(None, &sizes, &mut parts)?,
         };
-        let mut head = Vec::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
-        w.write_all(&head)?;
-        w.write_all(&fopts.functions)?;
+        // The other databases in db order (a db below the direct one can
+        // only come from a sizes message that missed it; a second SELECTDB
+        // for it is still a valid file).
         for (db, part) in parts.iter_mut().enumerate() {
-            let Some(f) = part.as_mut() else { continue };
+            let Some(f) = part.take() else { continue };
+            let _ = std::fs::remove_file(part_path(db));
             let mut h = Vec::new();
             rdb::save_db_header(&mut h, db, sizes[db].0, sizes[db].1);
-            w.write_all(&h)?;
-            f.seek(SeekFrom::Start(0))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                w.write_all(&buf[..n])?;
-            }
+            o.write(&h).map_err(write_err)?;
+            copy_part(f, &mut o).map_err(write_err)?;
         }
-        w.write_all(&[rdb::op::EOF])?;
-        let crc = if checksum { w.crc } else { 0 };
-        w.write_all(&crc.to_le_bytes())?;
-        let written = w.written;
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
+        o.write(&[rdb::op::EOF]).map_err(write_err)?;
+        let crc = if checksum { o.crc } else { 0 };
+        o.write(&crc.to_le_bytes()).map_err(write_err)?;
+        o.flush_buf().map_err(write_err)?;
+        o.file.sync_all().map_err(write_err)?;
+        let written = o.written;
+        drop(o);
+        std::fs::rename(&tmp, path).map_err(write_err)?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(written)
     })();
     cleanup(&mut parts);
-    result.map_err(|e| {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        format!("Write error saving DB on disk: {e}")
-    })
+    }
+    result
+}
+
+/// Appends a part file to the final file.
+fn copy_part(mut f: File, o: &mut Out) -> std::io::Result<()> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        o.write(&buf[..n])?;
+    }
 }
 
 /// Takes the in-progress flag; false when a snapshot is already running.
