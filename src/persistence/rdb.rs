@@ -253,12 +253,13 @@ pub fn save_key(
             save_string(out, b, opts);
         }
         ValueRef::Object(o) => {
-            // The type byte depends on the object's encoding: written by save_object.
-            let mut body = Vec::new();
-            let t = save_object(&mut body, o, opts);
-            out.push(t);
+            // The type byte depends on the object's encoding, which
+            // save_object finds out: reserve it and fill it in after (no
+            // second buffer and copy per key).
+            let at = out.len();
+            out.push(0);
             save_string(out, key, opts);
-            out.extend_from_slice(&body);
+            out[at] = save_object(out, o, opts);
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
 //!   pending records (`Db::snapshot_step`, in the table's tag order, which is
-//!   stable across resizes) in slices of `SLICE_TIME`, and between slices
+//!   stable across resizes) in time-bounded slices (shorter while connections are busy), and between slices
 //!   lets the executor poll for I/O, so connections keep being served.
 //! * **Copy-on-write per key.** Every `Db` method that changes or removes a
 //!   record first serializes it if it is still pending (`Db::cow`), so the
@@ -40,9 +40,14 @@ use crate::server::core::Core;
 
 /// Keys serialized between two looks at the clock.
 const STEP: usize = 32;
-/// How long a walker slice runs before letting the executor poll for I/O:
-/// the most a request arriving during a slice waits for it.
-const SLICE_TIME: std::time::Duration = std::time::Duration::from_micros(150);
+/// How long a walker slice runs before letting the executor poll for I/O
+/// (the most a request arriving during a slice waits for it) when the core
+/// had nothing else to do between two slices...
+const SLICE_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
+/// ... and when connections had work: shorter, for their latency.
+const SLICE_BUSY: std::time::Duration = std::time::Duration::from_micros(50);
+/// A pause between two slices longer than this means other tasks ran in it.
+const BUSY_GAP: std::time::Duration = std::time::Duration::from_micros(20);
 /// Bytes buffered per (shard, db) before they go to the writer: few channel
 /// messages and large writes.
 const CHUNK: usize = 256 * 1024;
@@ -267,8 +272,9 @@ pub fn spawn_walker(core: Rc<Core>) {
     });
     let c2 = core.clone();
     let task = async move {
+        let mut slice = SLICE_IDLE;
         loop {
-            // One slice: steps of STEP keys until SLICE_TIME has passed, so a
+            // One slice: steps of STEP keys until `slice` has passed, so a
             // slice lasts about as long whatever the keys cost to serialize.
             let started = Instant::now();
             let done = {
@@ -280,7 +286,7 @@ pub fn spawn_walker(core: Rc<Core>) {
                         }
                         None => break true,
                     }
-                    if started.elapsed() >= SLICE_TIME {
+                    if started.elapsed() >= slice {
                         break false;
                     }
                 }
@@ -288,6 +294,7 @@ pub fn spawn_walker(core: Rc<Core>) {
             if done {
                 return;
             }
+            let paused = Instant::now();
             // Yielding the task queue is not enough: while this task is
             // runnable the executor does not poll for network events (the
             // rings' completions wait for the thread to enter the kernel), so
@@ -295,6 +302,16 @@ pub fn spawn_walker(core: Rc<Core>) {
             // makes the executor go through its reactor; when nothing else is
             // runnable the walker is back within microseconds.
             glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+            // The timer and the connections that the same poll woke start
+            // with equal virtual runtimes: let the connections go first.
+            glommio::executor().yield_task_queue_now().await;
+            // Long slices while the core has nothing else to do; short ones
+            // while connections have work, so their requests wait less.
+            slice = if paused.elapsed() > BUSY_GAP {
+                SLICE_BUSY
+            } else {
+                SLICE_IDLE
+            };
         }
     };
     match glommio::spawn_local_into(task, tq) {
