@@ -10,17 +10,22 @@
 //!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
 //!   pending records (`Db::snapshot_step`, in the table's tag order, which is
-//!   stable across resizes) in time-bounded slices (shorter while connections are busy), and between slices
-//!   lets the executor poll for I/O, so connections keep being served.
+//!   stable across resizes) in time-bounded slices: 200 µs while the core has
+//!   nothing else to do, 50 µs while connections have work. Between slices
+//!   it lets the executor poll for I/O and the connections run first. When
+//!   the thread itself waits for a CPU (other processes on it), the walker
+//!   also keeps to its `snapshot-shares` part of the time while connections
+//!   are busy.
 //! * **Copy-on-write per key.** Every `Db` method that changes or removes a
 //!   record first serializes it if it is still pending (`Db::cow`), so the
 //!   dump holds each key's value as of the cut. Records created after the
 //!   cut carry the fresh bit and are skipped.
 //! * **Output.** Serialized bytes are buffered per (shard, db) and handed in
-//!   256 KiB chunks over a channel to a writer thread, which appends them to
-//!   one part file per database; when every shard is done it writes the
-//!   final file in db order (header, SELECTDB/RESIZEDB per db, the db's part
-//!   file, EOF, CRC-64) as temp-<pid>.rdb, fsyncs and renames it.
+//!   256 KiB chunks over a channel to a writer thread. It streams the first
+//!   database with keys straight into the final file (temp-<pid>.rdb: header,
+//!   SELECTDB/RESIZEDB, keys) and the others into one part file each,
+//!   appended in db order at the end, then EOF and CRC-64; it starts
+//!   writeback every 4 MiB, fsyncs and renames the file.
 //!
 //! The memory a snapshot costs is its buffers (256 KiB per active db per
 //! shard, plus the channel backlog when the disk is slower than the cores),
@@ -273,6 +278,7 @@ pub fn spawn_walker(core: Rc<Core>) {
     let c2 = core.clone();
     let task = async move {
         let mut slice = SLICE_IDLE;
+        let mut contention = Contention::new();
         loop {
             // One slice: steps of STEP keys until `slice` has passed, so a
             // slice lasts about as long whatever the keys cost to serialize.
@@ -307,11 +313,16 @@ pub fn spawn_walker(core: Rc<Core>) {
             glommio::executor().yield_task_queue_now().await;
             // Long slices while the core has nothing else to do; short ones
             // while connections have work, so their requests wait less.
-            slice = if paused.elapsed() > BUSY_GAP {
-                SLICE_BUSY
-            } else {
-                SLICE_IDLE
-            };
+            let busy = paused.elapsed() > BUSY_GAP;
+            slice = if busy { SLICE_BUSY } else { SLICE_IDLE };
+            if busy && contention.cpu_is_short() {
+                // The thread waits for a CPU (other processes share it):
+                // every slice of the walker is time the connections then
+                // wait in the run queue. Keep to the walker's share
+                // (snapshot-shares against the connections' 1000) until the
+                // CPU is free again.
+                glommio::timer::sleep(slice * 1000 / shares.max(1) as u32).await;
+            }
         }
     };
     match glommio::spawn_local_into(task, tq) {
@@ -325,6 +336,55 @@ pub fn spawn_walker(core: Rc<Core>) {
             }
         }
     }
+}
+
+/// How often the walker looks at how long its thread waits for a CPU.
+const CONTENTION_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// Waiting for a CPU more than this part of the time (per mille) means the
+/// CPU is oversubscribed.
+const CONTENDED_PER_MILLE: u64 = 50;
+
+/// Whether the walker's thread is short of CPU: the time it spent runnable
+/// but waiting for a CPU (`/proc/thread-self/schedstat`, second field), as
+/// a part of the time that passed, sampled every `CONTENTION_EVERY`.
+struct Contention {
+    at: Instant,
+    waited_ns: Option<u64>,
+    short: bool,
+}
+
+impl Contention {
+    fn new() -> Contention {
+        Contention {
+            at: Instant::now(),
+            waited_ns: run_queue_wait_ns(),
+            short: false,
+        }
+    }
+
+    /// The last verdict, renewed when it is `CONTENTION_EVERY` old.
+    fn cpu_is_short(&mut self) -> bool {
+        let elapsed = self.at.elapsed();
+        if elapsed >= CONTENTION_EVERY {
+            let now = run_queue_wait_ns();
+            self.short = match (self.waited_ns, now) {
+                (Some(a), Some(b)) => {
+                    b.saturating_sub(a) * 1000 > elapsed.as_nanos() as u64 * CONTENDED_PER_MILLE
+                }
+                _ => false,
+            };
+            self.waited_ns = now;
+            self.at = Instant::now();
+        }
+        self.short
+    }
+}
+
+/// Nanoseconds this thread has spent runnable but waiting for a CPU (None
+/// where the kernel does not say).
+fn run_queue_wait_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Bytes written to the final file between two writeback requests (Redis's
