@@ -35,26 +35,128 @@ fn idx(h: u32) -> usize {
     ((h >> (3 * 8 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
 }
 
+/// The compressor's hash table: input position last seen per hash of three bytes.
+trait HashTable {
+    /// The position stored in `slot`, or `NONE`.
+    fn get(&self, slot: usize) -> usize;
+    /// Stores `pos` in `slot`.
+    fn set(&mut self, slot: usize, pos: usize);
+}
+
+/// A table filled with `NONE` for one call (inputs too long for `Stamped`).
+struct Plain(Vec<usize>);
+
+impl HashTable for Plain {
+    #[inline]
+    fn get(&self, slot: usize) -> usize {
+        self.0[slot]
+    }
+    #[inline]
+    fn set(&mut self, slot: usize, pos: usize) {
+        self.0[slot] = pos;
+    }
+}
+
+/// A per-thread table reused across calls. Filling 64 Ki slots for every
+/// string (512 KiB, as the first port did) cost ~15 µs per key and was most
+/// of a snapshot's time; instead each slot carries the stamp of the call that
+/// wrote it in its high half, and a slot with another stamp reads as empty,
+/// so a new call starts with an empty table by bumping the stamp.
+struct Stamped {
+    /// `stamp << 32 | position`.
+    slots: Box<[u64]>,
+    /// The current call's stamp (never 0: 0 is a cleared slot's).
+    stamp: u32,
+}
+
+impl Stamped {
+    /// Starts a call: every slot reads as empty from now on.
+    fn begin(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Once per 2^32 calls: clear for real so old stamps cannot come back.
+            self.slots.fill(0);
+            self.stamp = 1;
+        }
+    }
+}
+
+impl HashTable for Stamped {
+    #[inline]
+    fn get(&self, slot: usize) -> usize {
+        let e = self.slots[slot];
+        if (e >> 32) as u32 == self.stamp {
+            (e & 0xffff_ffff) as usize
+        } else {
+            NONE
+        }
+    }
+    #[inline]
+    fn set(&mut self, slot: usize, pos: usize) {
+        // Callers only use `Stamped` for inputs shorter than 2^32 bytes.
+        self.slots[slot] = (u64::from(self.stamp) << 32) | pos as u64;
+    }
+}
+
+thread_local! {
+    /// This thread's reusable hash table (allocated on first use).
+    static TABLE: std::cell::RefCell<Option<Stamped>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compresses `input` exactly as Redis's lzf_compress does (same bytes out, so
 /// DUMP payloads and RDB files match Redis's); None when the output would not
 /// fit in `out_len` bytes (Redis asks for at most `len - 4` and stores the
-/// string raw otherwise). A port of lzf_c.c step by step: `op` writes a
-/// placeholder control byte for the literal run in progress.
+/// string raw otherwise).
 pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
-    let in_end = input.len();
-    if in_end == 0 || out_len == 0 {
-        return None;
+    let mut out = Vec::new();
+    compress_into(input, out_len, &mut out).then_some(out)
+}
+
+/// As [`compress`], into `out` (replacing its contents; its capacity is
+/// reused); false, with `out` in an unspecified state, when the output would
+/// not fit in `out_len` bytes.
+pub fn compress_into(input: &[u8], out_len: usize, out: &mut Vec<u8>) -> bool {
+    if input.is_empty() || out_len == 0 {
+        return false;
     }
+    if input.len() < u32::MAX as usize {
+        let done = TABLE.with(|t| {
+            let Ok(mut t) = t.try_borrow_mut() else {
+                return None;
+            };
+            let t = t.get_or_insert_with(|| Stamped {
+                slots: vec![0u64; HSIZE].into_boxed_slice(),
+                stamp: 0,
+            });
+            t.begin();
+            Some(compress_with(input, out_len, out, t))
+        });
+        if let Some(ok) = done {
+            return ok;
+        }
+    }
+    compress_with(input, out_len, out, &mut Plain(vec![NONE; HSIZE]))
+}
+
+/// A port of lzf_c.c step by step: `op` writes a placeholder control byte
+/// for the literal run in progress.
+fn compress_with(
+    input: &[u8],
+    out_len: usize,
+    out: &mut Vec<u8>,
+    htab: &mut impl HashTable,
+) -> bool {
+    let in_end = input.len();
     // Slack: the C code may write a run's control byte one past its checks.
-    let mut out = vec![0u8; out_len + 4];
-    let mut htab = vec![NONE; HSIZE];
+    out.clear();
+    out.resize(out_len + 4, 0);
     let (mut ip, mut op, mut lit) = (0usize, 1usize, 0usize);
     let mut hval = if in_end >= 2 { first(input, 0) } else { 0 };
     while ip + 2 < in_end {
         hval = next(hval, input, ip);
         let slot = idx(hval);
-        let r = htab[slot];
-        htab[slot] = ip;
+        let r = htab.get(slot);
+        htab.set(slot, ip);
         let matched = r != NONE
             && ip - r - 1 < MAX_OFF
             && ip + 4 < in_end
@@ -69,7 +171,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
                 op -= 1;
             }
             if op + 3 + 1 >= out_len {
-                return None;
+                return false;
             }
             // The C code compares 16 bytes unrolled (no length check) when
             // maxlen > 16, then one at a time up to maxlen.
@@ -113,14 +215,14 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
             ip -= 2;
             hval = first(input, ip);
             hval = next(hval, input, ip);
-            htab[idx(hval)] = ip;
+            htab.set(idx(hval), ip);
             ip += 1;
             hval = next(hval, input, ip);
-            htab[idx(hval)] = ip;
+            htab.set(idx(hval), ip);
             ip += 1;
         } else {
             if op >= out_len {
-                return None;
+                return false;
             }
             lit += 1;
             out[op] = input[ip];
@@ -134,7 +236,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         }
     }
     if op + 3 > out_len {
-        return None;
+        return false;
     }
     while ip < in_end {
         lit += 1;
@@ -152,7 +254,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         op -= 1;
     }
     out.truncate(op);
-    Some(out)
+    true
 }
 
 /// Decompresses `input` into exactly `out_len` bytes; an error names the problem.
@@ -255,6 +357,49 @@ mod tests {
             })
             .collect();
         assert!(compress(&rnd, rnd.len() - 4).is_none());
+    }
+
+    #[test]
+    fn reused_table_gives_the_bytes_of_a_fresh_one() {
+        // Strings compressed one after another on one thread see the slots
+        // of the previous ones: they must read as empty, also across a wrap
+        // of the stamp.
+        let mut x = 99u64;
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for n in 0..300usize {
+            let len = 21 + (n * 37) % 700;
+            inputs.push(
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        b"abcab"[(x % 5) as usize]
+                    })
+                    .collect(),
+            );
+        }
+        let fresh = |s: &[u8]| {
+            let mut out = Vec::new();
+            compress_with(s, s.len() - 4, &mut out, &mut Plain(vec![NONE; HSIZE])).then_some(out)
+        };
+        for round in 0..2 {
+            if round == 1 {
+                TABLE.with(|t| {
+                    if let Some(t) = t.borrow_mut().as_mut() {
+                        t.stamp = u32::MAX - 100;
+                    }
+                });
+            }
+            for s in &inputs {
+                let got = compress(s, s.len() - 4);
+                assert_eq!(got, fresh(s));
+                if let Some(z) = got {
+                    assert_eq!(decompress(&z, s.len()).unwrap(), *s);
+                }
+            }
+        }
+        TABLE.with(|t| assert!(t.borrow().as_ref().is_some_and(|t| t.stamp < 1000)));
     }
 
     #[test]

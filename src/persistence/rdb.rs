@@ -139,17 +139,43 @@ pub fn save_string(out: &mut Vec<u8>, s: &[u8], opts: SaveOpts) {
             }
         }
     }
-    if opts.compression && s.len() > 20 {
-        if let Some(z) = lzf::compress(s, s.len() - 4) {
-            out.push(0xC0 | ENC_LZF);
-            save_len(out, z.len() as u64);
-            save_len(out, s.len() as u64);
-            out.extend_from_slice(&z);
-            return;
-        }
+    if opts.compression && s.len() > 20 && save_lzf(out, s) {
+        return;
     }
     save_len(out, s.len() as u64);
     out.extend_from_slice(s);
+}
+
+thread_local! {
+    /// Reused output buffer of LZF attempts: a snapshot tries every string
+    /// longer than 20 bytes, and most small ones do not compress.
+    static LZF_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Appends `s` LZF-compressed (rdbSaveLzfStringObject); false, with `out`
+/// untouched, when it does not shrink by more than 4 bytes.
+fn save_lzf(out: &mut Vec<u8>, s: &[u8]) -> bool {
+    let try_with = |z: &mut Vec<u8>, out: &mut Vec<u8>| {
+        if !lzf::compress_into(s, s.len() - 4, z) {
+            return false;
+        }
+        out.push(0xC0 | ENC_LZF);
+        save_len(out, z.len() as u64);
+        save_len(out, s.len() as u64);
+        out.extend_from_slice(z);
+        true
+    };
+    LZF_SCRATCH.with(|c| match c.try_borrow_mut() {
+        Ok(mut z) => {
+            let ok = try_with(&mut z, out);
+            // A huge string's buffer is not kept for the small ones.
+            if z.capacity() > 1 << 20 {
+                *z = Vec::new();
+            }
+            ok
+        }
+        Err(_) => try_with(&mut Vec::new(), out),
+    })
 }
 
 /// Appends an integer string (rdbSaveLongLongAsStringObject).
@@ -227,12 +253,13 @@ pub fn save_key(
             save_string(out, b, opts);
         }
         ValueRef::Object(o) => {
-            // The type byte depends on the object's encoding: written by save_object.
-            let mut body = Vec::new();
-            let t = save_object(&mut body, o, opts);
-            out.push(t);
+            // The type byte depends on the object's encoding, which
+            // save_object finds out: reserve it and fill it in after (no
+            // second buffer and copy per key).
+            let at = out.len();
+            out.push(0);
             save_string(out, key, opts);
-            out.extend_from_slice(&body);
+            out[at] = save_object(out, o, opts);
         }
     }
 }

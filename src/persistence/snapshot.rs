@@ -9,25 +9,30 @@
 //!   cut is consistent across shards: a multi-shard transaction is in the
 //!   dump whole or not at all.
 //! * **The walker.** A task in a low-share background task queue serializes
-//!   pending records in slices of `SLICE` keys (`Db::snapshot_step`, in the
-//!   table's tag order, which is stable across resizes) and yields between
-//!   slices, so connections keep being served.
+//!   pending records (`Db::snapshot_step`, in the table's tag order, which is
+//!   stable across resizes) in time-bounded slices: 200 µs while the core has
+//!   nothing else to do, 50 µs while connections have work. Between slices
+//!   it lets the executor poll for I/O and the connections run first. When
+//!   the thread itself waits for a CPU (other processes on it), the walker
+//!   also keeps to its `snapshot-shares` part of the time while connections
+//!   are busy.
 //! * **Copy-on-write per key.** Every `Db` method that changes or removes a
 //!   record first serializes it if it is still pending (`Db::cow`), so the
 //!   dump holds each key's value as of the cut. Records created after the
 //!   cut carry the fresh bit and are skipped.
 //! * **Output.** Serialized bytes are buffered per (shard, db) and handed in
-//!   64 KiB chunks over a channel to a writer thread, which appends them to
-//!   one part file per database; when every shard is done it writes the
-//!   final file in db order (header, SELECTDB/RESIZEDB per db, the db's part
-//!   file, EOF, CRC-64) as temp-<pid>.rdb, fsyncs and renames it.
+//!   256 KiB chunks over a channel to a writer thread. It streams the first
+//!   database with keys straight into the final file (temp-<pid>.rdb: header,
+//!   SELECTDB/RESIZEDB, keys) and the others into one part file each,
+//!   appended in db order at the end, then EOF and CRC-64; it starts
+//!   writeback every 4 MiB, fsyncs and renames the file.
 //!
-//! The memory a snapshot costs is its buffers (64 KiB per active db per
+//! The memory a snapshot costs is its buffers (256 KiB per active db per
 //! shard, plus the channel backlog when the disk is slower than the cores),
 //! not a copy of the changed pages as with fork.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -38,12 +43,19 @@ use super::crc64;
 use super::rdb::{self, SaveOpts};
 use crate::server::core::Core;
 
-/// Keys serialized per walker slice before yielding.
-const SLICE: usize = 256;
-/// Longest the walker runs before letting the executor poll for I/O.
-const WALK_BUDGET: std::time::Duration = std::time::Duration::from_micros(200);
-/// Bytes buffered per (shard, db) before they go to the writer.
-const CHUNK: usize = 64 * 1024;
+/// Keys serialized between two looks at the clock.
+const STEP: usize = 32;
+/// How long a walker slice runs before letting the executor poll for I/O
+/// (the most a request arriving during a slice waits for it) when the core
+/// had nothing else to do between two slices...
+const SLICE_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
+/// ... and when connections had work: shorter, for their latency.
+const SLICE_BUSY: std::time::Duration = std::time::Duration::from_micros(50);
+/// A pause between two slices longer than this means other tasks ran in it.
+const BUSY_GAP: std::time::Duration = std::time::Duration::from_micros(20);
+/// Bytes buffered per (shard, db) before they go to the writer: few channel
+/// messages and large writes.
+const CHUNK: usize = 256 * 1024;
 
 /// What the writer thread receives.
 pub enum WriterMsg {
@@ -97,13 +109,15 @@ impl DbSnap {
     /// Hands the buffer to the writer once it is big enough.
     pub fn maybe_flush(&mut self) {
         if self.buf.len() >= CHUNK {
-            self.flush();
+            self.flush(CHUNK + CHUNK / 8);
         }
     }
 
-    fn flush(&mut self) {
+    /// Sends the buffered bytes; the next buffer gets `capacity` (allocated
+    /// at its full size once rather than grown by doubling).
+    fn flush(&mut self, capacity: usize) {
         if !self.buf.is_empty() {
-            let bytes = std::mem::take(&mut self.buf);
+            let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
             // A gone writer means the snapshot failed; it reports that itself.
             let _ = self.sink.send(WriterMsg::Chunk { db: self.db, bytes });
         }
@@ -111,7 +125,7 @@ impl DbSnap {
 
     /// Hands over the last bytes and records the totals.
     pub fn finish(&mut self) {
-        self.flush();
+        self.flush(0);
         let st = super::state();
         st.cow_bytes.fetch_add(self.cow_bytes, Ordering::Relaxed);
         st.keys_processed.fetch_add(self.keys, Ordering::Relaxed);
@@ -263,30 +277,51 @@ pub fn spawn_walker(core: Rc<Core>) {
     });
     let c2 = core.clone();
     let task = async move {
-        let mut slice_started = Instant::now();
+        let mut slice = SLICE_IDLE;
+        let mut contention = Contention::new();
         loop {
+            // One slice: steps of STEP keys until `slice` has passed, so a
+            // slice lasts about as long whatever the keys cost to serialize.
+            let started = Instant::now();
             let done = {
                 let mut shard = c2.shard.borrow_mut();
-                match shard.dbs.iter_mut().find(|d| d.snapshot_active()) {
-                    Some(d) => {
-                        d.snapshot_step(SLICE);
-                        false
+                loop {
+                    match shard.dbs.iter_mut().find(|d| d.snapshot_active()) {
+                        Some(d) => {
+                            d.snapshot_step(STEP);
+                        }
+                        None => break true,
                     }
-                    None => true,
+                    if started.elapsed() >= slice {
+                        break false;
+                    }
                 }
             };
             if done {
                 return;
             }
-            if slice_started.elapsed() >= WALK_BUDGET {
-                // Yielding the task queue is not enough: while this task is
-                // runnable the executor may not poll for network events, so
-                // connections would wait for the preempt timer. A timer wait
-                // makes the executor go through its reactor.
-                glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
-                slice_started = Instant::now();
-            } else {
-                glommio::executor().yield_task_queue_now().await;
+            let paused = Instant::now();
+            // Yielding the task queue is not enough: while this task is
+            // runnable the executor does not poll for network events (the
+            // rings' completions wait for the thread to enter the kernel), so
+            // connections would wait for the preempt timer. A timer wait
+            // makes the executor go through its reactor; when nothing else is
+            // runnable the walker is back within microseconds.
+            glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+            // The timer and the connections that the same poll woke start
+            // with equal virtual runtimes: let the connections go first.
+            glommio::executor().yield_task_queue_now().await;
+            // Long slices while the core has nothing else to do; short ones
+            // while connections have work, so their requests wait less.
+            let busy = paused.elapsed() > BUSY_GAP;
+            slice = if busy { SLICE_BUSY } else { SLICE_IDLE };
+            if busy && contention.cpu_is_short() {
+                // The thread waits for a CPU (other processes share it):
+                // every slice of the walker is time the connections then
+                // wait in the run queue. Keep to the walker's share
+                // (snapshot-shares against the connections' 1000) until the
+                // CPU is free again.
+                glommio::timer::sleep(slice * 1000 / shares.max(1) as u32).await;
             }
         }
     };
@@ -303,23 +338,132 @@ pub fn spawn_walker(core: Rc<Core>) {
     }
 }
 
-/// A writer that keeps a running CRC-64 of what it writes.
-struct CrcWriter<W: Write> {
-    inner: W,
-    crc: u64,
-    written: u64,
+/// How often the walker looks at how long its thread waits for a CPU.
+const CONTENTION_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// Waiting for a CPU more than this part of the time (per mille) means the
+/// CPU is oversubscribed.
+const CONTENDED_PER_MILLE: u64 = 50;
+
+/// Whether the walker's thread is short of CPU: the time it spent runnable
+/// but waiting for a CPU (`/proc/thread-self/schedstat`, second field), as
+/// a part of the time that passed, sampled every `CONTENTION_EVERY`.
+struct Contention {
+    at: Instant,
+    waited_ns: Option<u64>,
+    short: bool,
 }
 
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.crc = crc64::crc64(self.crc, &b[..n]);
-        self.written += n as u64;
-        Ok(n)
+impl Contention {
+    fn new() -> Contention {
+        Contention {
+            at: Instant::now(),
+            waited_ns: run_queue_wait_ns(),
+            short: false,
+        }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    /// The last verdict, renewed when it is `CONTENTION_EVERY` old.
+    fn cpu_is_short(&mut self) -> bool {
+        let elapsed = self.at.elapsed();
+        if elapsed >= CONTENTION_EVERY {
+            let now = run_queue_wait_ns();
+            self.short = match (self.waited_ns, now) {
+                (Some(a), Some(b)) => {
+                    b.saturating_sub(a) * 1000 > elapsed.as_nanos() as u64 * CONTENDED_PER_MILLE
+                }
+                _ => false,
+            };
+            self.waited_ns = now;
+            self.at = Instant::now();
+        }
+        self.short
+    }
+}
+
+/// Nanoseconds this thread has spent runnable but waiting for a CPU (None
+/// where the kernel does not say).
+fn run_queue_wait_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Bytes written to the final file between two writeback requests (Redis's
+/// REDIS_AUTOSYNC_BYTES for rdb-save-incremental-fsync): the disk works while
+/// the snapshot runs instead of all at the closing fsync.
+const AUTOSYNC: u64 = 4 << 20;
+/// Small pieces (headers) are gathered up to this before a write.
+const OUT_BUF: usize = 64 * 1024;
+
+/// The final file being written: a running CRC-64 of its bytes, and
+/// writeback started every `AUTOSYNC` bytes.
+struct Out {
+    file: File,
+    buf: Vec<u8>,
+    crc: u64,
+    written: u64,
+    synced: u64,
+}
+
+impl Out {
+    fn new(file: File) -> Out {
+        Out {
+            file,
+            buf: Vec::with_capacity(OUT_BUF),
+            crc: 0,
+            written: 0,
+            synced: 0,
+        }
+    }
+
+    /// Appends `b`: gathered when small, written at once when large (chunks
+    /// are not copied again).
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc = crc64::crc64(self.crc, b);
+        if self.buf.len() + b.len() > OUT_BUF {
+            self.flush_buf()?;
+        }
+        if b.len() >= OUT_BUF {
+            self.file.write_all(b)?;
+            self.written += b.len() as u64;
+            self.autosync();
+        } else {
+            self.buf.extend_from_slice(b);
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+            self.autosync();
+        }
+        Ok(())
+    }
+
+    /// Starts writeback of what was written since the last call, as Redis's
+    /// rioWrite does with sync_file_range when autosync is on.
+    fn autosync(&mut self) {
+        if self.written - self.synced < AUTOSYNC {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on a descriptor this struct owns,
+            // with no memory passed. It is a hint: an error is ignored here
+            // and any write error surfaces at the closing fsync.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.synced as libc::off64_t,
+                    (self.written - self.synced) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.synced = self.written;
     }
 }
 
@@ -333,7 +477,11 @@ pub struct FileOpts {
     pub functions: Vec<u8>,
 }
 
-/// The writer thread: part files per db, then the final file in db order.
+/// The writer thread. The first database with keys at the cut is written
+/// straight into the final file as its chunks arrive (once the sizes are
+/// known: RESIZEDB comes first); the others go to part files, appended in db
+/// order at the end (header, SELECTDB/RESIZEDB per db, the db's keys, EOF,
+/// CRC-64). With one database in use nothing is written twice.
 pub fn write_file(
     rx: mpsc::Receiver<WriterMsg>,
     dir: &Path,
@@ -346,6 +494,7 @@ pub fn write_file(
     let pid = std::process::id();
     let tag = &fopts.tag;
     let part_path = |db: usize| dir.join(format!("temp-{pid}{tag}-db{db}.part"));
+    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
     let mut parts: Vec<Option<File>> = (0..ndbs).map(|_| None).collect();
     let mut sizes = vec![(0u64, 0u64); ndbs];
     let cleanup = |parts: &mut Vec<Option<File>>| {
@@ -355,16 +504,70 @@ pub fn write_file(
             }
         }
     };
+    let write_err = |e: std::io::Error| format!("Write error saving DB on disk: {e}");
+    // The final file, with its header written (and the direct db's, if any).
+    let mut out: Option<Out> = None;
+    // The database whose chunks go straight into `out`.
+    let mut direct: Option<usize> = None;
+    // Opens the final file and writes everything before the first db's keys.
+    let start = |direct: Option<usize>,
+                 sizes: &[(u64, u64)],
+                 parts: &mut Vec<Option<File>>|
+     -> Result<Out, String> {
+        let file = File::create(&tmp).map_err(|e| {
+            format!(
+                "Failed opening the temp RDB file {} (in server root dir {}) for saving: {e}",
+                tmp.display(),
+                dir.display()
+            )
+        })?;
+        let mut o = Out::new(file);
+        let mut head = Vec::new();
+        let now = now_secs();
+        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
+        head.extend_from_slice(&fopts.functions);
+        if let Some(db) = direct {
+            rdb::save_db_header(&mut head, db, sizes[db].0, sizes[db].1);
+        }
+        o.write(&head).map_err(write_err)?;
+        // Chunks of the direct db that came before the sizes.
+        if let Some(db) = direct {
+            if let Some(f) = parts[db].take() {
+                let r = copy_part(f, &mut o);
+                let _ = std::fs::remove_file(part_path(db));
+                r.map_err(write_err)?;
+            }
+        }
+        Ok(o)
+    };
     let mut failure: Option<String> = None;
     for msg in rx {
         if failure.is_some() {
             continue; // drain so senders never block or error
         }
         match msg {
-            WriterMsg::Sizes(s) => sizes = s,
+            WriterMsg::Sizes(s) => {
+                sizes = s;
+                sizes.resize(ndbs, (0, 0));
+                if out.is_none() {
+                    direct = sizes.iter().position(|s| s.0 > 0);
+                    match start(direct, &sizes, &mut parts) {
+                        Ok(o) => out = Some(o),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
             WriterMsg::Chunk { db, bytes } => {
                 if db >= ndbs {
                     continue;
+                }
+                if direct == Some(db) {
+                    if let Some(o) = out.as_mut() {
+                        if let Err(e) = o.write(&bytes) {
+                            failure = Some(write_err(e));
+                        }
+                        continue;
+                    }
                 }
                 if parts[db].is_none() {
                     match std::fs::OpenOptions::new()
@@ -387,68 +590,63 @@ pub fn write_file(
                 }
                 if let Some(f) = parts[db].as_mut() {
                     if let Err(e) = f.write_all(&bytes) {
-                        failure = Some(format!("Write error saving DB on disk: {e}"));
+                        failure = Some(write_err(e));
                     }
                 }
             }
         }
     }
-    if let Some(e) = failure {
-        cleanup(&mut parts);
-        return Err(e);
-    }
-    let tmp = dir.join(format!("temp-{pid}{tag}.rdb"));
-    let result = (|| -> std::io::Result<u64> {
-        let file = File::create(&tmp)?;
-        let mut w = CrcWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            crc: 0,
-            written: 0,
+    let result = (|| -> Result<u64, String> {
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut o = match out.take() {
+            Some(o) => o,
+            // No sizes came (a caller that failed half way): no direct db.
+            None => start(None, &sizes, &mut parts)?,
         };
-        let mut head = Vec::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        rdb::save_header_with(&mut head, used_mem, now, fopts.aof_base);
-        w.write_all(&head)?;
-        w.write_all(&fopts.functions)?;
+        // The other databases in db order (a db below the direct one can
+        // only come from a sizes message that missed it; a second SELECTDB
+        // for it is still a valid file).
         for (db, part) in parts.iter_mut().enumerate() {
-            let Some(f) = part.as_mut() else { continue };
+            let Some(f) = part.take() else { continue };
+            let _ = std::fs::remove_file(part_path(db));
             let mut h = Vec::new();
             rdb::save_db_header(&mut h, db, sizes[db].0, sizes[db].1);
-            w.write_all(&h)?;
-            f.seek(SeekFrom::Start(0))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                w.write_all(&buf[..n])?;
-            }
+            o.write(&h).map_err(write_err)?;
+            copy_part(f, &mut o).map_err(write_err)?;
         }
-        w.write_all(&[rdb::op::EOF])?;
-        let crc = if checksum { w.crc } else { 0 };
-        w.write_all(&crc.to_le_bytes())?;
-        let written = w.written;
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
+        o.write(&[rdb::op::EOF]).map_err(write_err)?;
+        let crc = if checksum { o.crc } else { 0 };
+        o.write(&crc.to_le_bytes()).map_err(write_err)?;
+        o.flush_buf().map_err(write_err)?;
+        o.file.sync_all().map_err(write_err)?;
+        let written = o.written;
+        drop(o);
+        std::fs::rename(&tmp, path).map_err(write_err)?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(written)
     })();
     cleanup(&mut parts);
-    result.map_err(|e| {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        format!("Write error saving DB on disk: {e}")
-    })
+    }
+    result
+}
+
+/// Appends a part file to the final file.
+fn copy_part(mut f: File, o: &mut Out) -> std::io::Result<()> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        o.write(&buf[..n])?;
+    }
 }
 
 /// Takes the in-progress flag; false when a snapshot is already running.
