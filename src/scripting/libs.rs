@@ -120,6 +120,50 @@ unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
     k
 }
 
+/// Returns its arguments with every number replaced by its `%.17g` text, read
+/// exactly from the stack: mlua hands Rust 0 for -0 and for any number closer
+/// to 0 than f64::EPSILON, and redis.call must see what luaArgsToRedisArgv
+/// formats (`redis.call('set', k, 1e-20)` stores "9.9999999999999995e-21").
+///
+/// # Safety
+/// Called by Lua as a C function. Only stack slots 1..=n and one pushed slot
+/// (within LUA_MINSTACK) are touched; a memory error in lua_pushlstring
+/// leaves through longjmp, and this frame holds no value with a destructor.
+unsafe extern "C-unwind" fn numbers_as_strings(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    for i in 1..=n {
+        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+            let mut buf = [0u8; 64];
+            let len = libc::snprintf(
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                c"%.17g".as_ptr(),
+                ffi::lua_tonumber(l, i),
+            );
+            let len = (len.max(0) as usize).min(buf.len() - 1);
+            ffi::lua_pushlstring(l, buf.as_ptr().cast(), len);
+            ffi::lua_replace(l, i);
+        }
+    }
+    n
+}
+
+/// Wraps `call` (redis.call or redis.pcall) so that it gets its numbers as
+/// exact `%.17g` texts (see [`numbers_as_strings`]); the wrapper tail-calls
+/// it, so no frame of its own stays on the stack.
+pub(super) fn exact_numbers(lua: &Lua, call: mlua::Function) -> mlua::Result<mlua::Function> {
+    // SAFETY: exec_raw runs the closure in protected mode; lua_pushcclosure
+    // with no upvalue pushes one function, which exec_raw returns.
+    let fix = unsafe {
+        lua.exec_raw::<mlua::Function>((), |l| {
+            ffi::lua_pushcclosure(l, numbers_as_strings, 0);
+        })?
+    };
+    lua.load("local call, fix = ... return function(...) return call(fix(...)) end")
+        .set_name("=redis")
+        .call((call, fix))
+}
+
 thread_local! {
     /// The numbers among the running library function's arguments, exactly:
     /// mlua hands Rust 0 for -0 and for any number closer to 0 than f64::EPSILON.
@@ -2363,8 +2407,9 @@ pub fn lua_to_resp(v: &Value, out: &mut ReplyBuf, script: Proto, depth: usize) {
                 let s = &s[..memchr::memchr(0, &s).unwrap_or(s.len())];
                 return out.simple_bytes(&no_newlines(s));
             }
-            if let Ok(d @ (Value::Number(_) | Value::Integer(_))) = t.raw_get::<Value>("double") {
-                return out.double(as_num(&d).unwrap_or(0.0));
+            if let Ok(Value::Number(_) | Value::Integer(_)) = t.raw_get::<Value>("double") {
+                // Read as f64 from the stack: as a Value, -0 and tiny numbers would become 0.
+                return out.double(t.raw_get::<f64>("double").unwrap_or(0.0));
             }
             if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
                 let s = no_newlines(&s.as_bytes());
