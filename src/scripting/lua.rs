@@ -209,7 +209,7 @@ impl std::fmt::Display for Retry {
 impl std::error::Error for Retry {}
 
 /// Builds a sandboxed state as Redis 7.0's scriptingInit does.
-pub(super) fn new_state() -> mlua::Result<Lua> {
+pub(super) fn new_state(scope: super::libs::JsonScope) -> mlua::Result<Lua> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
         LuaOptions::default(),
@@ -302,7 +302,7 @@ pub(super) fn new_state() -> mlua::Result<Lua> {
     redis.set("LOG_WARNING", 3)?;
     super::libs::register_redis_api(&lua, &redis)?;
     g.raw_set("redis", redis)?;
-    super::libs::register(&lua)?;
+    super::libs::register(&lua, scope)?;
     super::bit::register(&lua, &g)?;
     // error_reply/status_reply, and the globals protection (7.0.15's texts).
     lua.load(
@@ -479,7 +479,7 @@ fn engine_lua() -> mlua::Result<Lua> {
         let mut e = e.borrow_mut();
         if e.as_ref().is_none_or(|x| x.gen != gen) {
             *e = Some(Engine {
-                lua: new_state()?,
+                lua: new_state(super::libs::JsonScope::Eval)?,
                 gen,
                 loaded: HashSet::new(),
             });
