@@ -141,6 +141,60 @@ end)",
     });
 }
 
+/// A library's globals are read-only when its functions run: rawset,
+/// setmetatable and assignments fail with Redis's texts and lines (a C
+/// function's error carries no position: its caller's line is reported).
+#[test]
+fn runtime_globals_read_only() {
+    const LIB: &str = "#!lua name=ro
+redis.register_function('a', function() rawset(_G, 'x', 1) return 1 end)
+redis.register_function('b', function()
+  local a = 1
+  x = 1
+  return 1
+end)
+redis.register_function('c', function()
+  local a = 1
+  rawset(_G, 'y', 1)
+  return 1
+end)
+redis.register_function('d', function()
+  local a = 1
+  return rawset(redis, 'y', 1)
+end)
+redis.register_function('e', function()
+  local a = 1
+  setmetatable(_G, nil)
+end)
+redis.register_function('f', function()
+  local a = 1
+  string.x = 1
+end)
+redis.register_function('g', function()
+  rawset(cjson, 'x', 1)
+end)
+redis.register_function('h', function()
+  local function inner()
+    rawset(_G, 'z', 1)
+  end
+  local a = 1
+  inner()
+end)
+redis.register_function('i', function() return rawget(_G, 'x') end)
+redis.register_function('j', function() local t = {} rawset(t, 'x', 1) return t.x end)
+redis.register_function('k', function()
+  local a = 1
+  error('plain', 0)
+end)
+";
+    each(|d| {
+        load(d, &[], LIB);
+        for f in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"] {
+            d.check(&["FCALL", f, "0"]);
+        }
+    });
+}
+
 #[test]
 fn load_errors() {
     each(|d| {

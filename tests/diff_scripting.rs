@@ -262,6 +262,92 @@ fn resp3() {
     });
 }
 
+/// Errors without a position (raised by C functions, or `error(msg, 0)`) are
+/// reported at the line of the innermost script frame, as Redis's handler does.
+#[test]
+fn error_lines() {
+    each(|d| {
+        for body in [
+            "local a = 1\nrawset(_G, 'x', 1)",
+            "local a = 1\nerror('plain', 0)",
+            "local function f()\n  error('lvl2', 2)\nend\nlocal a = 1\nf()",
+            "local function f()\n  setmetatable(_G, nil)\nend\nlocal a = 1\nf()",
+            "local a = 1\nreturn nosuch",
+            "local a = 1\nreturn cjson.decode('{')",
+            "local a = 1\nreturn rawset(_G, 'x', 1)",
+        ] {
+            ev(d, body, &["0"]);
+        }
+    });
+}
+
+/// Numbers given to redis.call are sent as `%.17g` texts, exactly: -0 and
+/// numbers closer to 0 than f64::EPSILON included (mlua would hand Rust 0).
+#[test]
+fn exact_numbers_to_redis_call() {
+    each(|d| {
+        for n in [
+            "1e-20",
+            "-0",
+            "0.1",
+            "0.1+0.2",
+            "1e300",
+            "-1e-310",
+            "0",
+            "1/0",
+            "-1/0",
+            "2^53+1",
+            "1e-300*1e-300",
+            "-2.5",
+        ] {
+            ev(
+                d,
+                &format!("return redis.call('set', KEYS[1], {n})"),
+                &["1", "k"],
+            );
+            d.check(&["GET", "k"]);
+            ev(
+                d,
+                &format!("return redis.pcall('set', KEYS[1], 'v', {n})"),
+                &["1", "k"],
+            );
+            ev(d, &format!("return redis.call('echo', {n})"), &["0"]);
+            // A number returned as such is truncated to an integer.
+            ev(d, &format!("return {n}"), &["0"]);
+        }
+        ev(
+            d,
+            "return redis.call('rpush', KEYS[1], 1e-20, -0, 'x', 3)",
+            &["1", "l"],
+        );
+        d.check(&["LRANGE", "l", "0", "-1"]);
+        ev(d, "return redis.call('set', KEYS[1], {})", &["1", "k"]);
+        ev(d, "return redis.call()", &["0"]);
+    });
+}
+
+/// `{double=...}` under RESP3 carries the number exactly.
+#[test]
+fn exact_doubles_resp3() {
+    each(|d| {
+        d.run(Cmp::TypeOnly, &["HELLO", "3"]);
+        for n in [
+            "1e-20", "-0", "0.1+0.2", "1e300", "-1e-310", "0", "3", "-2.5",
+        ] {
+            ev(
+                d,
+                &format!("redis.setresp(3) return {{double={n}}}"),
+                &["0"],
+            );
+            ev(
+                d,
+                &format!("redis.setresp(3) return {{1, {{double={n}}}}}"),
+                &["0"],
+            );
+        }
+    });
+}
+
 // ---- concurrency (4 shards) ----
 
 const SHARDS: usize = 4;

@@ -825,3 +825,58 @@ fn read_only_sandbox() {
     ev(&mut d, "string.x = 1", &[]);
     ev(&mut d, "return cjson.encode({1})", &[]);
 }
+
+/// The global cjson table's settings are the state's: a setting made by a
+/// script holds for scripts on every core (Redis has one EVAL state) until
+/// SCRIPT FLUSH; the functions' state has its own, kept across FUNCTION FLUSH.
+#[test]
+fn cjson_settings_shared_by_cores() {
+    let (r, p) = diff();
+    // Connections (and keyed scripts) land on several cores.
+    let mut ds: Vec<Diff> = (0..8).map(|_| Diff::new(&r, &p)).collect();
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let check = |ds: &mut Vec<Diff>| {
+        for (d, k) in ds.iter_mut().zip(keys) {
+            ev(d, "return cjson.encode({1.23456, {{{1}}}})", &[]);
+            d.check(&["EVAL", "return cjson.encode({3.14159, KEYS[1]})", "1", k]);
+            ev(
+                d,
+                "return {cjson.encode_number_precision(), cjson.encode_max_depth()}",
+                &[],
+            );
+            ev(d, "return {cjson.encode_sparse_array()}", &[]);
+            ev(
+                d,
+                "return {cjson.decode_invalid_numbers(), cjson.encode_invalid_numbers()}",
+                &[],
+            );
+            d.check(&["FCALL", "enc", "0"]);
+        }
+    };
+    let d = &mut ds[0];
+    d.line("SCRIPT FLUSH");
+    d.line("FUNCTION FLUSH");
+    let lib = "#!lua name=cj
+redis.register_function('enc', function() return cjson.encode({1.23456}) end)
+redis.register_function('prec', function(_, a) return cjson.encode_number_precision(a[1]) end)";
+    d.check(&["FUNCTION", "LOAD", lib]);
+    check(&mut ds);
+    let d = &mut ds[0];
+    ev(d, "return cjson.encode_number_precision(3)", &[]);
+    ev(d, "return cjson.encode_max_depth(2)", &[]);
+    ev(d, "return {cjson.encode_sparse_array(true, 3, 5)}", &[]);
+    ev(d, "return cjson.encode_invalid_numbers('null')", &[]);
+    ev(d, "return cjson.decode_invalid_numbers(false)", &[]);
+    // A cjson.new() instance has its own settings.
+    ev(d, "return cjson.new().encode({1.23456})", &[]);
+    check(&mut ds);
+    let d = &mut ds[3];
+    d.check(&["FCALL", "prec", "0", "5"]);
+    check(&mut ds);
+    ds[5].line("SCRIPT FLUSH");
+    check(&mut ds);
+    let d = &mut ds[2];
+    d.line("FUNCTION FLUSH");
+    d.check(&["FUNCTION", "LOAD", lib]);
+    check(&mut ds);
+}

@@ -376,7 +376,7 @@ fn read_flags(lua: &Lua, t: &Table) -> Option<u8> {
 impl FnState {
     /// A fresh state with the load API and the runtime globals set up.
     fn new() -> mlua::Result<FnState> {
-        let lua = lua::new_state()?;
+        let lua = lua::new_state(super::libs::JsonScope::Functions)?;
         let reg = lua.create_function(register_function)?;
         let (env, meta, load_api): (Table, Table, Table) = lua
             .load(

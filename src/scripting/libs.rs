@@ -120,6 +120,50 @@ unsafe extern "C-unwind" fn trampoline(l: *mut ffi::lua_State) -> c_int {
     k
 }
 
+/// Returns its arguments with every number replaced by its `%.17g` text, read
+/// exactly from the stack: mlua hands Rust 0 for -0 and for any number closer
+/// to 0 than f64::EPSILON, and redis.call must see what luaArgsToRedisArgv
+/// formats (`redis.call('set', k, 1e-20)` stores "9.9999999999999995e-21").
+///
+/// # Safety
+/// Called by Lua as a C function. Only stack slots 1..=n and one pushed slot
+/// (within LUA_MINSTACK) are touched; a memory error in lua_pushlstring
+/// leaves through longjmp, and this frame holds no value with a destructor.
+unsafe extern "C-unwind" fn numbers_as_strings(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    for i in 1..=n {
+        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+            let mut buf = [0u8; 64];
+            let len = libc::snprintf(
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                c"%.17g".as_ptr(),
+                ffi::lua_tonumber(l, i),
+            );
+            let len = (len.max(0) as usize).min(buf.len() - 1);
+            ffi::lua_pushlstring(l, buf.as_ptr().cast(), len);
+            ffi::lua_replace(l, i);
+        }
+    }
+    n
+}
+
+/// Wraps `call` (redis.call or redis.pcall) so that it gets its numbers as
+/// exact `%.17g` texts (see [`numbers_as_strings`]); the wrapper tail-calls
+/// it, so no frame of its own stays on the stack.
+pub(super) fn exact_numbers(lua: &Lua, call: mlua::Function) -> mlua::Result<mlua::Function> {
+    // SAFETY: exec_raw runs the closure in protected mode; lua_pushcclosure
+    // with no upvalue pushes one function, which exec_raw returns.
+    let fix = unsafe {
+        lua.exec_raw::<mlua::Function>((), |l| {
+            ffi::lua_pushcclosure(l, numbers_as_strings, 0);
+        })?
+    };
+    lua.load("local call, fix = ... return function(...) return call(fix(...)) end")
+        .set_name("=redis")
+        .call((call, fix))
+}
+
 thread_local! {
     /// The numbers among the running library function's arguments, exactly:
     /// mlua hands Rust 0 for -0 and for any number closer to 0 than f64::EPSILON.
@@ -398,18 +442,67 @@ struct JsonCfg {
     precision: i32,
 }
 
-impl Default for JsonCfg {
-    fn default() -> Self {
-        JsonCfg {
-            sparse_convert: 0,
-            sparse_ratio: 2,
-            sparse_safe: 10,
-            encode_max_depth: 1000,
-            decode_max_depth: 1000,
-            encode_invalid_numbers: 0,
-            decode_invalid_numbers: 1,
-            encode_keep_buffer: 1,
-            precision: 14,
+/// lua-cjson's defaults.
+const JSON_DEFAULTS: JsonCfg = JsonCfg {
+    sparse_convert: 0,
+    sparse_ratio: 2,
+    sparse_safe: 10,
+    encode_max_depth: 1000,
+    decode_max_depth: 1000,
+    encode_invalid_numbers: 0,
+    decode_invalid_numbers: 1,
+    encode_keep_buffer: 1,
+    precision: 14,
+};
+
+/// Which Lua state a global `cjson` table belongs to: Redis has one state for
+/// EVAL (recreated by SCRIPT FLUSH) and one for functions (kept for the
+/// process's life), each with its own settings; percore has one of each per
+/// core, so those settings live here, shared by the cores.
+#[derive(Clone, Copy)]
+pub enum JsonScope {
+    /// The EVAL/EVALSHA states.
+    Eval,
+    /// The function libraries' states.
+    Functions,
+}
+
+/// The global `cjson` tables' settings, by [`JsonScope`].
+static SHARED_JSON: [std::sync::Mutex<JsonCfg>; 2] = [
+    std::sync::Mutex::new(JSON_DEFAULTS),
+    std::sync::Mutex::new(JSON_DEFAULTS),
+];
+
+/// Back to lua-cjson's defaults (SCRIPT FLUSH recreates Redis's EVAL state).
+pub fn reset_json(scope: JsonScope) {
+    *SHARED_JSON[scope as usize]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = JSON_DEFAULTS;
+}
+
+/// Where a cjson table's settings live.
+#[derive(Clone)]
+enum Cfg {
+    /// A `cjson.new()` instance's own, in its state only (as in lua-cjson).
+    Local(Rc<RefCell<JsonCfg>>),
+    /// A global `cjson` table's, shared by the cores (see [`JsonScope`]).
+    Shared(&'static std::sync::Mutex<JsonCfg>),
+}
+
+impl Cfg {
+    /// A copy of the settings (a run reads them once, as lua-cjson does per call).
+    fn get(&self) -> JsonCfg {
+        match self {
+            Cfg::Local(c) => *c.borrow(),
+            Cfg::Shared(m) => *m.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Runs `f` on the settings.
+    fn update<R>(&self, f: impl FnOnce(&mut JsonCfg) -> R) -> R {
+        match self {
+            Cfg::Local(c) => f(&mut c.borrow_mut()),
+            Cfg::Shared(m) => f(&mut m.lock().unwrap_or_else(|e| e.into_inner())),
         }
     }
 }
@@ -417,36 +510,35 @@ impl Default for JsonCfg {
 /// LUAI_MAXCSTACK: lua_checkstack fails past this many slots in a C function.
 const MAXCSTACK: usize = 8000;
 
-type Cfg = Rc<RefCell<JsonCfg>>;
-
-/// Makes a cjson module table with its own settings.
-fn cjson_new(lua: &Lua) -> mlua::Result<Table> {
-    let cfg: Cfg = Rc::new(RefCell::new(JsonCfg::default()));
+/// Makes a cjson module table: the global one (`scope` given) with the
+/// settings shared by the cores, a `cjson.new()` one with its own.
+fn cjson_new(lua: &Lua, scope: Option<JsonScope>) -> mlua::Result<Table> {
+    let cfg = match scope {
+        Some(s) => Cfg::Shared(&SHARED_JSON[s as usize]),
+        None => Cfg::Local(Rc::new(RefCell::new(JSON_DEFAULTS))),
+    };
     let t = lua.create_table()?;
     let c = cfg.clone();
     t.set(
         "encode",
-        lib_fn(lua, move |lua, a: MultiValue| {
-            json_encode(lua, &c.borrow(), a)
-        })?,
+        lib_fn(lua, move |lua, a: MultiValue| json_encode(lua, &c.get(), a))?,
     )?;
     let c = cfg.clone();
     t.set(
         "decode",
-        lib_fn_packed(lua, move |lua, a: MultiValue| {
-            json_decode(lua, &c.borrow(), a)
-        })?,
+        lib_fn_packed(lua, move |lua, a: MultiValue| json_decode(lua, &c.get(), a))?,
     )?;
     let c = cfg.clone();
     t.set(
         "encode_sparse_array",
         lib_fn(lua, move |lua, a: MultiValue| {
             let a = arg_init(lua, a, 3)?;
-            let mut g = c.borrow_mut();
-            let r1 = enum_option(lua, &a, 0, &mut g.sparse_convert, None, 1)?;
-            let r2 = int_option(lua, &a, 1, &mut g.sparse_ratio, 0, i32::MAX)?;
-            let r3 = int_option(lua, &a, 2, &mut g.sparse_safe, 0, i32::MAX)?;
-            Ok(MultiValue::from_vec(vec![r1, r2, r3]))
+            c.update(|g| {
+                let r1 = enum_option(lua, &a, 0, &mut g.sparse_convert, None, 1)?;
+                let r2 = int_option(lua, &a, 1, &mut g.sparse_ratio, 0, i32::MAX)?;
+                let r3 = int_option(lua, &a, 2, &mut g.sparse_safe, 0, i32::MAX)?;
+                Ok(MultiValue::from_vec(vec![r1, r2, r3]))
+            })
         })?,
     )?;
     macro_rules! int_cfg {
@@ -456,7 +548,7 @@ fn cjson_new(lua: &Lua) -> mlua::Result<Table> {
                 $name,
                 lib_fn(lua, move |lua, a: MultiValue| {
                     let a = arg_init(lua, a, 1)?;
-                    int_option(lua, &a, 0, &mut c.borrow_mut().$field, $min, $max)
+                    c.update(|g| int_option(lua, &a, 0, &mut g.$field, $min, $max))
                 })?,
             )?;
         };
@@ -471,7 +563,7 @@ fn cjson_new(lua: &Lua) -> mlua::Result<Table> {
                 $name,
                 lib_fn(lua, move |lua, a: MultiValue| {
                     let a = arg_init(lua, a, 1)?;
-                    enum_option(lua, &a, 0, &mut c.borrow_mut().$field, $opts, 1)
+                    c.update(|g| enum_option(lua, &a, 0, &mut g.$field, $opts, 1))
                 })?,
             )?;
         };
@@ -483,7 +575,10 @@ fn cjson_new(lua: &Lua) -> mlua::Result<Table> {
         Some(&["off", "on", "null"])
     );
     enum_cfg!("decode_invalid_numbers", decode_invalid_numbers, None);
-    t.set("new", lib_fn(lua, |lua, _: MultiValue| cjson_new(lua))?)?;
+    t.set(
+        "new",
+        lib_fn(lua, |lua, _: MultiValue| cjson_new(lua, None))?,
+    )?;
     t.set(
         "null",
         Value::LightUserData(mlua::LightUserData(std::ptr::null_mut())),
@@ -2201,9 +2296,9 @@ pub fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
 }
 
 /// Registers cjson, struct and cmsgpack as globals (Redis's luaLoadLibraries order).
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub fn register(lua: &Lua, scope: JsonScope) -> mlua::Result<()> {
     let g = lua.globals();
-    g.raw_set("cjson", cjson_new(lua)?)?;
+    g.raw_set("cjson", cjson_new(lua, Some(scope))?)?;
     g.raw_set("struct", struct_new(lua)?)?;
     g.raw_set("cmsgpack", cmsgpack_new(lua)?)?;
     Ok(())
@@ -2363,8 +2458,9 @@ pub fn lua_to_resp(v: &Value, out: &mut ReplyBuf, script: Proto, depth: usize) {
                 let s = &s[..memchr::memchr(0, &s).unwrap_or(s.len())];
                 return out.simple_bytes(&no_newlines(s));
             }
-            if let Ok(d @ (Value::Number(_) | Value::Integer(_))) = t.raw_get::<Value>("double") {
-                return out.double(as_num(&d).unwrap_or(0.0));
+            if let Ok(Value::Number(_) | Value::Integer(_)) = t.raw_get::<Value>("double") {
+                // Read as f64 from the stack: as a Value, -0 and tiny numbers would become 0.
+                return out.double(t.raw_get::<f64>("double").unwrap_or(0.0));
             }
             if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
                 let s = no_newlines(&s.as_bytes());

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use mlua::{ffi, Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
 use super::Shape;
 use crate::commands::spec::CmdFlags;
@@ -209,7 +209,7 @@ impl std::fmt::Display for Retry {
 impl std::error::Error for Retry {}
 
 /// Builds a sandboxed state as Redis 7.0's scriptingInit does.
-pub(super) fn new_state() -> mlua::Result<Lua> {
+pub(super) fn new_state(scope: super::libs::JsonScope) -> mlua::Result<Lua> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
         LuaOptions::default(),
@@ -224,11 +224,17 @@ pub(super) fn new_state() -> mlua::Result<Lua> {
     let redis = lua.create_table()?;
     redis.set(
         "call",
-        lua.create_async_function(|lua, args| call(lua, args, true))?,
+        super::libs::exact_numbers(
+            &lua,
+            lua.create_async_function(|lua, args| call(lua, args, true))?,
+        )?,
     )?;
     redis.set(
         "pcall",
-        lua.create_async_function(|lua, args| call(lua, args, false))?,
+        super::libs::exact_numbers(
+            &lua,
+            lua.create_async_function(|lua, args| call(lua, args, false))?,
+        )?,
     )?;
     redis.set(
         "sha1hex",
@@ -296,7 +302,7 @@ pub(super) fn new_state() -> mlua::Result<Lua> {
     redis.set("LOG_WARNING", 3)?;
     super::libs::register_redis_api(&lua, &redis)?;
     g.raw_set("redis", redis)?;
-    super::libs::register(&lua)?;
+    super::libs::register(&lua, scope)?;
     super::bit::register(&lua, &g)?;
     // error_reply/status_reply, and the globals protection (7.0.15's texts).
     lua.load(
@@ -473,7 +479,7 @@ fn engine_lua() -> mlua::Result<Lua> {
         let mut e = e.borrow_mut();
         if e.as_ref().is_none_or(|x| x.gen != gen) {
             *e = Some(Engine {
-                lua: new_state()?,
+                lua: new_state(super::libs::JsonScope::Eval)?,
                 gen,
                 loaded: HashSet::new(),
             });
@@ -714,10 +720,13 @@ async fn attempt(
         }
         Ok((kt, at))
     };
+    // The script's coroutine, kept to read its frames if it dies of an error.
+    let mut thread = None;
     let res = match set() {
         // Its own coroutine with the hook set on it (hooks are per Lua thread).
         Ok((kt, at)) => match lua.create_thread(f.clone()) {
             Ok(th) => {
+                thread = Some(th.clone());
                 th.set_hook(
                     mlua::HookTriggers::new().every_nth_instruction(10_000),
                     |lua, _| hook(lua),
@@ -757,9 +766,10 @@ async fn attempt(
             if find::<ShuttingDown>(&e).is_some() {
                 return Attempt::Done;
             }
+            let line = thread.as_ref().and_then(|th| error_line(lua, th));
             match &run.func {
-                Some(f) => reply.error(&error_text(&e, &f.name, "user_function")),
-                None => reply.error(&error_text(&e, sha, "user_script")),
+                Some(f) => reply.error(&error_text(&e, &f.name, "user_function", line)),
+                None => reply.error(&error_text(&e, sha, "user_script", line)),
             }
             Attempt::Done
         }
@@ -783,24 +793,62 @@ pub(super) fn find<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T
     }
 }
 
-/// The reply text of a failed script, as Redis 7.0 formats it (`chunk`: user_script or user_function).
-fn error_text(e: &mlua::Error, sha: &str, chunk: &str) -> String {
+/// The line of the innermost script frame of `th`, a coroutine that died of an
+/// error: Lua 5.1 leaves a dead coroutine's frames in place, so this is the line
+/// Redis's error handler reads at raise time (the raising function's caller when
+/// it is a C function such as rawset, whose errors carry no position).
+fn error_line(lua: &Lua, th: &mlua::Thread) -> Option<i32> {
+    // SAFETY: exec_raw pushes the thread (index -1) and runs the closure in
+    // protected mode; lua_tothread returns that live coroutine. lua_Debug is
+    // plain data (ints and pointers), so all-zero is a valid value;
+    // lua_getstack/lua_getinfo fill it for existing levels only, and `source`
+    // then points to a NUL-terminated string interned in (and kept alive by)
+    // the state (and `th` keeps the coroutine alive). One integer is pushed,
+    // within the slots exec_raw checked, and replaces the thread.
+    let line = unsafe {
+        lua.exec_raw::<i32>(th, |l| {
+            let co = ffi::lua_tothread(l, -1);
+            let mut ar: ffi::lua_Debug = std::mem::zeroed();
+            let mut line = 0;
+            let mut level = 0;
+            while !co.is_null() && ffi::lua_getstack(co, level, &mut ar) != 0 {
+                if ffi::lua_getinfo(co, c"Sl".as_ptr(), &mut ar) != 0 && !ar.source.is_null() {
+                    let src = std::ffi::CStr::from_ptr(ar.source).to_bytes();
+                    if src == b"@user_script" || src == b"@user_function" {
+                        line = ar.currentline;
+                        break;
+                    }
+                }
+                level += 1;
+            }
+            // The line replaces the thread: exec_raw returns what is left above its start.
+            ffi::lua_pushinteger(l, line as ffi::lua_Integer);
+            ffi::lua_replace(l, -2);
+        })
+    };
+    line.ok().filter(|&n| n > 0)
+}
+
+/// The reply text of a failed script, as Redis 7.0 formats it (`chunk`:
+/// user_script or user_function; `at`: the line where it failed, when known).
+fn error_text(e: &mlua::Error, sha: &str, chunk: &str, at: Option<i32>) -> String {
     if let Some(c) = find::<CallError>(e) {
         return format!("{} script: {sha}, on @{chunk}:{}.", c.msg, c.line);
     }
     let msg = match e {
         mlua::Error::RuntimeError(m) => m.clone(),
-        mlua::Error::CallbackError { cause, .. } => return error_text(cause, sha, chunk),
+        mlua::Error::CallbackError { cause, .. } => return error_text(cause, sha, chunk, at),
         other => other.to_string(),
     };
     // Only the message's first line (mlua may append a traceback).
     let msg = msg.lines().next().unwrap_or("").to_string();
-    let line = msg
-        .strip_prefix(chunk)
-        .and_then(|r| r.strip_prefix(':'))
-        .and_then(|r| r.split(':').next())
-        .and_then(|n| n.parse::<i32>().ok())
-        .unwrap_or(1);
+    let line = at.or_else(|| {
+        msg.strip_prefix(chunk)
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<i32>().ok())
+    });
+    let line = line.unwrap_or(1);
     format!("ERR {msg} script: {sha}, on @{chunk}:{line}.")
 }
 

@@ -22,14 +22,18 @@
 //! * Functions (FCALL, FUNCTION ...): see [`functions`]; they run through
 //!   the same `lua::run_body` as EVAL, in a separate per-core Lua state.
 //!
+//! mlua hands Rust 0 for -0 and for numbers closer to 0 than f64::EPSILON:
+//! redis.call/pcall get their numbers as `%.17g` texts made from the stack, the
+//! libraries and `{double=...}` read theirs from the stack too. The global
+//! `cjson` table's settings are shared by the cores (one set for EVAL, reset by
+//! SCRIPT FLUSH, one for functions), as Redis's single states hold them.
+//!
 //! Known differences from Redis 7.0: a failing `return redis.call(...)` (a
 //! Lua tail call) reports line 1, since mlua's async glue is a Lua frame that
-//! the tail call replaces; mlua hands Rust 0 for -0 and for numbers closer to
-//! 0 than f64::EPSILON, so such numbers given to redis.call or returned in
-//! `{double=...}` become 0 (the libraries read their arguments exactly); the
-//! cjson settings of the shared `cjson` table are per core (Redis has one
-//! state); there is no `__redis__err__handler` global nor
-//! `redis.acl_check_cmd`. bit, cjson, cmsgpack and struct are reimplemented
+//! the tail call replaces; an error object that is a table (`error({err=..})`)
+//! reaches Rust as mlua's "table: 0x..." text; redis.sha1hex and redis.log
+//! still see such tiny numbers as 0; there is no `__redis__err__handler`
+//! global nor `redis.acl_check_cmd`. bit, cjson, cmsgpack and struct are reimplemented
 //! in Rust ([`bit`], [`libs`]); the globals are read-only through a patch of
 //! the vendored Lua (vendor/lua-src).
 
@@ -160,6 +164,8 @@ pub fn exists(sha: &str) -> bool {
 pub fn flush() {
     SCRIPTS.lock().unwrap_or_else(|e| e.into_inner()).take();
     SHAPES.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // Redis recreates its EVAL state: the global cjson table's settings too.
+    libs::reset_json(libs::JsonScope::Eval);
     GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
