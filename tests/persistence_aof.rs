@@ -1242,3 +1242,50 @@ fn no_client_sees_a_partial_load() {
         q.crash();
     }
 }
+
+/// appendfsync always: a write made while a rewrite's base is being written
+/// is acknowledged then, not once the base is done. (The log's switch to its
+/// new file queued its truncate behind the wait for the base writers, so
+/// every `always` reply stalled for the whole rewrite.)
+#[test]
+fn always_replies_during_a_rewrite() {
+    let _s = serial();
+    let dir = Dir::new("always-rewrite");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--appendfsync",
+        "always",
+        "--rdbcompression",
+        "no",
+    ];
+    let p = percore(&dir.0, 1, &args);
+    // Enough data that writing the base takes a while: 400k keys of 200 bytes.
+    let mut c = p.raw();
+    let value = "v".repeat(200);
+    for chunk in 0..400 {
+        let mut batch = Vec::new();
+        for i in 0..1000 {
+            let k = format!("key:{}", chunk * 1000 + i);
+            batch.extend_from_slice(&common::encode(&["SET", &k, &value]));
+        }
+        c.send(&batch);
+        for _ in 0..1000 {
+            assert!(!c.read().is_error());
+        }
+    }
+    assert_eq!(
+        c.cmds("BGREWRITEAOF").text(),
+        "Background append only file rewriting started"
+    );
+    assert!(!c.cmds("SET during rewrite").is_error());
+    let info = c.cmds("INFO persistence").text();
+    assert!(
+        info.contains("aof_rewrite_in_progress:1"),
+        "the SET was answered only after the rewrite: {info}"
+    );
+    wait_rewrite(&p);
+    assert_eq!(c.cmds("GET during").text(), "rewrite");
+}

@@ -1511,10 +1511,23 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             + 1
     };
     let (bseq, iseq) = (next(Kind::Base), next(Kind::Incr));
-    let mut with_new = entries.clone();
-    let incr = create_incr_files(&dir, &prefix, iseq, nshards, &mut with_new)?;
-    write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
-        .map_err(|e| e.to_string())?;
+    // File creation and the manifest's fsyncs run off the core: behind the
+    // base writers' data an fsync can wait for a journal commit of many MB.
+    let (incr, with_new) = {
+        let (dir, manifest, prefix, mut with_new) = (
+            dir.clone(),
+            manifest.clone(),
+            prefix.clone(),
+            entries.clone(),
+        );
+        super::spawn_thread("percore-aof-manifest", move || -> Result<_, String> {
+            let incr = create_incr_files(&dir, &prefix, iseq, nshards, &mut with_new)?;
+            write_atomic(&dir, &manifest, format_manifest(&with_new).as_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok((incr, with_new))
+        })?
+        .await??
+    };
     set_layout(&with_new);
     // One writer thread per shard: its snapshot's chunks become its base file.
     let used_mem = crate::util::alloc::allocated() as u64;
@@ -1542,27 +1555,23 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
                 opts,
             );
         }
-        let writer = std::thread::Builder::new()
-            .name("percore-aof-base".into())
-            .spawn(move || -> Result<u64, String> {
-                let fopts = super::snapshot::FileOpts {
-                    tag: format!("-aof{s}"),
-                    aof_base: true,
-                    functions,
-                };
-                if preamble {
-                    return super::snapshot::write_file(
-                        rx, &dir, &path, ndbs, used_mem, checksum, &fopts,
-                    );
-                }
-                let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
-                let r =
-                    super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
-                        .and_then(|_| rdb_to_commands(&rdb, &dir, &path));
-                let _ = std::fs::remove_file(&rdb);
-                r
-            })
-            .map_err(|e| format!("cannot start the AOF base writer thread: {e}"))?;
+        let writer = super::spawn_thread("percore-aof-base", move || -> Result<u64, String> {
+            let fopts = super::snapshot::FileOpts {
+                tag: format!("-aof{s}"),
+                aof_base: true,
+                functions,
+            };
+            if preamble {
+                return super::snapshot::write_file(
+                    rx, &dir, &path, ndbs, used_mem, checksum, &fopts,
+                );
+            }
+            let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
+            let r = super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
+                .and_then(|_| rdb_to_commands(&rdb, &dir, &path));
+            let _ = std::fs::remove_file(&rdb);
+            r
+        })?;
         writers.push(writer);
     }
     let switched_before = SWITCHED.load(Ordering::SeqCst);
@@ -1606,17 +1615,10 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
     }
     // The writers end when every shard's snapshot dropped its senders.
     drop(senders);
-    let written = glommio::executor()
-        .spawn_blocking(move || {
-            writers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or_else(|_| Err("a base writer panicked".into()))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
+    let mut written = Vec::with_capacity(writers.len());
+    for w in writers {
+        written.push(w.await.and_then(|r| r));
+    }
     if !ok {
         return Err("a shard did not take part in the rewrite's cut".into());
     }
@@ -1635,13 +1637,22 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             .filter(|e| e.kind == Kind::Incr && e.seq == iseq)
             .cloned(),
     );
-    write_atomic(&dir, &manifest, format_manifest(&fresh).as_bytes()).map_err(|e| e.to_string())?;
+    let text = format_manifest(&fresh);
+    let manifest_dir = dir.clone();
+    super::spawn_thread("percore-aof-manifest", move || {
+        write_atomic(&manifest_dir, &manifest, text.as_bytes()).map_err(|e| e.to_string())
+    })?
+    .await??;
     set_layout(&fresh);
     BASE_SIZE.store(base_bytes, Ordering::Relaxed);
     BASE_MARK.store(total_appended(), Ordering::Relaxed);
-    for e in &entries {
-        let _ = std::fs::remove_file(dir.join(&e.name));
-    }
+    // Unlinking big files frees their blocks: off the core too.
+    super::spawn_thread("percore-aof-unlink", move || {
+        for e in &entries {
+            let _ = std::fs::remove_file(dir.join(&e.name));
+        }
+    })?
+    .await?;
     Ok(())
 }
 

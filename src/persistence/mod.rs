@@ -18,6 +18,26 @@ use crate::storage::value::{Object, OwnedValue};
 use crate::storage::zset::{ZLimits, ZSetValue};
 use rdb::{LoadError, LoadedKey, LoadedValue};
 
+/// Starts `f` on a thread of its own and returns what waits for its result
+/// without blocking the core. Not Glommio's `spawn_blocking`: its pool has
+/// one thread per executor, and Glommio queues its own file operations there
+/// (the AOF's truncate at a file switch), so a long job in it would hold the
+/// AOF writer (and `appendfsync always` replies) until the job ends.
+pub fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<impl std::future::Future<Output = Result<T, String>>, String> {
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
+    let name = name.to_string();
+    Ok(async move { rx.await.map_err(|_| format!("the {name} thread panicked")) })
+}
+
 /// Server-wide save state (Redis's server.lastsave, rdb_child_pid, ...), read by INFO.
 #[derive(Debug)]
 pub struct State {

@@ -183,17 +183,14 @@ pub async fn run(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<u64, Strin
         &mut functions,
         opts,
     );
-    let writer = std::thread::Builder::new()
-        .name("percore-rdb".into())
-        .spawn(move || {
-            let fopts = FileOpts {
-                tag: String::new(),
-                aof_base: false,
-                functions,
-            };
-            write_file(rx, &dir, &path, ndbs, used_mem, checksum, &fopts)
-        })
-        .map_err(|e| format!("cannot start the RDB writer thread: {e}"))?;
+    let writer = super::spawn_thread("percore-rdb", move || {
+        let fopts = FileOpts {
+            tag: String::new(),
+            aof_base: false,
+            functions,
+        };
+        write_file(rx, &dir, &path, ndbs, used_mem, checksum, &fopts)
+    })?;
     let txc = tx.clone();
     let part = move |core: &Rc<Core>| {
         let sizes = begin(core, txc.clone(), opts);
@@ -233,12 +230,7 @@ pub async fn run(core: &Rc<Core>, mode: Mode, cut_tx: bool) -> Result<u64, Strin
     let _ = tx.send(WriterMsg::Sizes(total));
     drop(tx);
     // The writer ends when every shard dropped its senders (all walkers done).
-    glommio::executor()
-        .spawn_blocking(move || match writer.join() {
-            Ok(r) => r,
-            Err(_) => Err("the RDB writer thread panicked".to_string()),
-        })
-        .await
+    writer.await?
 }
 
 /// Starts this shard's part: returns (keys, keys with TTL) per db at the cut.
