@@ -11,8 +11,39 @@ use std::time::{Duration, Instant};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+/// A free TCP port on 127.0.0.1 for a server to listen on, outside the
+/// kernel's ephemeral range: a port the OS hands out for `bind(0)` can be
+/// taken by any parallel test's client socket before the server binds it
+/// ("Address already in use"). Ports are spread by process id and never
+/// handed out twice by one process.
 pub fn free_port() -> u16 {
+    static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+    static RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    let &(lo, span) = RANGE.get_or_init(|| {
+        let (eph_lo, eph_hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| {
+                let mut it = t.split_whitespace().map(|x| x.parse::<usize>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32768, 60999));
+        let below = eph_lo.saturating_sub(10_000);
+        let above = 65_535usize.saturating_sub(eph_hi);
+        let (lo, span) = if below >= above {
+            (10_000, below)
+        } else {
+            (eph_hi + 1, above)
+        };
+        let start = (std::process::id() as usize).wrapping_mul(7919) % span.max(1);
+        NEXT_PORT.store(start, Ordering::Relaxed);
+        (lo, span.max(1))
+    });
+    for _ in 0..span {
+        let port = (lo + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .expect("bind an ephemeral port")
         .local_addr()
