@@ -84,68 +84,80 @@ pub struct Server {
 impl Server {
     /// Starts percore with `shards` shards and extra `--directive value` arguments.
     pub fn percore(shards: usize, extra: &[&str]) -> Server {
-        let port = free_port();
-        let dir = scratch_dir("percore");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_percore"));
-        cmd.arg("--port")
-            .arg(port.to_string())
-            .arg("--shards")
-            .arg(shards.to_string())
-            .arg("--enable-debug-command")
-            .arg("yes")
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.join("percore.log")).expect("log file"),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("percore.err")).expect("err file"),
-            ));
-        let child = cmd.spawn().expect("start percore");
-        let s = Server {
-            child,
-            port,
-            dir,
-            kind: Kind::Percore,
-        };
-        s.wait_ready();
-        s
+        Server::start(Kind::Percore, |port, dir| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_percore"));
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .arg("--shards")
+                .arg(shards.to_string())
+                .arg("--enable-debug-command")
+                .arg("yes")
+                .args(extra);
+            cmd.current_dir(dir);
+            cmd
+        })
     }
 
     /// Starts Debian's redis-server (7.0) with persistence off and extra arguments.
     pub fn redis(extra: &[&str]) -> Server {
-        let port = free_port();
-        let dir = scratch_dir("redis");
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--save")
-            .arg("")
-            .arg("--appendonly")
-            .arg("no")
-            .arg("--enable-debug-command")
-            .arg("yes")
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "start redis-server: run scripts/test.sh, which installs Debian's redis-server",
-            );
-        let s = Server {
-            child,
-            port,
-            dir,
-            kind: Kind::Redis,
-        };
-        s.wait_ready();
-        s
+        Server::start(Kind::Redis, |port, dir| {
+            let mut cmd = Command::new("redis-server");
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--save")
+                .arg("")
+                .arg("--appendonly")
+                .arg("no")
+                .arg("--enable-debug-command")
+                .arg("yes")
+                .args(extra);
+            cmd.current_dir(dir);
+            cmd
+        })
     }
 
-    fn wait_ready(&self) {
+    /// Starts a server on a free port and waits until it answers PING. A
+    /// server that exits at once (another process took the port between
+    /// `free_port` and its bind) is started again on another port.
+    fn start(kind: Kind, command: impl Fn(u16, &PathBuf) -> Command) -> Server {
+        let tag = match kind {
+            Kind::Percore => "percore",
+            Kind::Redis => "redis",
+        };
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = scratch_dir(tag);
+            let file =
+                |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).expect("log file"));
+            let child = command(port, &dir)
+                .stdout(file("percore.log"))
+                .stderr(file("percore.err"))
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "start {tag}: {e} (run scripts/test.sh, which installs Debian's redis-server)"
+                    )
+                });
+            let mut s = Server {
+                child,
+                port,
+                dir,
+                kind,
+            };
+            match s.wait_ready() {
+                Ok(()) => return s,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("{tag} did not start: {}", failures.join("\n"));
+    }
+
+    /// Waits until the server answers PING; Err with its log if it exited
+    /// (or did not answer in 20 s, which also stops it).
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
@@ -154,19 +166,25 @@ impl Server {
                     let mut buf = [0u8; 64];
                     if let Ok(n) = c.read(&mut buf) {
                         if n > 0 {
-                            return;
+                            return Ok(());
                         }
                     }
                 }
             }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "port {}: exited with {status}; log: {}",
+                    self.port,
+                    self.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "{:?} did not start on port {}; log: {}",
-            self.kind,
+        Err(format!(
+            "port {}: no reply to PING in 20 s; log: {}",
             self.port,
-            std::fs::read_to_string(self.dir.join("percore.err")).unwrap_or_default()
-        );
+            self.log()
+        ))
     }
 
     /// A new raw RESP connection.
@@ -188,7 +206,7 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The server's log output so far (percore only).
+    /// The server's log output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
             + &std::fs::read_to_string(self.dir.join("percore.err")).unwrap_or_default()
