@@ -1262,20 +1262,9 @@ fn always_replies_during_a_rewrite() {
         "no",
     ];
     let p = percore(&dir.0, 1, &args);
-    // Enough data that writing the base takes a while: 400k keys of 200 bytes.
+    // Enough data that writing the base takes a while.
     let mut c = p.raw();
-    let value = "v".repeat(200);
-    for chunk in 0..400 {
-        let mut batch = Vec::new();
-        for i in 0..1000 {
-            let k = format!("key:{}", chunk * 1000 + i);
-            batch.extend_from_slice(&common::encode(&["SET", &k, &value]));
-        }
-        c.send(&batch);
-        for _ in 0..1000 {
-            assert!(!c.read().is_error());
-        }
-    }
+    fill_bulk(&mut c, 400);
     assert_eq!(
         c.cmds("BGREWRITEAOF").text(),
         "Background append only file rewriting started"
@@ -1288,4 +1277,73 @@ fn always_replies_during_a_rewrite() {
     );
     wait_rewrite(&p);
     assert_eq!(c.cmds("GET during").text(), "rewrite");
+}
+
+/// Sets `thousands` thousand keys of 200 bytes, pipelined.
+fn fill_bulk(c: &mut Raw, thousands: usize) {
+    let value = "v".repeat(200);
+    for chunk in 0..thousands {
+        let mut batch = Vec::new();
+        for i in 0..1000 {
+            let k = format!("key:{}", chunk * 1000 + i);
+            batch.extend_from_slice(&common::encode(&["SET", &k, &value]));
+        }
+        c.send(&batch);
+        for _ in 0..1000 {
+            assert!(!c.read().is_error());
+        }
+    }
+}
+
+/// BGREWRITEAOF during a BGSAVE is scheduled, as Redis: INFO shows
+/// aof_rewrite_scheduled:1 (not in progress), asking again is not an error,
+/// and the rewrite runs once the save is done.
+#[test]
+fn bgrewriteaof_during_bgsave_is_scheduled() {
+    let _s = serial();
+    let dir = Dir::new("scheduled");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--rdbcompression",
+        "no",
+    ];
+    let p = percore(&dir.0, 2, &args);
+    let mut c = p.raw();
+    fill_bulk(&mut c, 200);
+    // One write: the save cannot be over before the rewrite is asked for.
+    let mut batch = Vec::new();
+    for cmd in [
+        &["BGSAVE"][..],
+        &["BGREWRITEAOF"],
+        &["BGREWRITEAOF"],
+        &["INFO", "persistence"],
+    ] {
+        batch.extend_from_slice(&common::encode(cmd));
+    }
+    c.send(&batch);
+    assert_eq!(c.read().text(), "Background saving started");
+    for _ in 0..2 {
+        assert_eq!(
+            c.read().text(),
+            "Background append only file rewriting scheduled"
+        );
+    }
+    let info = c.read().text();
+    assert!(
+        info.contains("aof_rewrite_scheduled:1\r\n")
+            && info.contains("aof_rewrite_in_progress:0\r\n"),
+        "{info}"
+    );
+    wait_rewrite(&p);
+    let info = c.cmds("INFO persistence").text();
+    assert!(
+        info.contains("aof_rewrite_scheduled:0\r\n")
+            && info.contains("aof_rewrites:1\r\n")
+            && info.contains("aof_rewrites_consecutive_failures:0\r\n")
+            && info.contains("rdb_last_bgsave_status:ok"),
+        "{info}"
+    );
 }

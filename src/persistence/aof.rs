@@ -1367,8 +1367,12 @@ struct Layout {
 static LAYOUT: std::sync::Mutex<Option<Layout>> = std::sync::Mutex::new(None);
 /// Shards whose writer switched files (a rewrite waits for all of them).
 static SWITCHED: AtomicU64 = AtomicU64::new(0);
-/// aof_rewrite_in_progress.
+/// A rewrite is scheduled or running (one at a time).
 static REWRITING: AtomicBool = AtomicBool::new(false);
+/// aof_rewrite_scheduled: the rewrite waits for a BGSAVE to end.
+static SCHEDULED: AtomicBool = AtomicBool::new(false);
+/// aof_rewrites_consecutive_failures.
+static CONSECUTIVE_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// aof_rewrites.
 static REWRITES: AtomicU64 = AtomicU64::new(0);
 /// aof_last_rewrite_time_sec (-1: none).
@@ -1380,19 +1384,22 @@ static REWRITE_STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// INFO persistence's aof_* lines (Redis's names).
 pub fn info_lines() -> String {
-    let running = REWRITING.load(Ordering::SeqCst);
+    let scheduled = SCHEDULED.load(Ordering::SeqCst);
+    let running = REWRITING.load(Ordering::SeqCst) && !scheduled;
     let cur = if running {
         super::snapshot::now_secs().saturating_sub(REWRITE_STARTED.load(Ordering::Relaxed)) as i64
     } else {
         -1
     };
     format!(
-        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{cur}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\n",
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{cur}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\n",
         enabled() as u8,
         running as u8,
+        scheduled as u8,
         LAST_REWRITE_SECS.load(Ordering::Relaxed),
         if LAST_REWRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
         REWRITES.load(Ordering::Relaxed),
+        CONSECUTIVE_FAILURES.load(Ordering::Relaxed),
         if WRITE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
     )
 }
@@ -1435,10 +1442,15 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<bool, String> {
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
     {
+        // As Redis: asking again while it waits for a BGSAVE is not an error.
+        if SCHEDULED.load(Ordering::SeqCst) {
+            return Ok(true);
+        }
         return Err("ERR Background append only file rewriting already in progress".into());
     }
     REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
     let scheduled = super::state().in_progress.load(Ordering::SeqCst);
+    SCHEDULED.store(scheduled, Ordering::SeqCst);
     let core = core.clone();
     glommio::spawn_local(async move {
         let started = Instant::now();
@@ -1446,9 +1458,13 @@ pub fn start_rewrite(core: &Rc<Core>) -> Result<bool, String> {
         match &r {
             Ok(()) => {
                 REWRITES.fetch_add(1, Ordering::Relaxed);
+                CONSECUTIVE_FAILURES.store(0, Ordering::Relaxed);
                 crate::server::log::notice("Background AOF rewrite finished successfully");
             }
-            Err(e) => crate::server::log::warning(&format!("Background AOF rewrite failed: {e}")),
+            Err(e) => {
+                CONSECUTIVE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                crate::server::log::warning(&format!("Background AOF rewrite failed: {e}"))
+            }
         }
         LAST_REWRITE_OK.store(r.is_ok(), Ordering::Relaxed);
         LAST_REWRITE_SECS.store(started.elapsed().as_secs() as i64, Ordering::Relaxed);
@@ -1470,6 +1486,9 @@ async fn rewrite(core: &Rc<Core>) -> Result<(), String> {
     // One snapshot at a time per database: wait for a BGSAVE in progress.
     while !super::snapshot::try_begin() {
         glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if SCHEDULED.swap(false, Ordering::SeqCst) {
+        REWRITE_STARTED.store(super::snapshot::now_secs(), Ordering::Relaxed);
     }
     // Not a background save for INFO (rdb_bgsave_in_progress stays 0).
     super::state().background.store(false, Ordering::SeqCst);
