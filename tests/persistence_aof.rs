@@ -2,159 +2,20 @@
 //! every type), appendfsync always crash safety (every acknowledged write
 //! survives kill -9), the everysec loss window (measured), truncated and
 //! corrupted files, and the manifest layout.
-//!
-//! Helpers below are copied from persistence_rdb.rs (tests/common is shared
-//! and not edited).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Raw, Resp};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// One test at a time: each starts several multi-shard servers.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A scratch directory kept across restarts of the servers using it.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("percore-aof-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        Dir(d)
-    }
-
-    fn aofdir(&self) -> PathBuf {
-        self.0.join("appendonlydir")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process in a given directory.
-struct Proc {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn raw(&self) -> Raw {
-        Raw::connect(self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
-    }
-
-    /// kill -9.
-    fn crash(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
+use common::persist::{percore, refused, serial, Dir, Proc};
+use common::{Raw, Resp};
 
 const AOF: &[&str] = &["--appendonly", "yes", "--save", ""];
-
-fn spawn_percore(dir: &Path, shards: usize, extra: &[&str]) -> (Child, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
-        .args(["--pin-cores", "no", "--enable-debug-command", "yes"])
-        .args(extra)
-        .current_dir(dir)
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start percore");
-    (child, port)
-}
-
-fn wait_ready(p: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("server exited early ({st}): {}", p.log());
-        }
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p.port)) {
-            use std::io::{Read, Write};
-            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 64];
-            if c.write_all(b"PING\r\n").is_ok()
-                && matches!(c.read(&mut buf), Ok(n) if n > 0)
-                && buf.starts_with(b"+PONG")
-            {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not start: {}", p.log());
-}
-
-fn percore(dir: &Path, shards: usize, extra: &[&str]) -> Proc {
-    let (child, port) = spawn_percore(dir, shards, extra);
-    let mut p = Proc {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
-    wait_ready(&mut p);
-    p
-}
-
-/// Starts a server that must refuse to start; its log.
-fn refused(dir: &Path, shards: usize, extra: &[&str]) -> String {
-    let (child, port) = spawn_percore(dir, shards, extra);
-    let mut p = Proc {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
-    let st = p.wait_exit(Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| !s.success()),
-        "server did not refuse: {}",
-        p.log()
-    );
-    p.log()
-}
 
 /// (db, key) -> (value, OBJECT ENCODING, PEXPIRETIME).
 type Contents = BTreeMap<(usize, Vec<u8>), (Vec<u8>, String, i64)>;

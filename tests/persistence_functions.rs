@@ -5,148 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::persist::{percore, refused, serial, Dir, Proc};
 use common::{free_port, Raw, Resp};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// One test at a time: each starts several multi-shard servers.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A scratch directory kept across restarts.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("percore-fn-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process in a directory.
-struct Proc {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn raw(&self) -> Raw {
-        Raw::connect(self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
-    }
-
-    /// SHUTDOWN with `args`, then waits for the exit.
-    fn shutdown(&mut self, args: &[&str]) {
-        let mut c = self.raw();
-        let mut cmd = vec!["SHUTDOWN"];
-        cmd.extend_from_slice(args);
-        c.send_cmd(&cmd);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("server did not exit after SHUTDOWN");
-    }
-
-    /// SIGKILL: no final save, no AOF flush beyond what appendfsync did.
-    fn crash(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_ready(p: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("server exited early ({st}): {}", p.log());
-        }
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p.port)) {
-            use std::io::{Read, Write};
-            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 64];
-            if c.write_all(b"PING\r\n").is_ok()
-                && matches!(c.read(&mut buf), Ok(n) if n > 0)
-                && buf.starts_with(b"+PONG")
-            {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not start: {}", p.log());
-}
-
-fn percore(dir: &Path, shards: usize, extra: &[&str]) -> Proc {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
-        .args(["--pin-cores", "no", "--enable-debug-command", "yes"])
-        .args(extra)
-        .current_dir(dir)
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start percore");
-    let mut p = Proc {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
-    wait_ready(&mut p);
-    p
-}
-
-/// percore's start-up in `dir` must fail; its log.
-fn refused(dir: &Path, shards: usize) -> String {
-    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
-    let st = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args([
-            "--port",
-            &free_port().to_string(),
-            "--shards",
-            &shards.to_string(),
-        ])
-        .args(["--pin-cores", "no"])
-        .current_dir(dir)
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .status()
-        .expect("run percore");
-    assert!(!st.success(), "percore started on a bad file");
-    std::fs::read_to_string(dir.join("percore.log")).unwrap_or_default()
-}
 
 fn redis(dir: &Path) -> Proc {
     let port = free_port();
@@ -164,7 +28,7 @@ fn redis(dir: &Path) -> Proc {
         port,
         dir: dir.to_path_buf(),
     };
-    wait_ready(&mut p);
+    p.wait_ready();
     p
 }
 
@@ -299,7 +163,7 @@ fn rdb_with_a_bad_library_is_refused() {
     f.push(255);
     f.extend_from_slice(&[0u8; 8]);
     std::fs::write(dir.0.join("dump.rdb"), &f).expect("write dump");
-    let log = refused(&dir.0, 2);
+    let log = refused(&dir.0, 2, &[]);
     assert!(log.contains("Failed loading library"), "{log}");
 }
 

@@ -6,142 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::persist::{percore, serial, spawn_percore, Dir, Proc};
 use common::{free_port, Raw, Resp};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// The tests here run one at a time: several multi-shard servers starting at
-/// once on a loaded machine sometimes never finish starting (seen with main's
-/// binary too), and each test starts several servers.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A scratch directory kept across restarts of the servers using it.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("percore-rdb-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        Dir(d)
-    }
-
-    fn dump(&self) -> PathBuf {
-        self.0.join("dump.rdb")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process (percore or redis-server) in a given directory.
-struct Proc {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn raw(&self) -> Raw {
-        Raw::connect(self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("percore.log")).unwrap_or_default()
-    }
-
-    /// Waits for the process to exit; its exit status.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// SHUTDOWN with `args` and wait for the exit.
-    fn shutdown(&mut self, args: &[&str]) {
-        let mut c = self.raw();
-        let mut cmd = vec!["SHUTDOWN"];
-        cmd.extend_from_slice(args);
-        c.send_cmd(&cmd);
-        assert!(
-            self.wait_exit(Duration::from_secs(60)).is_some(),
-            "server did not exit after SHUTDOWN {args:?}"
-        );
-    }
-}
-
-fn spawn_percore(dir: &Path, shards: usize, extra: &[&str]) -> (Child, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("percore.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
-        .args(["--pin-cores", "no", "--enable-debug-command", "yes"])
-        .args(extra)
-        .current_dir(dir)
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start percore");
-    (child, port)
-}
-
-fn wait_ready(p: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("server exited early ({st}): {}", p.log());
-        }
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p.port)) {
-            use std::io::{Read, Write};
-            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 64];
-            if c.write_all(b"PING\r\n").is_ok() && matches!(c.read(&mut buf), Ok(n) if n > 0) {
-                // redis-server answers -LOADING while it loads.
-                if buf.starts_with(b"+PONG") {
-                    return;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not start: {}", p.log());
-}
-
-fn percore(dir: &Path, shards: usize, extra: &[&str]) -> Proc {
-    let (child, port) = spawn_percore(dir, shards, extra);
-    let mut p = Proc {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
-    wait_ready(&mut p);
-    p
-}
 
 fn redis(dir: &Path, extra: &[&str]) -> Proc {
     let port = free_port();
@@ -162,7 +34,7 @@ fn redis(dir: &Path, extra: &[&str]) -> Proc {
         port,
         dir: dir.to_path_buf(),
     };
-    wait_ready(&mut p);
+    p.wait_ready();
     p
 }
 
@@ -551,12 +423,7 @@ fn corrupt_and_truncated_files_are_refused() {
     for (what, bytes) in cases {
         let d = Dir::new("bad");
         std::fs::write(d.dump(), &bytes).expect("write");
-        let (child, port) = spawn_percore(&d.0, 2, &[]);
-        let mut proc_ = Proc {
-            child,
-            port,
-            dir: d.0.clone(),
-        };
+        let mut proc_ = spawn_percore(&d.0, 2, &[]);
         let st = proc_
             .wait_exit(Duration::from_secs(30))
             .unwrap_or_else(|| panic!("{what}: percore started on a bad dump"));

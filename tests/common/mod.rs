@@ -2,6 +2,8 @@
 //! on free loopback ports, talk raw RESP to them, and compare their replies.
 #![allow(dead_code)]
 
+pub mod persist;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
