@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Cmp, Diff, Resp, Server};
+use common::{one_per_shard, Cmp, Diff, Resp, Server};
 
 /// Runs `f` with a fresh diff on 1 and 4 shards.
 fn each(f: impl Fn(&mut Diff)) {
@@ -353,37 +353,6 @@ fn exact_doubles_resp3() {
 const SHARDS: usize = 4;
 const RUN: Duration = Duration::from_secs(3);
 
-/// CRC16/XMODEM as Redis Cluster's key hash slot (no hash tags in our keys).
-fn shard_of(key: &str) -> usize {
-    let mut crc: u16 = 0;
-    for &b in key.as_bytes() {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    (crc as usize % 16384) * SHARDS / 16384
-}
-
-/// One key per shard.
-fn one_per_shard(prefix: &str) -> Vec<String> {
-    let mut out: Vec<Option<String>> = vec![None; SHARDS];
-    let mut i = 0;
-    while out.iter().any(|o| o.is_none()) {
-        let k = format!("{prefix}{i}");
-        let s = shard_of(&k);
-        if out[s].is_none() {
-            out[s] = Some(k);
-        }
-        i += 1;
-    }
-    out.into_iter().flatten().collect()
-}
-
 fn int_of(r: &Resp) -> i64 {
     match r {
         Resp::Bulk(Some(b)) => String::from_utf8_lossy(b).parse().expect("an integer"),
@@ -402,7 +371,7 @@ const TRANSFER: &str = "local a = tonumber(redis.call('get', KEYS[1])) \
 #[test]
 fn eval_transfers_keep_the_total() {
     let server = Server::percore(SHARDS, &[]);
-    let accts = one_per_shard("acct");
+    let accts = one_per_shard("acct", SHARDS);
     let mut c = server.raw();
     for a in &accts {
         c.cmd(&["SET", a.as_str(), "1000"]);

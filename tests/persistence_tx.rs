@@ -22,39 +22,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Raw, Resp};
+use common::{free_port, shard_of, Raw, Resp};
 
 const SHARDS: usize = 4;
 const ACCOUNTS: usize = 8;
 const WRITERS: usize = 6;
 const START_BALANCE: i64 = 1000;
 
-/// CRC16 (XMODEM), as Redis Cluster's key hash slot.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc = 0u16;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The shard percore puts `key` on (no hash tags in these keys).
-fn shard_of(key: &str) -> usize {
-    (crc16(key.as_bytes()) as usize % 16384) * SHARDS / 16384
-}
-
 /// The first key `prefix:N` that lives on `shard`.
 fn key_on(prefix: &str, shard: usize) -> String {
     (0..)
         .map(|n| format!("{prefix}:{n}"))
-        .find(|k| shard_of(k) == shard)
+        .find(|k| shard_of(k, SHARDS) == shard)
         .expect("a key")
 }
 
@@ -189,7 +168,7 @@ fn writer(
         i += 1;
         let a = lcg(&mut seed) as usize % ACCOUNTS;
         let mut b = lcg(&mut seed) as usize % ACCOUNTS;
-        while shard_of(&accounts[b]) == shard_of(&accounts[a]) {
+        while shard_of(&accounts[b], SHARDS) == shard_of(&accounts[a], SHARDS) {
             b = (b + 1) % ACCOUNTS;
         }
         let amount = (1 + lcg(&mut seed) % 50).to_string();

@@ -13,40 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Cmp, Diff, Resp, Server};
+use common::{one_per_shard, Cmp, Diff, Resp, Server};
 
 const SHARDS: usize = 4;
-
-/// CRC16/XMODEM as Redis Cluster's key hash slot (no hash tags in our keys).
-fn shard_of(key: &str) -> usize {
-    let mut crc: u16 = 0;
-    for &b in key.as_bytes() {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    (crc as usize % 16384) * SHARDS / 16384
-}
-
-/// One key per shard.
-fn one_per_shard(prefix: &str) -> Vec<String> {
-    let mut out: Vec<Option<String>> = vec![None; SHARDS];
-    let mut i = 0;
-    while out.iter().any(|o| o.is_none()) {
-        let k = format!("{prefix}{i}");
-        let s = shard_of(&k);
-        if out[s].is_none() {
-            out[s] = Some(k);
-        }
-        i += 1;
-    }
-    out.into_iter().flatten().collect()
-}
 
 /// Runs `f` with a fresh diff against percore on 4 shards.
 fn diff(f: impl Fn(&mut Diff)) {
@@ -63,7 +32,7 @@ fn diff(f: impl Fn(&mut Diff)) {
 /// shard); replies and the final data compared with redis-server.
 #[test]
 fn keyed_run_reaching_an_undeclared_key_after_writing_matches_redis() {
-    let k = one_per_shard("k");
+    let k = one_per_shard("k", SHARDS);
     let (a, b, u) = (k[0].as_str(), k[1].as_str(), k[2].as_str());
     diff(|d| {
         // The brief's script: one write on KEYS[1], then an undeclared key.
@@ -160,7 +129,7 @@ fn keyed_run_reaching_an_undeclared_key_after_writing_matches_redis() {
 /// The function variant (FCALL): the same rollback through the library's shape.
 #[test]
 fn keyed_function_rolled_back_matches_redis() {
-    let k = one_per_shard("f");
+    let k = one_per_shard("f", SHARDS);
     let (a, u) = (k[0].as_str(), k[1].as_str());
     diff(|d| {
         let lib = "#!lua name=undo\n\
@@ -182,7 +151,7 @@ fn keyed_function_rolled_back_matches_redis() {
 fn blocked_clients_served_after_exec_and_scripts() {
     let redis = Server::redis(&[]);
     let percore = Server::percore(SHARDS, &[]);
-    let k = one_per_shard("q");
+    let k = one_per_shard("q", SHARDS);
     let (q, u) = (k[0].as_str(), k[1].as_str());
     let mut d = Diff::new(&redis, &percore);
     let mut wr = redis.raw();
@@ -289,7 +258,7 @@ fn transfer(tag: &str) -> String {
 #[test]
 fn rollbacks_under_concurrency_keep_the_total() {
     let server = Server::percore(SHARDS, &[]);
-    let accts = one_per_shard("acct");
+    let accts = one_per_shard("acct", SHARDS);
     let mut c = server.raw();
     for a in &accts {
         c.cmd(&["SET", a.as_str(), "1000"]);
@@ -408,7 +377,7 @@ fn rolled_back_run_is_not_in_the_aof_after_kill_9() {
     let dir = std::env::temp_dir().join(format!("percore-undo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let k = one_per_shard("p");
+    let k = one_per_shard("p", SHARDS);
     let (a, b, u) = (k[0].as_str(), k[1].as_str(), k[2].as_str());
     let port = common::free_port();
     let p = start_aof(&dir, port);

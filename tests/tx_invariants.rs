@@ -10,27 +10,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Raw, Resp, Rng, Server};
+use common::{shard_of, Raw, Resp, Rng, Server};
 
 const SHARDS: usize = 4;
 /// How long each workload runs.
 const RUN: Duration = Duration::from_secs(3);
-
-/// CRC16/XMODEM as Redis Cluster's key hash slot (no hash tags in our keys).
-fn shard_of(key: &str) -> usize {
-    let mut crc: u16 = 0;
-    for &b in key.as_bytes() {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    (crc as usize % 16384) * SHARDS / 16384
-}
 
 /// `n` keys `prefix<i>`, picked so that they cover every shard (round-robin).
 fn spread_keys(prefix: &str, n: usize) -> Vec<String> {
@@ -38,7 +22,7 @@ fn spread_keys(prefix: &str, n: usize) -> Vec<String> {
     let mut i = 0;
     while by_shard.iter().map(|v| v.len()).min().unwrap_or(0) < n.div_ceil(SHARDS) {
         let k = format!("{prefix}{i}");
-        by_shard[shard_of(&k)].push(k);
+        by_shard[shard_of(&k, SHARDS)].push(k);
         i += 1;
     }
     (0..n)
@@ -192,7 +176,7 @@ fn watch_increments_never_lose_an_update() {
 fn rename_across_shards_never_shows_both_or_neither() {
     let server = Server::percore(SHARDS, &[]);
     let pair = spread_keys("ren:", 2);
-    assert_ne!(shard_of(&pair[0]), shard_of(&pair[1]));
+    assert_ne!(shard_of(&pair[0], SHARDS), shard_of(&pair[1], SHARDS));
     let mut c = server.raw();
     c.cmd(&["SET", &pair[0], "v"]);
     let stop = Arc::new(AtomicBool::new(false));

@@ -41,7 +41,7 @@ struct RunCtx {
     /// It touched keys it did not declare (or the whole keyspace).
     undeclared: Cell<bool>,
     /// A keyed run reached an undeclared key: it must stop and rerun globally
-    /// (set once; every later `redis.call`, and the hook, raise [`Retry`]
+    /// (set once; every later `redis.call`, and the hook, raise [`Stop::Retry`]
     /// again, so that a Lua `pcall` catching it cannot let the run go on).
     retry: Cell<bool>,
     /// The before-images of the keys a keyed, writing run changed (see `tx::UndoLog`).
@@ -99,7 +99,7 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     // A keyed run told to stop (see `RunCtx::retry`) that a Lua pcall kept going.
     let go_on = || {
         if run.retry.get() {
-            Err(mlua::Error::external(Retry))
+            Err(mlua::Error::external(Stop::Retry))
         } else {
             Ok(mlua::VmState::Continue)
         }
@@ -132,7 +132,7 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     if crate::server::SHUTDOWN.load(Ordering::SeqCst) {
         // SHUTDOWN NOSAVE: as Redis, which exits from here, the script's client gets no reply.
         run.ctx.client.kill();
-        return Err(mlua::Error::external(ShuttingDown));
+        return Err(mlua::Error::external(Stop::ShuttingDown));
     }
     let killed = if run.func.is_some() {
         super::KILL_FN.load(Ordering::SeqCst)
@@ -149,17 +149,27 @@ fn hook(lua: &Lua) -> mlua::Result<mlua::VmState> {
     go_on()
 }
 
-/// The server shuts down (SHUTDOWN NOSAVE while the script was busy): the script ends without a reply.
-#[derive(Debug)]
-struct ShuttingDown;
+/// Why a run is stopped from inside (raised through Lua as an error no
+/// script can turn into a reply).
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The server shuts down (SHUTDOWN NOSAVE while the script was busy):
+    /// the script ends without a reply.
+    ShuttingDown,
+    /// A keyed run reached an undeclared key: roll back what it wrote, rerun globally.
+    Retry,
+}
 
-impl std::fmt::Display for ShuttingDown {
+impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("shutting down")
+        f.write_str(match self {
+            Stop::ShuttingDown => "shutting down",
+            Stop::Retry => "retry",
+        })
     }
 }
 
-impl std::error::Error for ShuttingDown {}
+impl std::error::Error for Stop {}
 
 /// The script stopped: it no longer counts as busy.
 fn unbusy(run: &RunCtx) {
@@ -195,18 +205,6 @@ impl std::fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
-
-/// A keyed run reached an undeclared key: roll back what it wrote, rerun globally.
-#[derive(Debug)]
-struct Retry;
-
-impl std::fmt::Display for Retry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("retry")
-    }
-}
-
-impl std::error::Error for Retry {}
 
 /// Builds a sandboxed state as Redis 7.0's scriptingInit does.
 pub(super) fn new_state(scope: super::libs::JsonScope) -> mlua::Result<Lua> {
@@ -394,7 +392,7 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
         return fail(&lua, "ERR no script is running".into());
     };
     if run.retry.get() {
-        return Err(mlua::Error::external(Retry));
+        return Err(mlua::Error::external(Stop::Retry));
     }
     let av: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
     let cmd = match CommandTable::get().lookup(&av) {
@@ -435,7 +433,7 @@ async fn call(lua: Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
         if run.declared.is_some() {
             // Its writes (if any) are rolled back by `attempt` (see `tx::UndoLog`).
             run.retry.set(true);
-            return Err(mlua::Error::external(Retry));
+            return Err(mlua::Error::external(Stop::Retry));
         }
     }
     if write {
@@ -763,7 +761,7 @@ async fn attempt(
             Attempt::Done
         }
         Err(e) => {
-            if find::<ShuttingDown>(&e).is_some() {
+            if find::<Stop>(&e) == Some(&Stop::ShuttingDown) {
                 return Attempt::Done;
             }
             let line = thread.as_ref().and_then(|th| error_line(lua, th));

@@ -53,6 +53,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The shard percore routes `key` to when it runs `shards` shards.
+pub fn shard_of(key: &str, shards: usize) -> usize {
+    percore::server::exec::shard_of_key(key.as_bytes(), shards)
+}
+
+/// One key `<prefix><i>` on each of `shards` shards, in shard order.
+pub fn one_per_shard(prefix: &str, shards: usize) -> Vec<String> {
+    let mut out: Vec<Option<String>> = vec![None; shards];
+    let mut i = 0;
+    while out.iter().any(|o| o.is_none()) {
+        let k = format!("{prefix}{i}");
+        let s = shard_of(&k, shards);
+        if out[s].is_none() {
+            out[s] = Some(k);
+        }
+        i += 1;
+    }
+    out.into_iter().flatten().collect()
+}
+
 /// A scratch directory for one server, removed when the server is dropped.
 fn scratch_dir(tag: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
