@@ -509,8 +509,21 @@ impl Connection {
             let deferred = !waits.is_empty();
             let mut side = ReplyBuf::new(proto);
             let mut side_ends: Vec<usize> = Vec::new();
+            let mut lap = exec::Lap::start();
             for (k, t) in targets.iter().enumerate() {
                 let argv = argvs[i + k];
+                if k % exec::PREFETCH_WINDOW == 0 && targets.len() > 1 {
+                    let end = (k + exec::PREFETCH_WINDOW).min(targets.len());
+                    let window = targets[k..end].iter().zip(&argvs[i + k..i + end]);
+                    exec::prefetch_keys(
+                        &self.core.shard.borrow(),
+                        db,
+                        window.filter_map(|(t, a)| match *t {
+                            Target::Local(c) => Some((c, *a)),
+                            _ => None,
+                        }),
+                    );
+                }
                 // As Redis's lastcmd, set before the command runs (CLIENT INFO shows itself).
                 self.client.info.borrow_mut().last_cmd = command_of(t).map_or("NULL", |c| c.name);
                 if matches!(t, Target::Remote(..)) {
@@ -526,7 +539,6 @@ impl Connection {
                     }
                     Target::Conn(cmd) => {
                         if let Exec::Conn(f) = cmd.exec {
-                            let start = Instant::now();
                             let mut ctx = ConnCtx {
                                 core: &self.core,
                                 client: &self.client,
@@ -534,15 +546,18 @@ impl Connection {
                                 now_ms: now,
                             };
                             f(&mut ctx, argv);
-                            exec::record(&self.core, cmd, start, &out.buf[before..]);
+                            exec::record_usec(&self.core, cmd, lap.split(), &out.buf[before..]);
                         }
                     }
                     Target::Local(cmd) => {
                         if super::tx::blocked(&self.core, cmd, argv, db) {
                             super::tx::run_queued(&self.core, cmd, argv, db, out).await;
+                            // The wait is not the next command's time.
+                            lap = exec::Lap::start();
                         } else {
                             let mut shard = self.core.shard.borrow_mut();
-                            exec::run_shard_cmd(&self.core, &mut shard, cmd, argv, db, now, out);
+                            let (c, l) = (&self.core, &mut lap);
+                            exec::run_shard_cmd(c, &mut shard, cmd, argv, db, now, l, out);
                         }
                     }
                     Target::Remote(..) => unreachable!("skipped above"),

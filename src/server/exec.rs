@@ -46,8 +46,58 @@ pub fn route(core: &Core, cmd: &Command, argv: &[&[u8]]) -> Option<usize> {
     Some(shard.unwrap_or(core.id))
 }
 
-/// Runs a shard command and records its statistics.
+/// Commands of a pipelined batch whose keys are prefetched together.
+pub const PREFETCH_WINDOW: usize = 16;
+
+/// Starts loading what looking up the first key of each of these commands
+/// will touch in `db` (see [`crate::storage::db::Db::prefetch`]). Callers go
+/// through a batch in windows of [`PREFETCH_WINDOW`] commands: far enough
+/// ahead that the misses overlap, near enough that the lines are still cached.
+pub fn prefetch_keys<'a>(
+    shard: &Shard,
+    db: usize,
+    cmds: impl Iterator<Item = (&'a Command, &'a [&'a [u8]])>,
+) {
+    let mut hashes: SmallVec<[u64; PREFETCH_WINDOW]> = SmallVec::new();
+    for (cmd, argv) in cmds {
+        let k = cmd.spec.first_key;
+        if k > 0 && (k as usize) < argv.len() {
+            hashes.push(crate::storage::table::hash(argv[k as usize]));
+        }
+    }
+    if hashes.len() >= 2 {
+        if let Some(d) = shard.dbs.get(db) {
+            d.prefetch(&hashes);
+        }
+    }
+}
+
+/// Times the commands of a batch back to back for INFO commandstats: one
+/// clock read per command (its end is the next one's start) instead of a
+/// start and an end for each. Work between two commands of the batch counts
+/// towards the second.
+pub struct Lap(Instant);
+
+impl Lap {
+    /// Starts timing at the current instant.
+    #[inline]
+    pub fn start() -> Self {
+        Lap(Instant::now())
+    }
+
+    /// Microseconds since the last split (or the start); starts the next lap.
+    #[inline]
+    pub fn split(&mut self) -> u64 {
+        let now = Instant::now();
+        let usec = now.saturating_duration_since(self.0).as_micros() as u64;
+        self.0 = now;
+        usec
+    }
+}
+
+/// Runs a shard command and records its statistics (its time is the `lap`'s split).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn run_shard_cmd(
     core: &Rc<Core>,
     shard: &mut Shard,
@@ -55,6 +105,7 @@ pub fn run_shard_cmd(
     argv: &[&[u8]],
     db: usize,
     now_ms: u64,
+    lap: &mut Lap,
     out: &mut ReplyBuf,
 ) {
     let f = match cmd.exec {
@@ -69,7 +120,6 @@ pub fn run_shard_cmd(
         out.error(crate::persistence::FENCE_ERROR);
         return;
     }
-    let start = Instant::now();
     let before = out.len();
     let mut ctx = ShardCtx {
         shard,
@@ -78,17 +128,22 @@ pub fn run_shard_cmd(
         out,
     };
     f(&mut ctx, argv);
-    record(core, cmd, start, &out.buf[before..]);
+    record_usec(core, cmd, lap.split(), &out.buf[before..]);
     crate::persistence::aof::feed(core, shard, cmd, argv, db, &out.buf[before..]);
     // As Redis's handleClientsBlockedOnKeys after each command (serving logs
     // the keys it changes).
     super::blocking::serve_ready(core, shard);
 }
 
-/// Records one executed command: calls, time, and whether it replied with an error.
+/// Records one executed command that started at `start`: see [`record_usec`].
 #[inline]
 pub fn record(core: &Core, cmd: &Command, start: Instant, reply: &[u8]) {
-    let usec = start.elapsed().as_micros() as u64;
+    record_usec(core, cmd, start.elapsed().as_micros() as u64, reply);
+}
+
+/// Records one executed command: calls, time, and whether it replied with an error.
+#[inline]
+pub fn record_usec(core: &Core, cmd: &Command, usec: u64, reply: &[u8]) {
     let failed = reply.first() == Some(&b'-');
     // Redis's server.dirty, approximated as one change per successful write command.
     if !failed && cmd.flags().contains(crate::commands::spec::CmdFlags::WRITE) {
@@ -117,9 +172,26 @@ pub fn run_remote_batch(core: &Rc<Core>, req: BatchReq) {
     let mut out = ReplyBuf::new(req.proto);
     let mut ends = Vec::with_capacity(req.cmds.len());
     let now = now_ms();
+    let mut lap = Lap::start();
     {
         let mut shard = core.shard.borrow_mut();
         for (i, c) in req.cmds.iter().enumerate() {
+            if i % PREFETCH_WINDOW == 0 && req.cmds.len() > 1 {
+                let window = &req.cmds[i..(i + PREFETCH_WINDOW).min(req.cmds.len())];
+                let mut hashes: SmallVec<[u64; PREFETCH_WINDOW]> = SmallVec::new();
+                for w in window {
+                    let k = table.cmds[w.cmd as usize].spec.first_key;
+                    if k > 0 && (k as u32) < w.argc {
+                        let a = &req.args[(w.arg_start + k as u32) as usize];
+                        hashes.push(crate::storage::table::hash(&req.buf[a.range()]));
+                    }
+                }
+                if hashes.len() >= 2 {
+                    if let Some(d) = shard.dbs.get(req.db) {
+                        d.prefetch(&hashes);
+                    }
+                }
+            }
             let args = &req.args[c.arg_start as usize..(c.arg_start + c.argc) as usize];
             let argv: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &req.buf[a.range()]).collect();
             let cmd = &table.cmds[c.cmd as usize];
@@ -131,7 +203,9 @@ pub fn run_remote_batch(core: &Rc<Core>, req: BatchReq) {
                 glommio::spawn_local(finish_remote_batch(core, req, i, out, ends)).detach();
                 return;
             }
-            run_shard_cmd(core, &mut shard, cmd, &argv, req.db, now, &mut out);
+            run_shard_cmd(
+                core, &mut shard, cmd, &argv, req.db, now, &mut lap, &mut out,
+            );
             ends.push(out.len() as u32);
         }
     }
@@ -158,11 +232,41 @@ async fn finish_remote_batch(
             super::tx::run_queued(&core, cmd, &argv, req.db, &mut out).await;
         } else {
             let mut shard = core.shard.borrow_mut();
-            run_shard_cmd(&core, &mut shard, cmd, &argv, req.db, now_ms(), &mut out);
+            let mut lap = Lap::start();
+            run_shard_cmd(
+                &core,
+                &mut shard,
+                cmd,
+                &argv,
+                req.db,
+                now_ms(),
+                &mut lap,
+                &mut out,
+            );
         }
         ends.push(out.len() as u32);
     }
     let BatchReq { reply, buf, .. } = req;
     drop(buf);
     let _ = reply.send(BatchReply { out: out.buf, ends });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn laps_add_up_to_the_elapsed_time() {
+        let begin = Instant::now();
+        let mut lap = Lap::start();
+        let mut sum = 0;
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let us = lap.split();
+            assert!(us >= 2000, "a lap covers its sleep: {us}");
+            sum += us;
+        }
+        // Each split starts the next lap: nothing counted twice.
+        assert!(sum <= begin.elapsed().as_micros() as u64);
+    }
 }

@@ -619,7 +619,8 @@ pub async fn run_queued(
     // Its time is when it runs, not when it arrived.
     let now = super::core::now_ms();
     let mut shard = core.shard.borrow_mut();
-    exec::run_shard_cmd(core, &mut shard, cmd, argv, db, now, out);
+    let mut lap = exec::Lap::start();
+    exec::run_shard_cmd(core, &mut shard, cmd, argv, db, now, &mut lap, out);
 }
 
 /// Releases a one-shard transaction of this core when dropped.
@@ -1370,10 +1371,11 @@ fn run_list(
     let mut buf = ReplyBuf::new(proto);
     let mut ends = Vec::with_capacity(list.len());
     let mut shard = c.shard.borrow_mut();
+    let mut lap = exec::Lap::start();
     for (id, argv) in list {
         let av: SmallVec<[&[u8]; 8]> = argv.iter().map(|a| &a[..]).collect();
         let cmd = &table.cmds[*id as usize];
-        exec::run_shard_cmd(c, &mut shard, cmd, &av, db, now, &mut buf);
+        exec::run_shard_cmd(c, &mut shard, cmd, &av, db, now, &mut lap, &mut buf);
         ends.push(buf.len());
     }
     (buf.buf, ends)

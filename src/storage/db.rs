@@ -269,6 +269,18 @@ impl Db {
         self.volatile.len()
     }
 
+    /// Starts loading the table lines and records that looking up the keys
+    /// with these hashes will touch, for all of them before any is used: a
+    /// pipelined batch then waits for its cache misses together, not one by one.
+    pub fn prefetch(&self, hashes: &[u64]) {
+        for &h in hashes {
+            self.table.prefetch_home(h);
+        }
+        for &h in hashes {
+            self.table.prefetch_entry(h);
+        }
+    }
+
     /// Finds a live key. An expired key is deleted on the way (lazy expiry).
     #[inline]
     pub fn find(&mut self, key: &[u8], now_ms: u64, access: Access) -> Option<Pos> {

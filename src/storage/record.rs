@@ -537,18 +537,10 @@ impl super::table::Keyed for Record {
     /// a small value) without waiting for them.
     #[inline]
     fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = self.0.as_ptr() as *const i8;
-            // SAFETY: a prefetch is only a hint: it never faults and reads or
-            // writes nothing the program can observe, whatever the address
-            // (`wrapping_add` keeps the second address computation defined).
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-            }
-        }
+        let p = self.0.as_ptr();
+        super::table::prefetch_line(p);
+        // `wrapping_add`: the address may lie past the record; it is only a hint.
+        super::table::prefetch_line(p.wrapping_add(64));
     }
 }
 
