@@ -1062,23 +1062,6 @@ impl SleepableRing {
         }
     }
 
-    /// percore: sleeps on a link to the latency ring that is still armed from an
-    /// earlier sleep (its `POLL_ADD` has not completed): one wait, no new SQE.
-    fn sleep_linked(&mut self) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
-        self.ring
-            .cq()
-            .wait(1)
-            .map(|_| 1)
-            .or_else(Reactor::busy_ok)
-            .or_else(Reactor::again_ok)
-            .or_else(Reactor::intr_ok)
-    }
-
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1198,10 +1181,10 @@ impl UringCommon for SleepableRing {
         let source_map = self.source_map.clone();
         process_one_event(
             self.ring.peek_for_cqe(),
-            // percore: a completed ring link records its result like any
-            // source (it has no waiters to wake): `link_rings_and_sleep` reuses
-            // the link only while it has none.
-            |_| None,
+            |source| match source.source_type {
+                SourceType::LinkRings => Some(()),
+                _ => None,
+            },
             |mut src, res| {
                 record_stats(self, &mut src, &res);
                 if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
@@ -1258,8 +1241,6 @@ pub(crate) struct Reactor {
     /// armed while pending).
     latency_preemption_deadline: Cell<Option<(Instant, Duration)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
-    /// percore: the armed `POLL_ADD` that links the main ring to the latency ring.
-    link_rings_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
 
@@ -1392,7 +1373,6 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
-            link_rings_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1764,17 +1744,7 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    ///
-    /// percore: the link stays armed after a wake-up that did not come from the
-    /// latency ring, and the next sleep reuses it instead of cancelling it and
-    /// arming a new one (two system calls per sleep fewer).
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let armed = self.link_rings_src.take().filter(|s| s.result().is_none());
-        if let Some(link_rings) = armed {
-            let res = ring.sleep_linked().or_else(Self::busy_ok).map(|_| {});
-            self.link_rings_src.set(Some(link_rings));
-            return res;
-        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1782,13 +1752,7 @@ impl Reactor {
             None,
             None,
         );
-        match ring.sleep(&link_rings) {
-            Ok(1) => {
-                self.link_rings_src.set(Some(link_rings));
-                Ok(())
-            }
-            res => res.or_else(Self::busy_ok).map(|_| {}),
-        }
+        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
