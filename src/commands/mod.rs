@@ -194,6 +194,16 @@ pub enum Lookup {
     WrongArity(&'static Command),
 }
 
+/// The last command a connection looked up, by its name as sent: clients
+/// mostly repeat a few commands, and a repeat skips lowercasing and hashing
+/// the name.
+#[derive(Default)]
+pub struct LookupMemo {
+    name: [u8; 15],
+    len: u8,
+    cmd: Option<&'static Command>,
+}
+
 impl CommandTable {
     fn build() -> CommandTable {
         let mut cmds: Vec<Command> = Vec::new();
@@ -254,6 +264,38 @@ impl CommandTable {
     /// True when percore implements the command or subcommand `fullname` (for COMMAND).
     pub fn implements(&self, fullname: &str) -> bool {
         self.by_name(fullname).is_some()
+    }
+
+    /// As [`CommandTable::lookup`], answering a repeat of the name `memo` holds
+    /// (byte for byte) without the table. Only top-level commands without
+    /// subcommands are remembered: their lookup depends on argv[0] alone.
+    #[inline]
+    pub fn lookup_memo(&'static self, memo: &mut LookupMemo, argv: &[&[u8]]) -> Lookup {
+        if let Some(cmd) = memo.cmd {
+            if &memo.name[..memo.len as usize] == argv[0] {
+                return if cmd.arity_ok(argv.len()) {
+                    Lookup::Found(cmd)
+                } else {
+                    Lookup::WrongArity(cmd)
+                };
+            }
+        }
+        let found = self.lookup(argv);
+        if let Lookup::Found(cmd) | Lookup::WrongArity(cmd) = found {
+            // Not a subcommand (`config|get`): that depends on argv[1] too.
+            let top_level = !cmd.name.contains('|');
+            let name = argv[0];
+            if top_level
+                && cmd.subcommands.is_empty()
+                && !matches!(cmd.exec, Exec::Container)
+                && name.len() <= memo.name.len()
+            {
+                memo.name[..name.len()].copy_from_slice(name);
+                memo.len = name.len() as u8;
+                memo.cmd = Some(cmd);
+            }
+        }
+        found
     }
 
     /// Resolves argv[0] (and the subcommand) and checks arity, as processCommand does.
@@ -339,4 +381,54 @@ pub fn arg_int(a: &[u8]) -> Result<i64, &'static str> {
 #[inline]
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(l: Lookup) -> String {
+        match l {
+            Lookup::Found(c) => format!("found {}", c.name),
+            Lookup::WrongArity(c) => format!("arity {}", c.name),
+            Lookup::Unknown => "unknown".into(),
+            Lookup::UnknownSubcommand => "unknown subcommand".into(),
+        }
+    }
+
+    #[test]
+    fn a_memo_never_changes_what_a_lookup_finds() {
+        let table = CommandTable::get();
+        let cmds: &[&[&[u8]]] = &[
+            &[b"GET", b"k"],
+            &[b"GET", b"k"],
+            &[b"get", b"k"],
+            &[b"GET"],
+            &[b"GET", b"k"],
+            &[b"CONFIG", b"GET", b"x"],
+            &[b"CONFIG", b"SET", b"x", b"y"],
+            &[b"CONFIG", b"NOPE"],
+            &[b"CONFIG"],
+            &[b"CONFIG", b"GET", b"x"],
+            &[b"COMMAND", b"COUNT"],
+            &[b"COMMAND"],
+            &[b"COMMAND", b"COUNT"],
+            &[b"NOSUCH"],
+            &[b"NOSUCH"],
+            &[b"SET", b"k", b"v"],
+            &[b"SET", b"k"],
+            &[b"SET", b"k", b"v"],
+            &[b"ZREMRANGEBYSCORE", b"z", b"0", b"1"],
+            &[b"ZREMRANGEBYSCORE", b"z", b"0"],
+            &[b"GET", b"k"],
+        ];
+        let mut memo = LookupMemo::default();
+        for argv in cmds {
+            assert_eq!(
+                outcome(table.lookup_memo(&mut memo, argv)),
+                outcome(table.lookup(argv)),
+                "{argv:?}"
+            );
+        }
+    }
 }

@@ -54,6 +54,19 @@ impl ReplyBuf {
 
     #[inline]
     fn line(&mut self, prefix: u8, n: i64) {
+        // Most bulk lengths and aggregate sizes are below 100: written in one
+        // go without the general formatter (Redis keeps shared headers for them).
+        if (0..100).contains(&n) {
+            let n = n as u8;
+            if n < 10 {
+                self.buf
+                    .extend_from_slice(&[prefix, b'0' + n, b'\r', b'\n']);
+            } else {
+                self.buf
+                    .extend_from_slice(&[prefix, b'0' + n / 10, b'0' + n % 10, b'\r', b'\n']);
+            }
+            return;
+        }
         self.buf.push(prefix);
         num::push_i64(&mut self.buf, n);
         self.buf.extend_from_slice(b"\r\n");
@@ -258,6 +271,41 @@ mod tests {
         assert_eq!(enc(Proto::Resp3, |r| r.map_len(2)), b"%2\r\n");
         assert_eq!(enc(Proto::Resp2, |r| r.set_len(3)), b"*3\r\n");
         assert_eq!(enc(Proto::Resp3, |r| r.set_len(3)), b"~3\r\n");
+    }
+
+    #[test]
+    fn short_and_long_headers_match_the_general_form() {
+        for n in [
+            -100i64,
+            -1,
+            0,
+            1,
+            9,
+            10,
+            42,
+            99,
+            100,
+            101,
+            12345,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_eq!(
+                enc(Proto::Resp2, |r| r.int(n)),
+                format!(":{n}\r\n").into_bytes()
+            );
+            assert_eq!(
+                enc(Proto::Resp2, |r| r.array_len(n.max(0) as usize)),
+                format!("*{}\r\n", n.max(0)).into_bytes()
+            );
+        }
+        let v = [b'x'; 150];
+        for len in [0, 9, 10, 99, 100, 150] {
+            let mut want = format!("${len}\r\n").into_bytes();
+            want.extend_from_slice(&v[..len]);
+            want.extend_from_slice(b"\r\n");
+            assert_eq!(enc(Proto::Resp2, |r| r.bulk(&v[..len])), want);
+        }
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub async fn serve_registered(
         wbuf: ReplyBuf::default(),
         parser: RespParser::new(),
         arg_scratch: Vec::new(),
+        target_scratch: Vec::new(),
+        lookup_memo: Default::default(),
         kill_rx,
         read_while_blocked: false,
     };
@@ -109,6 +111,10 @@ struct Connection {
     parser: RespParser,
     /// Argument ranges of the batch being run (kept to reuse its allocation).
     arg_scratch: Vec<SmallVec<[Arg; 4]>>,
+    /// Where each command of the segment being run goes (kept to reuse its allocation).
+    target_scratch: Vec<Target>,
+    /// The connection's last command lookup (see `LookupMemo`).
+    lookup_memo: crate::commands::LookupMemo,
     kill_rx: oneshot::Receiver<()>,
     /// Bytes arrived while a command was blocked: parse again before reading more.
     read_while_blocked: bool,
@@ -389,7 +395,7 @@ impl Connection {
         let table = CommandTable::get();
         let mut i = 0;
         let n = argvs.len();
-        let mut targets: Vec<Target> = Vec::with_capacity(n);
+        let mut targets = std::mem::take(&mut self.target_scratch);
         while i < n {
             if self.client.close_after_reply.get() || self.client.killed.get() {
                 return;
@@ -402,8 +408,8 @@ impl Connection {
             };
             let authenticated = !self.auth_required();
             let in_multi = super::tx::in_multi(&self.core, self.client.id);
-            let mut remote: SmallVec<[Option<RemoteBatch>; 8]> =
-                (0..self.core.nshards).map(|_| None).collect();
+            // One slot per shard, made when a command first goes to another shard.
+            let mut remote: SmallVec<[Option<RemoteBatch>; 8]> = SmallVec::new();
             let mut barrier = None;
             let mut j = i;
             while j < n {
@@ -412,7 +418,7 @@ impl Connection {
                     barrier = Some(Barrier::Attack);
                     break;
                 }
-                let t = match table.lookup(argv) {
+                let t = match table.lookup_memo(&mut self.lookup_memo, argv) {
                     Lookup::Unknown => Target::Reject(Reject::Unknown),
                     Lookup::UnknownSubcommand => Target::Reject(Reject::UnknownSubcommand),
                     Lookup::WrongArity(c) => Target::Reject(Reject::Arity(c)),
@@ -450,6 +456,10 @@ impl Connection {
                                     match exec::route(&self.core, cmd, argv) {
                                         Some(s) if s == self.core.id => Target::Local(cmd),
                                         Some(s) => {
+                                            if remote.is_empty() {
+                                                let n = self.core.nshards;
+                                                remote.extend((0..n).map(|_| None));
+                                            }
                                             let (a, c) = remote[s]
                                                 .get_or_insert_with(|| (Vec::new(), Vec::new()));
                                             c.push(RemoteCmd {
@@ -686,6 +696,8 @@ impl Connection {
                 i += 1;
             }
         }
+        targets.clear();
+        self.target_scratch = targets;
     }
 
     /// Waits out a blocked command. Earlier replies are written first; the socket
