@@ -1095,6 +1095,11 @@ impl SleepableRing {
             if self
                 .ring
                 .submit_sqes_and_wait(1)
+                .map(|n| {
+                    // As `submit_sqes`: the link is in the kernel now.
+                    self.in_kernel += n as usize;
+                    n as usize
+                })
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?
