@@ -282,12 +282,11 @@ impl CommandTable {
         }
         let found = self.lookup(argv);
         if let Lookup::Found(cmd) | Lookup::WrongArity(cmd) = found {
-            // Not a subcommand (`config|get`): that depends on argv[1] too.
-            let top_level = !cmd.name.contains('|');
+            // Neither a container nor one of its subcommands (`config|get`):
+            // those depend on argv[1] too.
             let name = argv[0];
-            if top_level
-                && cmd.subcommands.is_empty()
-                && !matches!(cmd.exec, Exec::Container)
+            if cmd.subcommands.is_empty()
+                && !cmd.name.contains('|')
                 && name.len() <= memo.name.len()
             {
                 memo.name[..name.len()].copy_from_slice(name);

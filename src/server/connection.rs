@@ -529,7 +529,7 @@ impl Connection {
                         &self.core.shard.borrow(),
                         db,
                         window.filter_map(|(t, a)| match *t {
-                            Target::Local(c) => Some((c, *a)),
+                            Target::Local(c) => Some(a[exec::first_key(c, a.len())?]),
                             _ => None,
                         }),
                     );

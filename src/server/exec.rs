@@ -49,27 +49,25 @@ pub fn route(core: &Core, cmd: &Command, argv: &[&[u8]]) -> Option<usize> {
 /// Commands of a pipelined batch whose keys are prefetched together.
 pub const PREFETCH_WINDOW: usize = 16;
 
-/// Starts loading what looking up the first key of each of these commands
-/// will touch in `db` (see [`crate::storage::db::Db::prefetch`]). Callers go
-/// through a batch in windows of [`PREFETCH_WINDOW`] commands: far enough
-/// ahead that the misses overlap, near enough that the lines are still cached.
-pub fn prefetch_keys<'a>(
-    shard: &Shard,
-    db: usize,
-    cmds: impl Iterator<Item = (&'a Command, &'a [&'a [u8]])>,
-) {
-    let mut hashes: SmallVec<[u64; PREFETCH_WINDOW]> = SmallVec::new();
-    for (cmd, argv) in cmds {
-        let k = cmd.spec.first_key;
-        if k > 0 && (k as usize) < argv.len() {
-            hashes.push(crate::storage::table::hash(argv[k as usize]));
-        }
-    }
+/// Starts loading what looking up these keys (a window of a batch's first
+/// keys, see [`first_key`]) will touch in `db` (see
+/// [`crate::storage::db::Db::prefetch`]). Callers go through a batch in
+/// windows of [`PREFETCH_WINDOW`] commands: far enough ahead that the misses
+/// overlap, near enough that the lines are still cached.
+pub fn prefetch_keys<'a>(shard: &Shard, db: usize, keys: impl Iterator<Item = &'a [u8]>) {
+    let hashes: SmallVec<[u64; PREFETCH_WINDOW]> = keys.map(crate::storage::table::hash).collect();
     if hashes.len() >= 2 {
         if let Some(d) = shard.dbs.get(db) {
             d.prefetch(&hashes);
         }
     }
+}
+
+/// Index of `cmd`'s first key in an argv of `argc` arguments, if it has one there.
+#[inline]
+pub fn first_key(cmd: &Command, argc: usize) -> Option<usize> {
+    let k = cmd.spec.first_key;
+    (k > 0 && (k as usize) < argc).then_some(k as usize)
 }
 
 /// Times the commands of a batch back to back for INFO commandstats: one
@@ -178,19 +176,11 @@ pub fn run_remote_batch(core: &Rc<Core>, req: BatchReq) {
         for (i, c) in req.cmds.iter().enumerate() {
             if i % PREFETCH_WINDOW == 0 && req.cmds.len() > 1 {
                 let window = &req.cmds[i..(i + PREFETCH_WINDOW).min(req.cmds.len())];
-                let mut hashes: SmallVec<[u64; PREFETCH_WINDOW]> = SmallVec::new();
-                for w in window {
-                    let k = table.cmds[w.cmd as usize].spec.first_key;
-                    if k > 0 && (k as u32) < w.argc {
-                        let a = &req.args[(w.arg_start + k as u32) as usize];
-                        hashes.push(crate::storage::table::hash(&req.buf[a.range()]));
-                    }
-                }
-                if hashes.len() >= 2 {
-                    if let Some(d) = shard.dbs.get(req.db) {
-                        d.prefetch(&hashes);
-                    }
-                }
+                let keys = window.iter().filter_map(|w| {
+                    let k = first_key(&table.cmds[w.cmd as usize], w.argc as usize)?;
+                    Some(&req.buf[req.args[w.arg_start as usize + k].range()])
+                });
+                prefetch_keys(&shard, req.db, keys);
             }
             let args = &req.args[c.arg_start as usize..(c.arg_start + c.argc) as usize];
             let argv: SmallVec<[&[u8]; 8]> = args.iter().map(|a| &req.buf[a.range()]).collect();

@@ -489,16 +489,24 @@ impl<E: Keyed> Table<E> {
         }
     }
 
+    /// The part holding `hash`'s tag, and the tag; None while the table is empty.
+    #[inline]
+    fn part_of(&self, hash: u64) -> Option<(&Part<E>, u32)> {
+        if self.len == 0 {
+            return None;
+        }
+        let tag = tag_of(hash);
+        Some((&self.parts[self.part_index(tag)], tag))
+    }
+
     /// Batched lookups, step 1: starts loading the tag and slot lines a lookup
     /// of `hash` probes first. Issued for every key of a pipelined batch before
     /// any is looked up, the cache misses overlap instead of adding up.
     #[inline]
     pub fn prefetch_home(&self, hash: u64) {
-        if self.len == 0 {
+        let Some((part, tag)) = self.part_of(hash) else {
             return;
-        }
-        let tag = tag_of(hash);
-        let part = &self.parts[self.part_index(tag)];
+        };
         let i = part.home(tag);
         if i < part.tags.len() {
             prefetch_line(&part.tags[i]);
@@ -510,11 +518,9 @@ impl<E: Keyed> Table<E> {
     /// loading the entry stored under `hash`'s tag, if any.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
-        if self.len == 0 {
+        let Some((part, tag)) = self.part_of(hash) else {
             return;
-        }
-        let tag = tag_of(hash);
-        let part = &self.parts[self.part_index(tag)];
+        };
         let i = part.lower_bound(tag);
         if i < part.tags.len() && part.tags[i] == tag {
             if let Some(e) = &part.slots[i] {
