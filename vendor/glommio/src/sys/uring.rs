@@ -457,9 +457,7 @@ fn record_stats<Ring: UringCommon>(
     src: &mut InnerSource,
     res: &io::Result<usize>,
 ) {
-    if src.stats_collection.and_then(|s| s.latency).is_some() {
-        src.wakers.fulfilled_at = Some(Instant::now());
-    }
+    src.wakers.fulfilled_at = Some(Instant::now());
     if let Some(fulfilled) = src.stats_collection.and_then(|x| x.fulfilled) {
         fulfilled(res, ring.io_stats_mut(), 1);
         if let Some(handle) = src.task_queue {
@@ -505,7 +503,7 @@ fn extract_one_chain(
     source_map: &mut SourceMap,
     queue: &mut VecDeque<UringDescriptor>,
     chain: Range<usize>,
-    now: &mut Option<Instant>,
+    now: Instant,
 ) -> SmallVec<[UringDescriptor; 1]> {
     queue
         .drain(chain)
@@ -513,10 +511,7 @@ fn extract_one_chain(
             if op.user_data > 0 {
                 let id = from_user_data(op.user_data);
                 let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
-                    // percore: the clock is read only for sources that collect latency stats.
-                    if x.stats_collection.and_then(|s| s.latency).is_some() {
-                        x.wakers.submitted_at = Some(*now.get_or_insert_with(Instant::now));
-                    }
+                    x.wakers.submitted_at = Some(now);
                     let current = x.enqueued.as_mut().expect("bug");
                     match current.status {
                         EnqueuedStatus::Enqueued => {
@@ -860,11 +855,11 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let mut now = None;
+        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, &mut now);
+                let ops = extract_one_chain(source_map, queue, chain, now);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1090,16 +1085,8 @@ impl SleepableRing {
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
 
-            // percore: submitted and waited for in one system call. The kernel
-            // submits before it waits, and a failed submission returns at once.
             if self
-                .ring
-                .submit_sqes_and_wait(1)
-                .map(|n| {
-                    // As `submit_sqes`: the link is in the kernel now.
-                    self.in_kernel += n as usize;
-                    n as usize
-                })
+                .submit_sqes()
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?
@@ -1112,8 +1099,14 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings were linked and we slept.
-                Ok(1)
+                // The rings are linked. Goodnight!
+                self.ring
+                    .cq()
+                    .wait(1)
+                    .map(|_| 1)
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1207,11 +1200,11 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let mut now = None;
+        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, &mut now);
+                let ops = extract_one_chain(source_map, queue, chain, now);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1242,9 +1235,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// percore: when and for how long the latency timer was armed (it is kept
-    /// armed while pending).
-    latency_preemption_deadline: Cell<Option<(Instant, Duration)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1376,7 +1366,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1838,25 +1827,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // percore: both preemption timers stay armed while they are pending,
-        // instead of being cancelled and armed anew on every pass (three SQEs
-        // and two system calls per pass, which at one request per pass was
-        // most of the reactor's cost). A timer armed on an earlier pass fires
-        // early rather than late: at worst one extra pass per period. A
-        // pending latency timer may end a sleep early (once: it is not
-        // re-armed while nothing runs), and is replaced when a user timer
-        // needs an earlier wake-up.
-        let tp = self
-            .throughput_preemption_timeout_src
-            .take()
-            .filter(|s| s.result().is_none())
-            .unwrap_or_else(|| {
-                main_ring.prepare_throughput_preemption_timer(
-                    self.ring_depth() as u32,
-                    self.eventfd_src.raw(),
-                )
-            });
-        self.throughput_preemption_timeout_src.set(Some(tp));
+        // Cancel the old timer regardless of whether we can sleep:
+        // if we won't sleep, we will register the new timer with its new
+        // value.
+        //
+        // But if we will sleep, there might be a timer registered that needs
+        // to be removed otherwise we'll wake up when it expires.
+        drop(self.latency_preemption_timeout_src.take());
+
+        // Schedule the throughput-based timeout immediately: it won't matter if we end
+        // up sleeping.
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1878,8 +1864,9 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.arm_latency_timer(&mut lat_ring, dur);
-                flush_rings!(lat_ring)?;
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1906,7 +1893,8 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.arm_latency_timer(&mut lat_ring, preempt);
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1918,32 +1906,6 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
-    }
-
-    /// percore: makes sure the latency ring flares within `d`: a pending
-    /// timer that fires by then is kept, else it is replaced.
-    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, d: Duration) {
-        let pending = self
-            .latency_preemption_timeout_src
-            .take()
-            .filter(|s| s.result().is_none());
-        if let Some(src) = pending {
-            // Armed at `at` for `dur`: it fires by now + d if dur <= d (no clock read).
-            if self
-                .latency_preemption_deadline
-                .get()
-                .is_some_and(|(at, dur)| dur <= d || at + dur <= Instant::now() + d)
-            {
-                self.latency_preemption_timeout_src.set(Some(src));
-                return;
-            }
-            // Dropping a pending source cancels it.
-            drop(src);
-        }
-        self.latency_preemption_deadline
-            .set(Some((Instant::now(), d)));
-        self.latency_preemption_timeout_src
-            .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
@@ -2048,12 +2010,7 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
-    {
-        let mut inner = source.inner.borrow_mut();
-        if inner.stats_collection.and_then(|s| s.latency).is_some() {
-            inner.wakers.queued_at = Some(Instant::now());
-        }
-    }
+    source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
 
