@@ -344,6 +344,9 @@ impl Reactor {
             Some(stats),
         );
         self.sys.write_dma(&source, pos);
+        // percore: from a latency-sensitive queue (the AOF writer) the write
+        // leaves for the kernel now, not after the running task queue is done.
+        let _ = self.sys.submit_now(&source);
         source
     }
 
@@ -639,6 +642,8 @@ impl Reactor {
     pub(crate) fn fdatasync(&self, raw: RawFd) -> Source {
         let source = self.new_source(raw, SourceType::FdataSync, None);
         self.sys.fdatasync(&source);
+        // percore: as write_dma, a latency-sensitive sync is submitted at once.
+        let _ = self.sys.submit_now(&source);
         source
     }
 

@@ -193,6 +193,15 @@ impl Source {
         Ref::map(self.inner.borrow(), |x| &x.timeout)
     }
 
+    /// percore: whether the task queue that made this source asked for
+    /// `Latency::Matters` (its disk writes and syncs then use the latency ring).
+    pub(crate) fn latency_matters(&self) -> bool {
+        matches!(
+            self.inner.borrow().io_requirements.latency_req,
+            crate::Latency::Matters(_)
+        )
+    }
+
     pub(super) fn source_type(&self) -> Ref<'_, SourceType> {
         Ref::map(self.inner.borrow(), |x| &x.source_type)
     }

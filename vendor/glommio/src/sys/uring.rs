@@ -1766,6 +1766,21 @@ impl Reactor {
         }
     }
 
+    /// percore: hands a latency-sensitive source's request to the kernel at
+    /// once, instead of at the next I/O poll between task queue runs. Only
+    /// submits: completions are still reaped by the executor's poll.
+    pub(crate) fn submit_now(&self, src: &Source) -> io::Result<()> {
+        if !src.latency_matters() {
+            return Ok(());
+        }
+        let ring = &mut *self.ring_for_source(src);
+        ring.consume_submission_queue()
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
+            .map(|_| ())
+    }
+
     /// This function can be passed two timers. Because they play different
     /// roles we keep them separate instead of overloading the same
     /// parameter.
@@ -1948,7 +1963,16 @@ impl Reactor {
         // We avoid putting requests that come in high numbers on the latency ring
         // because the more request we issue there, the less effective it becomes.
 
+        // * percore: a non-polled disk write or an fdatasync from a task queue
+        //   with `Latency::Matters` goes to the latency ring, so that its
+        //   completion preempts the running task queue (an AOF group commit
+        //   is waiting on it; these come a few per millisecond at most).
         match &*source.source_type() {
+            SourceType::Write(PollableStatus::NonPollable(_), _) | SourceType::FdataSync
+                if source.latency_matters() =>
+            {
+                self.latency_ring.borrow_mut()
+            }
             SourceType::Read(p, _) | SourceType::Write(p, _) => match p {
                 PollableStatus::Pollable => self.poll_ring.borrow_mut(),
                 PollableStatus::NonPollable(_) => self.main_ring.borrow_mut(),
