@@ -1208,3 +1208,55 @@ fn bgrewriteaof_during_bgsave_is_scheduled() {
         "{info}"
     );
 }
+
+/// An AOF directory written by redis-server with aof-timestamp-enabled (its
+/// incr file holds `#TS:` annotation lines between commands) loads into
+/// percore with the same contents.
+#[test]
+fn redis_aof_with_timestamp_annotations_loads() {
+    let _s = serial();
+    let dir = Dir::new("redis-ts");
+    let r = common::Server::redis(&[
+        "--dir",
+        dir.0.to_str().unwrap(),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--aof-timestamp-enabled",
+        "yes",
+    ]);
+    let mut c = r.raw();
+    for line in [
+        "SET n 10",
+        "INCR n",
+        "SET s hello",
+        "HSET h f1 v1 f2 v2",
+        "RPUSH l a b c",
+        "SADD st x y",
+        "ZADD z 1 one 2 two",
+        "SET e v EX 1000",
+        "SELECT 3",
+        "SET in3 yes",
+    ] {
+        assert!(!c.cmds(line).is_error(), "{line}");
+    }
+    // A second annotation: Redis writes one when the second changes.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(!c.cmds("APPEND s _world").is_error());
+    let theirs = contents_of(r.port, 16);
+    drop(c);
+    drop(r);
+    let incr = std::fs::read(dir.aofdir().join("appendonly.aof.1.incr.aof")).unwrap();
+    let annotations = incr
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"#TS:"))
+        .count();
+    assert!(annotations >= 2, "{}", String::from_utf8_lossy(&incr));
+    let p = percore(&dir.0, 1, AOF);
+    assert_same(
+        &theirs,
+        &contents(&p, 16),
+        "redis-written AOF with annotations",
+    );
+}

@@ -291,6 +291,16 @@ pub fn parse_file(data: &[u8]) -> Result<(Vec<Argv>, Tail), (usize, String)> {
             }
             return Err((pos, "unexpected zero byte".into()));
         }
+        if data[pos] == b'#' {
+            // An annotation line between commands (Redis 7 writes `#TS:<unix
+            // time>` ones with aof-timestamp-enabled): skipped, as Redis's
+            // loader does; one cut short at the end of the file is dropped.
+            match memchr::memchr(b'\n', &data[pos..]) {
+                Some(nl) => pos += nl + 1,
+                None => return Ok((cmds, Tail::Clean)),
+            }
+            continue;
+        }
         match parse_record(data, pos) {
             Ok((argv, next)) => {
                 cmds.push(argv);
@@ -2495,5 +2505,26 @@ mod tests {
         );
         assert_eq!(bulks(b"$1\r\nz\r\n"), vec![b"z".to_vec()]);
         assert!(bulks(b"$-1\r\n").is_empty());
+    }
+
+    #[test]
+    fn parse_skips_annotations() {
+        let mut d = b"#TS:1796396911\r\n".to_vec();
+        encode(&mut d, &[b"SET", b"a", b"1"]);
+        d.extend_from_slice(b"#TS:1796396912\r\n#\n");
+        encode(&mut d, &[b"SET", b"b", b"2"]);
+        let (cmds, tail) = parse_file(&d).unwrap();
+        assert_eq!((cmds.len(), tail), (2, Tail::Clean));
+        assert_eq!(cmds[1][1], b"b");
+        // One cut short at the end (here before the direct-I/O padding).
+        let mut cut = d.clone();
+        cut.extend_from_slice(b"#TS:17");
+        cut.extend([0; 20]);
+        assert_eq!(parse_file(&cut).unwrap(), (cmds, Tail::Clean));
+        // Only between commands: inside one it is corruption.
+        let mut bad = Vec::new();
+        encode(&mut bad, &[b"SET", b"a", b"1"]);
+        bad.splice(4..4, b"#x\r\n".iter().copied());
+        assert_eq!(parse_file(&bad).unwrap_err().0, 4);
     }
 }
