@@ -98,6 +98,8 @@ pub struct Config {
     pub aof_load_truncated: bool,
     /// `aof-use-rdb-preamble` (default yes): BGREWRITEAOF writes RDB base files.
     pub aof_use_rdb_preamble: bool,
+    /// `aof-timestamp-enabled` (default no): `#TS:<unix time>` annotations in the AOF.
+    pub aof_timestamp_enabled: bool,
     /// `auto-aof-rewrite-percentage` (default 100; 0 = off).
     pub auto_aof_rewrite_percentage: u64,
     /// `auto-aof-rewrite-min-size` (default 64mb).
@@ -157,6 +159,7 @@ impl Default for Config {
             appendfilename: "appendonly.aof".into(),
             aof_load_truncated: true,
             aof_use_rdb_preamble: true,
+            aof_timestamp_enabled: false,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             config_file: None,
@@ -850,6 +853,23 @@ static PARAMS: &[Param] = &[
     },
     bool_param!("aof-load-truncated", 0, aof_load_truncated),
     bool_param!("aof-use-rdb-preamble", 0, aof_use_rdb_preamble),
+    Param {
+        name: "aof-timestamp-enabled",
+        aliases: &[],
+        flags: 0,
+        set: |c, a, _| {
+            c.aof_timestamp_enabled = yes_no(a[0])?;
+            crate::persistence::aof::set_timestamps(c.aof_timestamp_enabled);
+            Ok(())
+        },
+        get: |c| {
+            if c.aof_timestamp_enabled {
+                b"yes".to_vec()
+            } else {
+                b"no".to_vec()
+            }
+        },
+    },
     int_param!(
         "auto-aof-rewrite-percentage",
         0,

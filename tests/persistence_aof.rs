@@ -1322,3 +1322,80 @@ fn appendfsync_switched_while_writing() {
         );
     }
 }
+
+/// aof-timestamp-enabled: a `#TS:<unix time>` line before the first record
+/// of each new second, none while it is off, one at the start of an
+/// AOF-format rewrite base; the files load back, redis-check-aof accepts
+/// them, and CONFIG GET/SET answer as redis-server does.
+#[test]
+fn aof_timestamp_annotations() {
+    let _s = serial();
+    let r = common::Server::redis(&[]);
+    let dir = Dir::new("ts");
+    let args = [
+        AOF,
+        &[
+            "--aof-timestamp-enabled",
+            "yes",
+            "--aof-use-rdb-preamble",
+            "no",
+            "--appendfsync",
+            "always",
+        ][..],
+    ]
+    .concat();
+    let p = percore(&dir.0, 1, &args);
+    let mut c = p.raw();
+    let mut rc = r.raw();
+    for line in [
+        "CONFIG SET aof-timestamp-enabled maybe",
+        "CONFIG SET aof-timestamp-enabled yes",
+        "CONFIG GET aof-timestamp-enabled",
+    ] {
+        assert_eq!(c.cmds(line), rc.cmds(line), "{line}");
+    }
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let start = secs();
+    let incr_file = dir.aofdir().join("appendonly.aof.1.incr.aof");
+    let stamps = |path: &PathBuf| -> Vec<u64> {
+        let data = std::fs::read(path).unwrap();
+        data.split(|&b| b == b'\n')
+            .filter_map(|l| l.strip_prefix(b"#TS:"))
+            .map(|t| String::from_utf8_lossy(t).trim_end().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(c.cmds("SET a 1").text(), "OK");
+    assert_eq!(c.cmds("SET b 2").text(), "OK");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.cmds("SET c 3").text(), "OK");
+    assert_eq!(c.cmds("CONFIG SET aof-timestamp-enabled no").text(), "OK");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.cmds("SET d 4").text(), "OK");
+    let ts = stamps(&incr_file);
+    assert_eq!(ts.len(), 2, "{ts:?}");
+    assert!(start <= ts[0] && ts[0] < ts[1] && ts[1] <= secs(), "{ts:?}");
+    assert!(std::fs::read(&incr_file).unwrap().starts_with(b"#TS:"));
+    assert_eq!(c.cmds("CONFIG SET aof-timestamp-enabled yes").text(), "OK");
+    assert!(!c.cmds("BGREWRITEAOF").is_error());
+    wait_rewrite(&p);
+    let base = dir.aofdir().join("appendonly.aof.1.base.aof");
+    assert!(std::fs::read(&base).unwrap().starts_with(b"#TS:"));
+    assert_eq!(c.cmds("SET e 5").text(), "OK");
+    let before = contents(&p, 16);
+    drop(c);
+    drop(p); // kill -9: with appendfsync always every acknowledged write is there
+    let q = percore(&dir.0, 1, &args);
+    assert_same(&before, &contents(&q, 16), "after restart");
+    drop(q);
+    let out = Command::new("redis-check-aof")
+        .arg(dir.aofdir().join("appendonly.aof.manifest"))
+        .output()
+        .expect("redis-check-aof");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("is valid"), "redis-check-aof: {text}");
+}

@@ -128,6 +128,29 @@ pub fn set_fsync(s: &str) {
 
 static FSYNC_MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
 
+/// aof-timestamp-enabled: records are preceded by a `#TS:<unix time>`
+/// annotation whenever the second changed since the last one (Redis 7's
+/// format; its loader and redis-check-aof --truncate-to-timestamp read them).
+static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+/// Sets aof-timestamp-enabled (at start and by CONFIG SET).
+pub fn set_timestamps(on: bool) {
+    TIMESTAMPS.store(on, Ordering::Relaxed);
+}
+
+/// The `#TS:` annotation for now, when timestamps are on and the second is
+/// past `last` (then `last` becomes it); `force` writes one in any case.
+fn timestamp_annotation(last: &mut u64, force: bool) -> Option<String> {
+    if !TIMESTAMPS.load(Ordering::Relaxed) {
+        return None;
+    }
+    let now = crate::server::core::now_ms() / 1000;
+    (force || *last < now).then(|| {
+        *last = now;
+        format!("#TS:{now}\r\n")
+    })
+}
+
 fn fsync_mode() -> Fsync {
     match FSYNC_MODE.load(Ordering::Relaxed) {
         0 => Fsync::Always,
@@ -546,6 +569,7 @@ pub fn prepare(config: &Config) -> Result<Plan, String> {
     });
     ENABLED.store(true, Ordering::SeqCst);
     set_fsync(&config.appendfsync);
+    set_timestamps(config.aof_timestamp_enabled);
     Ok(Plan {
         dir,
         replay,
@@ -800,6 +824,8 @@ struct ShardLog {
     close: Option<oneshot::Sender<()>>,
     /// Records of running transactions, held back until they release this shard.
     parts: HashMap<u64, Part>,
+    /// Unix second of the last `#TS:` annotation (aof-timestamp-enabled).
+    last_ts: u64,
 }
 
 /// A running transaction's records on this shard.
@@ -938,6 +964,9 @@ pub fn finish_part(
             return;
         };
         let before = l.pending.len();
+        if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
+            l.pending.extend_from_slice(ts.as_bytes());
+        }
         if p.first_db != l.db && p.first_db != usize::MAX {
             encode_select(&mut l.pending, p.first_db);
         }
@@ -989,6 +1018,9 @@ fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
         let mut l = l.borrow_mut();
         let Some(l) = l.as_mut() else { return };
         let before = l.pending.len();
+        if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
+            l.pending.extend_from_slice(ts.as_bytes());
+        }
         if l.db != db {
             encode_select(&mut l.pending, db);
             l.db = db;
@@ -1585,6 +1617,7 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
                 opts,
             );
         }
+        let annotation = timestamp_annotation(&mut 0, true);
         let writer = super::spawn_thread("percore-aof-base", move || -> Result<u64, String> {
             let fopts = super::snapshot::FileOpts {
                 tag: format!("-aof{s}"),
@@ -1598,7 +1631,7 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             }
             let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
             let r = super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
-                .and_then(|_| rdb_to_commands(&rdb, &dir, &path));
+                .and_then(|_| rdb_to_commands(&rdb, &dir, &path, annotation));
             let _ = std::fs::remove_file(&rdb);
             r
         })?;
@@ -1689,10 +1722,19 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
 /// Converts an RDB file into an AOF base of commands (`aof-use-rdb-preamble
 /// no`): per key SET, or DEL-free RPUSH/SADD/HSET/ZADD runs, then PEXPIREAT.
 /// Written to a temp file, synced and renamed to `path`. Returns its size.
-fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path) -> Result<u64, String> {
+fn rdb_to_commands(
+    rdb: &Path,
+    dir: &Path,
+    path: &Path,
+    annotation: Option<String>,
+) -> Result<u64, String> {
     use std::io::Write;
     let data = std::fs::read(rdb).map_err(|e| e.to_string())?;
     let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
+    // aof-timestamp-enabled: the rewrite's start, as Redis's rewrite writes it.
+    if let Some(ts) = annotation {
+        out.extend_from_slice(ts.as_bytes());
+    }
     let mut cur_db = usize::MAX;
     const CHUNK: usize = 64;
     let info = super::rdb::load(&data, false, |k| {
@@ -1942,6 +1984,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             switch: None,
             close: None,
             parts: HashMap::new(),
+            last_ts: 0,
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -2092,6 +2135,7 @@ async fn turn_on(core: &Rc<Core>) -> Result<(), String> {
     }
     ENABLED.store(true, Ordering::SeqCst);
     set_fsync(&config.appendfsync);
+    set_timestamps(config.aof_timestamp_enabled);
     while REWRITING
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
