@@ -112,16 +112,18 @@ pub fn enabled() -> bool {
 
 /// Sets appendfsync at run time (CONFIG SET appendfsync).
 pub fn set_fsync(s: &str) {
-    ALWAYS.store(
-        enabled() && Fsync::parse(s) == Fsync::Always,
-        Ordering::SeqCst,
-    );
+    // The writer's mode first: a reply that waits because of ALWAYS then
+    // always finds a writer that syncs before it releases it.
     FSYNC_MODE.store(
         match Fsync::parse(s) {
             Fsync::Always => 0,
             Fsync::EverySec => 1,
             Fsync::No => 2,
         },
+        Ordering::SeqCst,
+    );
+    ALWAYS.store(
+        enabled() && Fsync::parse(s) == Fsync::Always,
         Ordering::SeqCst,
     );
 }
@@ -826,6 +828,9 @@ struct ShardLog {
     parts: HashMap<u64, Part>,
     /// Unix second of the last `#TS:` annotation (aof-timestamp-enabled).
     last_ts: u64,
+    /// Inside a MULTI ... EXEC appended record by record: no annotation
+    /// there (Redis never writes one inside a block).
+    in_block: bool,
 }
 
 /// A running transaction's records on this shard.
@@ -1018,8 +1023,15 @@ fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
         let mut l = l.borrow_mut();
         let Some(l) = l.as_mut() else { return };
         let before = l.pending.len();
-        if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
-            l.pending.extend_from_slice(ts.as_bytes());
+        if !l.in_block {
+            if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
+                l.pending.extend_from_slice(ts.as_bytes());
+            }
+        }
+        match argv.first().copied() {
+            Some(b"MULTI") => l.in_block = true,
+            Some(b"EXEC") => l.in_block = false,
+            _ => {}
         }
         if l.db != db {
             encode_select(&mut l.pending, db);
@@ -1410,6 +1422,8 @@ struct Layout {
 static LAYOUT: std::sync::Mutex<Option<Layout>> = std::sync::Mutex::new(None);
 /// Shards whose writer switched files (a rewrite waits for all of them).
 static SWITCHED: AtomicU64 = AtomicU64::new(0);
+/// Switches that failed (the shard stayed in its old incr file).
+static SWITCH_FAILED: AtomicU64 = AtomicU64::new(0);
 /// A rewrite is scheduled or running (one at a time).
 static REWRITING: AtomicBool = AtomicBool::new(false);
 /// aof_rewrite_scheduled: the rewrite waits for a BGSAVE to end.
@@ -1638,6 +1652,7 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
         writers.push(writer);
     }
     let switched_before = SWITCHED.load(Ordering::SeqCst);
+    let failed_before = SWITCH_FAILED.load(Ordering::SeqCst);
     let incr = Arc::new(incr);
     let sinks = Arc::new(senders.clone());
     // The cut runs under a transaction holding every shard: no multi-shard
@@ -1661,6 +1676,8 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut()?;
                 l.db = usize::MAX;
+                // The new incr file starts with an annotation (timestamps on).
+                l.last_ts = 0;
                 l.switch = Some((incr[id].clone(), tail, at));
                 if let Some(k) = l.kick.take() {
                     let _ = k.send(());
@@ -1692,6 +1709,22 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
     // Every shard's writer is on its new incr file before the old ones go.
     while SWITCHED.load(Ordering::SeqCst) < switched_before + nshards as u64 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    if SWITCH_FAILED.load(Ordering::SeqCst) != failed_before {
+        // A shard still appends to its old incr file: the manifest that
+        // lists old and new incr files stays, and so do the old files. The
+        // new base files are not listed anywhere.
+        let (dir, names): (PathBuf, Vec<String>) = (
+            dir.clone(),
+            base_entries.iter().map(|e| e.name.clone()).collect(),
+        );
+        super::spawn_thread("percore-aof-unlink", move || {
+            for n in &names {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+        })?
+        .await?;
+        return Err("a shard could not switch to its new incr file".into());
     }
     let mut fresh = base_entries;
     fresh.extend(
@@ -1731,10 +1764,7 @@ fn rdb_to_commands(
     use std::io::Write;
     let data = std::fs::read(rdb).map_err(|e| e.to_string())?;
     let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
-    // aof-timestamp-enabled: the rewrite's start, as Redis's rewrite writes it.
-    if let Some(ts) = annotation {
-        out.extend_from_slice(ts.as_bytes());
-    }
+
     let mut cur_db = usize::MAX;
     const CHUNK: usize = 64;
     let info = super::rdb::load(&data, false, |k| {
@@ -1781,8 +1811,9 @@ fn rdb_to_commands(
             e.offset, e.msg
         )
     })?;
-    // The function libraries first, as Redis's rewriteFunctions.
-    let mut head = Vec::new();
+    // aof-timestamp-enabled: the rewrite's start first, then the function
+    // libraries, as Redis's rewriteAppendOnlyFileRio.
+    let mut head = annotation.map(String::into_bytes).unwrap_or_default();
     for code in &info.functions {
         encode(&mut head, &[b"FUNCTION", b"LOAD", code]);
     }
@@ -1895,6 +1926,12 @@ impl DioLog {
         Ok(())
     }
 
+    /// After a failed file switch, which may have cut the file to its
+    /// logical size: zeros ahead are written again from the next block on.
+    fn forget_zeroed(&mut self) {
+        self.zeroed = self.file.align_up(self.size());
+    }
+
     /// The file's logical size.
     fn size(&self) -> u64 {
         self.base + self.carry.len() as u64
@@ -1951,12 +1988,19 @@ impl DioLog {
     /// durable up to `upto`. The writer can write the next group meanwhile;
     /// that write only rewrites the shared last block with the same bytes
     /// in front, so the sync still covers all it was started for.
-    fn start_sync(&self, id: usize, upto: u64) -> glommio::Task<std::io::Result<()>> {
+    fn start_sync(&self, id: usize, upto: u64) -> glommio::Task<()> {
         let file = Rc::clone(&self.file);
         let sync = async move {
-            file.fdatasync().await.map_err(io_err)?;
+            if let Err(e) = file.fdatasync().await {
+                // As Redis: with O_DIRECT nothing is left in memory to write
+                // again, and a later sync's success would not prove these
+                // records durable (another sync may be in flight).
+                crate::server::log::warning(&format!(
+                    "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {e}. Exiting..."
+                ));
+                std::process::exit(1);
+            }
             made_durable(id, upto);
-            Ok(())
         };
         glommio::spawn_local_into(sync, writer_queue()).expect("spawn an AOF sync")
     }
@@ -1985,6 +2029,7 @@ pub async fn start(core: &Rc<Core>, plan: &Plan) -> Result<(), String> {
             close: None,
             parts: HashMap::new(),
             last_ts: 0,
+            in_block: false,
         })
     });
     APPENDED[id].store(0, Ordering::SeqCst);
@@ -2210,7 +2255,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
     let mut last_sync = Instant::now();
     // `always`: the syncs in flight, oldest first, each with the offset it
     // makes durable; `issued` is the highest of those offsets.
-    let mut syncs: VecDeque<glommio::Task<std::io::Result<()>>> = VecDeque::new();
+    let mut syncs: VecDeque<glommio::Task<()>> = VecDeque::new();
     let mut issued = 0u64;
     // Records taken from the log but not yet in the file. Swapped with the
     // log's pending buffer, so both keep their capacity across rounds.
@@ -2237,7 +2282,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
     loop {
         let switch = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.switch.take()));
         if switch.is_some() {
-            settle(id, &mut syncs, &mut issued).await;
+            settle(&mut syncs).await;
         }
         if let Some((path, tail, at)) = switch {
             // The old file gets its last records, synced and cut to its logical size.
@@ -2256,7 +2301,12 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                     wake(id, at);
                 }
                 Err(e) => {
+                    // This shard goes on in its old incr file, which the
+                    // manifest keeps: the rewrite sees SWITCH_FAILED and
+                    // ends without replacing the manifest.
                     WRITE_OK.store(false, Ordering::Relaxed);
+                    writer.forget_zeroed();
+                    SWITCH_FAILED.fetch_add(1, Ordering::SeqCst);
                     crate::server::log::warning(&format!(
                         "AOF rewrite: switching files failed: {e}"
                     ));
@@ -2266,7 +2316,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
         }
         let close = LOG.with(|l| l.borrow_mut().as_mut().and_then(|l| l.close.take()));
         if let Some(done) = close {
-            settle(id, &mut syncs, &mut issued).await;
+            settle(&mut syncs).await;
             let upto = LOG.with(|l| {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut().expect("log state");
@@ -2313,9 +2363,8 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             let wait = futures::future::select(rx, timer);
             match syncs.front_mut() {
                 Some(oldest) => {
-                    if let Either::Right((r, _)) = futures::future::select(wait, oldest).await {
+                    if let Either::Right(_) = futures::future::select(wait, oldest).await {
                         syncs.pop_front();
-                        synced(id, r, &mut issued).await;
                     }
                 }
                 None => {
@@ -2341,13 +2390,13 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             Fsync::Always => {
                 if syncs.len() >= SYNCS_IN_FLIGHT {
                     let oldest = syncs.pop_front().expect("a sync in flight");
-                    synced(id, oldest.await, &mut issued).await;
+                    oldest.await;
                 }
                 syncs.push_back(writer.start_sync(id, upto));
                 issued = issued.max(upto);
             }
             Fsync::EverySec | Fsync::No => {
-                settle(id, &mut syncs, &mut issued).await;
+                settle(&mut syncs).await;
                 // As Redis's aof_last_write_status: ok again once a write succeeds.
                 WRITE_OK.store(true, Ordering::Relaxed);
                 if mode == Fsync::EverySec
@@ -2357,8 +2406,12 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                     sync(id, &mut writer, upto).await;
                     last_sync = Instant::now();
                 }
-                // Waiters left from a switch out of `always`: release them.
-                wake(id, u64::MAX);
+                // Waiters left from a switch out of `always`: release them,
+                // unless the mode went back to `always` meanwhile (a waiter
+                // may then be for records this round did not take).
+                if fsync_mode() != Fsync::Always {
+                    wake(id, u64::MAX);
+                }
                 glommio::timer::sleep(ROUND).await;
             }
         }
@@ -2368,32 +2421,11 @@ async fn writer_task(id: usize, mut writer: DioLog) {
 /// How many `always` syncs may be in flight at once.
 const SYNCS_IN_FLIGHT: usize = 2;
 
-/// Takes the result of a finished `always` sync (its task already woke the
-/// waiters it covers). After a failure the next round syncs again, after
-/// a pause, as after a failed write.
-async fn synced(id: usize, r: std::io::Result<()>, issued: &mut u64) {
-    if let Err(e) = r {
-        WRITE_OK.store(false, Ordering::Relaxed);
-        crate::server::log::warning(&format!("Error syncing the AOF file: {e}"));
-        *issued = DURABLE[id].load(Ordering::Acquire);
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits for every `always` sync in flight (before the file is switched,
-/// closed, or the mode leaves `always`). A failure is logged; the records
-/// it was for stay not durable and the next sync covers them.
-async fn settle(
-    id: usize,
-    syncs: &mut VecDeque<glommio::Task<std::io::Result<()>>>,
-    issued: &mut u64,
-) {
+/// closed, or the mode leaves `always`).
+async fn settle(syncs: &mut VecDeque<glommio::Task<()>>) {
     while let Some(t) = syncs.pop_front() {
-        if let Err(e) = t.await {
-            WRITE_OK.store(false, Ordering::Relaxed);
-            crate::server::log::warning(&format!("Error syncing the AOF file: {e}"));
-            *issued = DURABLE[id].load(Ordering::Acquire);
-        }
+        t.await;
     }
 }
 
