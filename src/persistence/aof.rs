@@ -2325,15 +2325,30 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             });
             let r = async {
                 write_backlog(&mut writer, &mut backlog).await?;
-                writer.sync().await?;
-                writer.cut().await
+                writer.sync().await
             }
             .await;
-            if let Err(e) = r {
-                crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
-            } else {
-                DURABLE[id].store(upto, Ordering::Release);
-                wake(id, upto);
+            match r {
+                Ok(()) => {
+                    DURABLE[id].store(upto, Ordering::Release);
+                    wake(id, upto);
+                    if let Err(e) = writer.cut().await {
+                        crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
+                    }
+                }
+                Err(e) => {
+                    // Replies still waiting under `always` would otherwise be
+                    // released when the log goes: exit first, as Redis does.
+                    let waiting =
+                        LOG.with(|l| l.borrow().as_ref().is_some_and(|l| !l.waiters.is_empty()));
+                    if waiting && fsync_mode() == Fsync::Always {
+                        crate::server::log::warning(&format!(
+                            "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {e}. Exiting..."
+                        ));
+                        std::process::exit(1);
+                    }
+                    crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
+                }
             }
             writer.close().await;
             let _ = done.send(());
