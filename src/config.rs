@@ -605,12 +605,17 @@ macro_rules! aliased_int_param {
 /// A yes/no parameter stored in `$field`.
 macro_rules! bool_param {
     ($name:literal, $flags:expr, $field:ident) => {
+        bool_param!($name, $flags, $field, |_| {})
+    };
+    // `$on_set` also gets the new value (for state read outside the config).
+    ($name:literal, $flags:expr, $field:ident, $on_set:expr) => {
         Param {
             name: $name,
             aliases: &[],
             flags: $flags,
             set: |c, a, _| {
                 c.$field = yes_no(a[0])?;
+                ($on_set)(c.$field);
                 Ok(())
             },
             get: |c| {
@@ -773,25 +778,10 @@ static PARAMS: &[Param] = &[
             parts.join(" ").into_bytes()
         },
     },
-    Param {
-        name: "rdbcompression",
-        aliases: &[],
-        flags: 0,
-        set: |c, a, _| {
-            c.rdbcompression = yes_no(a[0])?;
-            // DUMP reads it on every core.
-            crate::persistence::rdb::DUMP_COMPRESSION
-                .store(c.rdbcompression, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        },
-        get: |c| {
-            if c.rdbcompression {
-                b"yes".to_vec()
-            } else {
-                b"no".to_vec()
-            }
-        },
-    },
+    // DUMP reads it on every core.
+    bool_param!("rdbcompression", 0, rdbcompression, |on| {
+        crate::persistence::rdb::DUMP_COMPRESSION.store(on, std::sync::atomic::Ordering::Relaxed)
+    }),
     bool_param!("rdbchecksum", IMMUTABLE, rdbchecksum),
     Param {
         name: "busy-reply-threshold",
@@ -853,23 +843,12 @@ static PARAMS: &[Param] = &[
     },
     bool_param!("aof-load-truncated", 0, aof_load_truncated),
     bool_param!("aof-use-rdb-preamble", 0, aof_use_rdb_preamble),
-    Param {
-        name: "aof-timestamp-enabled",
-        aliases: &[],
-        flags: 0,
-        set: |c, a, _| {
-            c.aof_timestamp_enabled = yes_no(a[0])?;
-            crate::persistence::aof::set_timestamps(c.aof_timestamp_enabled);
-            Ok(())
-        },
-        get: |c| {
-            if c.aof_timestamp_enabled {
-                b"yes".to_vec()
-            } else {
-                b"no".to_vec()
-            }
-        },
-    },
+    bool_param!(
+        "aof-timestamp-enabled",
+        0,
+        aof_timestamp_enabled,
+        crate::persistence::aof::set_timestamps
+    ),
     int_param!(
         "auto-aof-rewrite-percentage",
         0,

@@ -140,17 +140,29 @@ pub fn set_timestamps(on: bool) {
     TIMESTAMPS.store(on, Ordering::Relaxed);
 }
 
-/// The `#TS:` annotation for now, when timestamps are on and the second is
-/// past `last` (then `last` becomes it); `force` writes one in any case.
-fn timestamp_annotation(last: &mut u64, force: bool) -> Option<String> {
+/// Appends the `#TS:` annotation for now to `out` when timestamps are on
+/// and the second is past `last` (which then becomes it).
+fn push_timestamp(out: &mut Vec<u8>, last: &mut u64) {
     if !TIMESTAMPS.load(Ordering::Relaxed) {
-        return None;
+        return;
     }
     let now = crate::server::core::now_ms() / 1000;
-    (force || *last < now).then(|| {
+    if *last < now {
         *last = now;
-        format!("#TS:{now}\r\n")
-    })
+        out.extend_from_slice(b"#TS:");
+        let mut d = [0u8; 24];
+        out.extend_from_slice(format_i64(now as i64, &mut d));
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Logs Redis's message for a failed fsync under `always` and exits, as
+/// Redis does: records not known durable must not be acknowledged.
+fn exit_on_fsync_failure(e: impl std::fmt::Display) -> ! {
+    crate::server::log::warning(&format!(
+        "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {e}. Exiting..."
+    ));
+    std::process::exit(1);
 }
 
 fn fsync_mode() -> Fsync {
@@ -969,9 +981,7 @@ pub fn finish_part(
             return;
         };
         let before = l.pending.len();
-        if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
-            l.pending.extend_from_slice(ts.as_bytes());
-        }
+        push_timestamp(&mut l.pending, &mut l.last_ts);
         if p.first_db != l.db && p.first_db != usize::MAX {
             encode_select(&mut l.pending, p.first_db);
         }
@@ -1024,9 +1034,7 @@ fn append(core_id: usize, db: usize, argv: &[&[u8]]) {
         let Some(l) = l.as_mut() else { return };
         let before = l.pending.len();
         if !l.in_block {
-            if let Some(ts) = timestamp_annotation(&mut l.last_ts, false) {
-                l.pending.extend_from_slice(ts.as_bytes());
-            }
+            push_timestamp(&mut l.pending, &mut l.last_ts);
         }
         match argv.first().copied() {
             Some(b"MULTI") => l.in_block = true,
@@ -1631,7 +1639,9 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
                 opts,
             );
         }
-        let annotation = timestamp_annotation(&mut 0, true);
+        // aof-timestamp-enabled: the rewrite's start heads its base.
+        let mut head = Vec::new();
+        push_timestamp(&mut head, &mut 0);
         let writer = super::spawn_thread("percore-aof-base", move || -> Result<u64, String> {
             let fopts = super::snapshot::FileOpts {
                 tag: format!("-aof{s}"),
@@ -1645,7 +1655,7 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
             }
             let rdb = dir.join(format!("temp-rewriteaof-{}-{s}.rdb", std::process::id()));
             let r = super::snapshot::write_file(rx, &dir, &rdb, ndbs, used_mem, checksum, &fopts)
-                .and_then(|_| rdb_to_commands(&rdb, &dir, &path, annotation));
+                .and_then(|_| rdb_to_commands(&rdb, &dir, &path, head));
             let _ = std::fs::remove_file(&rdb);
             r
         })?;
@@ -1676,8 +1686,6 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
                 let mut l = l.borrow_mut();
                 let l = l.as_mut()?;
                 l.db = usize::MAX;
-                // The new incr file starts with an annotation (timestamps on).
-                l.last_ts = 0;
                 l.switch = Some((incr[id].clone(), tail, at));
                 if let Some(k) = l.kick.take() {
                     let _ = k.send(());
@@ -1754,17 +1762,12 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
 
 /// Converts an RDB file into an AOF base of commands (`aof-use-rdb-preamble
 /// no`): per key SET, or DEL-free RPUSH/SADD/HSET/ZADD runs, then PEXPIREAT.
-/// Written to a temp file, synced and renamed to `path`. Returns its size.
-fn rdb_to_commands(
-    rdb: &Path,
-    dir: &Path,
-    path: &Path,
-    annotation: Option<String>,
-) -> Result<u64, String> {
+/// Written to a temp file after `head`, synced and renamed to `path`.
+/// Returns its size.
+fn rdb_to_commands(rdb: &Path, dir: &Path, path: &Path, mut head: Vec<u8>) -> Result<u64, String> {
     use std::io::Write;
     let data = std::fs::read(rdb).map_err(|e| e.to_string())?;
     let mut out: Vec<u8> = Vec::with_capacity(data.len() * 2);
-
     let mut cur_db = usize::MAX;
     const CHUNK: usize = 64;
     let info = super::rdb::load(&data, false, |k| {
@@ -1811,9 +1814,8 @@ fn rdb_to_commands(
             e.offset, e.msg
         )
     })?;
-    // aof-timestamp-enabled: the rewrite's start first, then the function
-    // libraries, as Redis's rewriteAppendOnlyFileRio.
-    let mut head = annotation.map(String::into_bytes).unwrap_or_default();
+    // After the timestamp (if any), the function libraries, as Redis's
+    // rewriteAppendOnlyFileRio.
     for code in &info.functions {
         encode(&mut head, &[b"FUNCTION", b"LOAD", code]);
     }
@@ -1992,13 +1994,10 @@ impl DioLog {
         let file = Rc::clone(&self.file);
         let sync = async move {
             if let Err(e) = file.fdatasync().await {
-                // As Redis: with O_DIRECT nothing is left in memory to write
-                // again, and a later sync's success would not prove these
-                // records durable (another sync may be in flight).
-                crate::server::log::warning(&format!(
-                    "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {e}. Exiting..."
-                ));
-                std::process::exit(1);
+                // With O_DIRECT nothing is left in memory to write again, and
+                // a later sync's success would not prove these records
+                // durable (another sync may be in flight).
+                exit_on_fsync_failure(e);
             }
             made_durable(id, upto);
         };
@@ -2254,9 +2253,8 @@ const BACKLOG_KEEP: usize = 4 << 20;
 async fn writer_task(id: usize, mut writer: DioLog) {
     let mut last_sync = Instant::now();
     // `always`: the syncs in flight, oldest first, each with the offset it
-    // makes durable; `issued` is the highest of those offsets.
-    let mut syncs: VecDeque<glommio::Task<()>> = VecDeque::new();
-    let mut issued = 0u64;
+    // makes durable (a finished one has already raised DURABLE past it).
+    let mut syncs: VecDeque<(u64, glommio::Task<()>)> = VecDeque::new();
     // Records taken from the log but not yet in the file. Swapped with the
     // log's pending buffer, so both keep their capacity across rounds.
     let mut backlog: Vec<u8> = Vec::new();
@@ -2342,10 +2340,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
                     let waiting =
                         LOG.with(|l| l.borrow().as_ref().is_some_and(|l| !l.waiters.is_empty()));
                     if waiting && fsync_mode() == Fsync::Always {
-                        crate::server::log::warning(&format!(
-                            "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {e}. Exiting..."
-                        ));
-                        std::process::exit(1);
+                        exit_on_fsync_failure(e);
                     }
                     crate::server::log::warning(&format!("Error closing the AOF file: {e}"));
                 }
@@ -2359,6 +2354,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             let mut l = l.borrow_mut();
             let l = l.as_mut().expect("log state");
             take(l, &mut backlog);
+            let issued = syncs.back().map_or(0, |s| s.0);
             let covered = DURABLE[id].load(Ordering::Acquire).max(issued) >= l.appended;
             let kick =
                 if backlog.is_empty() && covered && mode == Fsync::Always && l.switch.is_none() {
@@ -2377,7 +2373,7 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             futures::pin_mut!(timer);
             let wait = futures::future::select(rx, timer);
             match syncs.front_mut() {
-                Some(oldest) => {
+                Some((_, oldest)) => {
                     if let Either::Right(_) = futures::future::select(wait, oldest).await {
                         syncs.pop_front();
                     }
@@ -2404,11 +2400,10 @@ async fn writer_task(id: usize, mut writer: DioLog) {
             // overlap: two writes share the last block and must not race.)
             Fsync::Always => {
                 if syncs.len() >= SYNCS_IN_FLIGHT {
-                    let oldest = syncs.pop_front().expect("a sync in flight");
+                    let (_, oldest) = syncs.pop_front().expect("a sync in flight");
                     oldest.await;
                 }
-                syncs.push_back(writer.start_sync(id, upto));
-                issued = issued.max(upto);
+                syncs.push_back((upto, writer.start_sync(id, upto)));
             }
             Fsync::EverySec | Fsync::No => {
                 settle(&mut syncs).await;
@@ -2438,8 +2433,8 @@ const SYNCS_IN_FLIGHT: usize = 2;
 
 /// Waits for every `always` sync in flight (before the file is switched,
 /// closed, or the mode leaves `always`).
-async fn settle(syncs: &mut VecDeque<glommio::Task<()>>) {
-    while let Some(t) = syncs.pop_front() {
+async fn settle(syncs: &mut VecDeque<(u64, glommio::Task<()>)>) {
+    while let Some((_, t)) = syncs.pop_front() {
         t.await;
     }
 }
