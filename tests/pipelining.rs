@@ -312,3 +312,84 @@ fn cross_shard_requests_never_stall() {
         );
     }
 }
+
+/// The read path waits on one multishot poll per connection (vendor/glommio,
+/// `NonBufferedStream::poll_read`): a lost readiness event would leave a
+/// request unanswered. Clients on 4 shards send requests whole, split into
+/// fragments with pauses between them, in bursts, and with values larger than
+/// one read, after random idle gaps; every reply must come within the
+/// socket's timeout and be the right one.
+#[test]
+fn reads_after_gaps_fragments_and_bursts() {
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 150;
+    let server = Server::percore(4, &[]);
+    let port = server.port;
+    std::thread::scope(|s| {
+        for t in 0..CLIENTS {
+            s.spawn(move || {
+                let mut raw = common::Raw::connect(port);
+                raw.stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                let mut rng = Rng(0x5eed + t as u64);
+                let counter = format!("gaps:{t}:n");
+                for round in 1..=ROUNDS {
+                    let gap = rng.below(4);
+                    if gap > 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(gap * 400));
+                    }
+                    match rng.below(4) {
+                        // Whole request.
+                        0 => {
+                            raw.send_cmd(&["INCR", &counter]);
+                        }
+                        // Split into fragments with pauses: partial reads, then waits.
+                        1 => {
+                            let bytes = encode(&["INCR", &counter]);
+                            let cut1 = 1 + rng.below(bytes.len() as u64 - 2) as usize;
+                            raw.send(&bytes[..cut1]);
+                            std::thread::sleep(std::time::Duration::from_micros(300));
+                            raw.send(&bytes[cut1..]);
+                        }
+                        // A burst: GETs of the other keys, then the INCR.
+                        2 => {
+                            let mut burst = Vec::new();
+                            for i in 0..8 {
+                                burst.extend(encode(&["GET", &format!("gaps:{t}:v{i}")]));
+                            }
+                            burst.extend(encode(&["INCR", &counter]));
+                            raw.send(&burst);
+                            for _ in 0..8 {
+                                let r = raw.try_read().unwrap_or_else(|| {
+                                    panic!("client {t} round {round}: GET unanswered")
+                                });
+                                assert!(!r.is_error(), "client {t}: {r:?}");
+                            }
+                        }
+                        // A value bigger than one read (several reads of one request).
+                        _ => {
+                            let value = "x".repeat(40_000 + rng.below(100_000) as usize);
+                            let key = format!("gaps:{t}:v{}", rng.below(8));
+                            raw.send_cmd(&["SET", &key, &value]);
+                            let r = raw.try_read().unwrap_or_else(|| {
+                                panic!("client {t} round {round}: SET unanswered")
+                            });
+                            assert_eq!(r, ok());
+                            raw.send_cmd(&["STRLEN", &key]);
+                            let r = raw.try_read().unwrap_or_else(|| {
+                                panic!("client {t} round {round}: STRLEN unanswered")
+                            });
+                            assert_eq!(r.int(), value.len() as i64);
+                            raw.send_cmd(&["INCR", &counter]);
+                        }
+                    }
+                    let r = raw.try_read().unwrap_or_else(|| {
+                        panic!("client {t} round {round}: INCR unanswered within 10 s")
+                    });
+                    assert_eq!(r.int(), round as i64, "client {t}");
+                }
+            });
+        }
+    });
+}

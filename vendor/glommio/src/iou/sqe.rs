@@ -347,6 +347,15 @@ impl<'a> SQE<'a> {
         fd.update_sqe(self);
     }
 
+    /// A multishot poll (Linux 5.13+): one completion per readiness event
+    /// until it is cancelled or the kernel ends it (a completion without
+    /// `CompletionFlags::MORE`).
+    #[inline]
+    pub unsafe fn prep_poll_multishot(&mut self, fd: impl UringFd, poll_flags: PollFlags) {
+        self.prep_poll_add(fd, poll_flags);
+        (*self.sqe).len = uring_sys::IORING_POLL_ADD_MULTI;
+    }
+
     #[inline]
     pub unsafe fn prep_poll_remove(&mut self, user_data: u64) {
         uring_sys::io_uring_prep_poll_remove(self.sqe, user_data as _)

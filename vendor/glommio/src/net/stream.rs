@@ -229,7 +229,19 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        self.source_rx = Some(reactor.poll_read_ready_multishot(stream_fd));
+    }
+
+    /// The socket was just found drained: the next read waits for the next
+    /// readiness event of the stream's multishot poll (re-armed if the
+    /// kernel ended it). Events that came before now are for bytes already
+    /// read; any byte that arrives after the read that drained the socket
+    /// wakes the poll again, so none is missed.
+    fn rx_drained(&mut self, reactor: &Reactor) {
+        match &self.source_rx {
+            Some(src) if src.is_armed() => src.take_result(),
+            _ => self.source_rx = Some(reactor.poll_read_ready_multishot(self.stream.as_raw_fd())),
+        }
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -261,36 +273,33 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        let no_pending_poll = self
+        // percore: one multishot poll per stream instead of a new one-shot
+        // poll (a new source, SQE and kernel wait-queue entry) after every
+        // read. It has a result when the socket became readable since the
+        // socket was last found drained.
+        let ready = self
             .source_rx
             .as_ref()
             .map(|src| src.result().is_some())
             .unwrap_or(true);
 
-        if no_pending_poll {
+        if ready {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
-                // Start an early poll if the buffer is not fully filled. So when
-                // the next time `poll_read` is called, it will be known immediately
-                // whether the underlying stream is ready for reading.
+                // A short read drained the socket: the next read waits for
+                // the poll instead of trying (and failing) first. After a
+                // full buffer (more may be there) or end of file, the next
+                // read tries the socket at once.
                 if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-                    // The `rush_dispatch`s here and after could be removed to
-                    // improve performance if #458 is handled appropriately.
-                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+                    self.rx_drained(reactor);
                 }
                 return Poll::Ready(Ok(result));
             }
+            self.rx_drained(reactor);
         }
 
         poll_err!(self.read_timeout.check(reactor));
-
-        if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
-        }
 
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());

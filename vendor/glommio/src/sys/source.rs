@@ -273,6 +273,18 @@ impl Source {
         ret
     }
 
+    /// Forgets the last result of a multishot request, so that `result` is
+    /// `None` until its next event.
+    pub(crate) fn take_result(&self) {
+        self.inner.borrow_mut().wakers.result = None;
+    }
+
+    /// Whether the request is still queued or in the kernel (a multishot
+    /// poll stays so until it is dropped or the kernel ends it).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
     // adds a single waiter to the list, replacing any waiter that may already
     // exist. Should be used for single streams that map a future 1:1 to their I/O
     // source
