@@ -50,7 +50,7 @@ DATA=$(mktemp -d "$ROOT/target/aof-throughput.XXXXXX")
 trap 'rm -rf "$DATA"; cleanup' EXIT
 ROWS=$TMPD/rows.jsonl
 : >"$ROWS"
-STAMP=$(date -u +%Y-%m-%d)
+STAMP=$(free_stamp aof-throughput.json)
 N=0
 
 for server in $SERVERS; do

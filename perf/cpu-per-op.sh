@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
 done
 build_release
 mkdir -p "$OUT"
-JSON=$OUT/$(date -u +%Y-%m-%d)-cpu-per-op.json
+JSON=$OUT/$(free_stamp cpu-per-op.json)-cpu-per-op.json
 ROWS=$TMPD/rows
 : >"$ROWS"
 

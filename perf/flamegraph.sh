@@ -50,7 +50,7 @@ if ! command -v inferno-flamegraph >/dev/null || ! command -v inferno-collapse-p
     fi
 fi
 build_release
-[ -n "$OUTFILE" ] || OUTFILE=$ROOT/perf/results/$(date -u +%Y-%m-%d)-flamegraph-$SERVER.svg
+[ -n "$OUTFILE" ] || OUTFILE=$ROOT/perf/results/$(OUT=$ROOT/perf/results free_stamp "flamegraph-$SERVER.svg")-flamegraph-$SERVER.svg
 mkdir -p "$(dirname "$OUTFILE")"
 case $CALLGRAPH in
 dwarf) CG=(--call-graph "dwarf,16384") ;;

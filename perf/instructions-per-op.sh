@@ -101,7 +101,7 @@ for server in $SERVERS; do
     stop_server
 done
 
-STAMP=$(date -u +%Y-%m-%d)
+STAMP=$(free_stamp instructions-per-op.json)
 jq -s --arg rev "$(git_rev)" --arg machine "$(machine)" --arg date "$(date -u +%FT%TZ)" \
     --argjson keys "$KEYS" --argjson conns "$CONNS" \
     '{date:$date, git_rev:$rev, machine:$machine, workload:"GET/SET 10:1", keys:$keys, connections:$conns, results:.}' \

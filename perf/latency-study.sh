@@ -59,7 +59,7 @@ build_release
 mkdir -p "$OUT" "$TMPD/runs"
 ROWS=$TMPD/rows.jsonl
 : >"$ROWS"
-STAMP=$(date -u +%Y-%m-%d)
+STAMP=$(free_stamp latency-study.json)
 N=0
 
 # point SWEEP LABEL SHARDS CPUS "percore args" "closed:P open:P ..."

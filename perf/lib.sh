@@ -126,3 +126,17 @@ git_rev() { (cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unk
 machine() {
     echo "$(nproc) CPU $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(uname -sr), $("$REDIS_SERVER" --version | awk '{print $3}')"
 }
+
+# The stamp for a new result file "$OUT/<stamp>-$1": today's date, or the date
+# with b, c, ... appended when a run of the same day already wrote one (results
+# in perf/results/ are cited by RESULTS.md and must not be overwritten).
+free_stamp() {
+    local day stamp suffix
+    day=$(date -u +%Y-%m-%d)
+    stamp=$day
+    for suffix in b c d e f g h i j k l m n o p q r s t u v w x y z; do
+        [ -e "$OUT/$stamp-$1" ] || break
+        stamp=$day$suffix
+    done
+    echo "$stamp"
+}

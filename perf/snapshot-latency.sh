@@ -52,7 +52,7 @@ command -v jq >/dev/null || die "jq not found (apt-get install jq)"
 mkdir -p "$OUT" "$TMPD/runs"
 ROWS=$TMPD/rows.jsonl
 : >"$ROWS"
-STAMP=$(date -u +%Y-%m-%d)
+STAMP=$(free_stamp snapshot-latency.json)
 N=0
 
 # The field of INFO persistence that says a job of this kind is running.

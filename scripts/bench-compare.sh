@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
 done
 build_release
 mkdir -p "$OUT"
-STAMP=$(date -u +%Y-%m-%d)
+STAMP=$(free_stamp "$SUITE.json")
 BASE=$OUT/$STAMP-$SUITE
 COMMON=(--threads "$CLIENT_THREADS" --cpus "$CLIENT_CPUS" -c "$CONNS" --ratio 1:10
     --keyspace "$KEYS" --assume-loaded "$KEYS" -s 32 --warmup "$WARMUP" --duration "$DURATION" -q)
