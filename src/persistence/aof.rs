@@ -841,7 +841,9 @@ struct ShardLog {
     /// Unix second of the last `#TS:` annotation (aof-timestamp-enabled).
     last_ts: u64,
     /// Inside a MULTI ... EXEC appended record by record: no annotation
-    /// there (Redis never writes one inside a block).
+    /// there. Redis stamps with its cached `server.unixtime`, which does not
+    /// move while one command's propagation (a whole block) is fed, so its
+    /// files never have one inside a block; `now_ms` is not cached.
     in_block: bool,
 }
 
@@ -1722,16 +1724,7 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
         // A shard still appends to its old incr file: the manifest that
         // lists old and new incr files stays, and so do the old files. The
         // new base files are not listed anywhere.
-        let (dir, names): (PathBuf, Vec<String>) = (
-            dir.clone(),
-            base_entries.iter().map(|e| e.name.clone()).collect(),
-        );
-        super::spawn_thread("percore-aof-unlink", move || {
-            for n in &names {
-                let _ = std::fs::remove_file(dir.join(n));
-            }
-        })?
-        .await?;
+        unlink_off_core(dir.clone(), base_entries).await?;
         return Err("a shard could not switch to its new incr file".into());
     }
     let mut fresh = base_entries;
@@ -1750,14 +1743,18 @@ async fn rewrite_held(core: &Rc<Core>) -> Result<(), String> {
     set_layout(&fresh);
     BASE_SIZE.store(base_bytes, Ordering::Relaxed);
     BASE_MARK.store(total_appended(), Ordering::Relaxed);
-    // Unlinking big files frees their blocks: off the core too.
+    unlink_off_core(dir, entries).await
+}
+
+/// Removes the files of `entries` from `dir` on a thread of its own:
+/// unlinking big files frees their blocks, which takes a while.
+async fn unlink_off_core(dir: PathBuf, entries: Vec<Entry>) -> Result<(), String> {
     super::spawn_thread("percore-aof-unlink", move || {
         for e in &entries {
             let _ = std::fs::remove_file(dir.join(&e.name));
         }
     })?
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Converts an RDB file into an AOF base of commands (`aof-use-rdb-preamble

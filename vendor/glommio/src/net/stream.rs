@@ -239,7 +239,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// wakes the poll again, so none is missed.
     fn rx_drained(&mut self, reactor: &Reactor) {
         match &self.source_rx {
-            Some(src) if src.is_armed() => src.take_result(),
+            Some(src) if src.is_armed() => src.clear_result(),
             _ => self.source_rx = Some(reactor.poll_read_ready_multishot(self.stream.as_raw_fd())),
         }
     }

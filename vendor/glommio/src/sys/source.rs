@@ -275,7 +275,7 @@ impl Source {
 
     /// Forgets the last result of a multishot request, so that `result` is
     /// `None` until its next event.
-    pub(crate) fn take_result(&self) {
+    pub(crate) fn clear_result(&self) {
         self.inner.borrow_mut().wakers.result = None;
     }
 

@@ -1265,8 +1265,9 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     /// percore: when the timer in `latency_preemption_timeout_src` is a
-    /// preemption timer (not a sleep's user timer), the instant it fires.
-    latency_preemption_deadline: Cell<Option<Instant>>,
+    /// preemption timer (not a sleep's user timer), the period it was armed
+    /// with.
+    latency_preemption_period: Cell<Option<Duration>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1398,7 +1399,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_deadline: Cell::new(None),
+            latency_preemption_period: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1893,16 +1894,16 @@ impl Reactor {
         // every pass (two cancellations and three SQEs per pass, which at
         // one request per pass cost more than the request). It fires early,
         // never late: it is kept only while it is due no later than a new
-        // one would be (see below), so a queue gets at most one shorter slice
-        // per period. If we sleep with it pending it may wake us once, as a
+        // one would be (armed with a period no longer than the current one),
+        // so a queue gets at most one shorter slice per period. If we sleep with it pending it may wake us once, as a
         // spurious wake-up. A sleep's user timer in the same slot is replaced
         // on every pass, as before.
         let pending = |src: &Option<Source>| src.as_ref().is_some_and(|s| s.result().is_none());
         let latency = self.latency_preemption_timeout_src.take();
-        if self.latency_preemption_deadline.get().is_some() && pending(&latency) {
+        if self.latency_preemption_period.get().is_some() && pending(&latency) {
             self.latency_preemption_timeout_src.set(latency);
         } else {
-            self.latency_preemption_deadline.set(None);
+            self.latency_preemption_period.set(None);
             drop(latency);
         }
 
@@ -1941,7 +1942,7 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_deadline.set(None);
+                self.latency_preemption_period.set(None);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
@@ -1971,17 +1972,19 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            let now = Instant::now();
+            // A pending timer armed with a period no longer than `preempt`
+            // (and so, armed before now, due before a new one would be) is
+            // kept; no clock read is needed to tell.
             let keep = self
-                .latency_preemption_deadline
+                .latency_preemption_period
                 .get()
-                .is_some_and(|due| due <= now + preempt);
+                .is_some_and(|period| period <= preempt);
             if !keep {
-                // Replaces (cancels) a user timer or a preemption timer due
-                // later than this one.
+                // Replaces (cancels) a user timer or a preemption timer armed
+                // with a longer period.
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_deadline.set(Some(now + preempt));
+                self.latency_preemption_period.set(Some(preempt));
             }
             flush_rings!(lat_ring, main_ring)?;
         }
