@@ -121,7 +121,10 @@ impl Timers {
 
     /// Return the duration until next event and the number of
     /// ready and woke timers.
-    fn process_timers(&mut self) -> (Option<Duration>, usize) {
+    /// Wakes the timers that are due; returns when the next one is due
+    /// (percore: an instant, so that the reactor can tell whether the timer
+    /// it armed for an earlier sleep still serves) and how many it woke.
+    fn process_timers(&mut self) -> (Option<Instant>, usize) {
         let now = Instant::now();
 
         // Split timers into ready and pending timers.
@@ -132,12 +135,7 @@ impl Timers {
             wake!(waker);
         }
 
-        // Calculate the duration until the next event.
-        let next = self
-            .timers
-            .keys()
-            .next()
-            .map(|(when, _)| when.saturating_duration_since(now));
+        let next = self.timers.keys().next().map(|(when, _)| *when);
         (next, woke)
     }
 }
@@ -830,7 +828,7 @@ impl Reactor {
     /// Processes ready timers and extends the list of wakers to wake.
     ///
     /// Returns the duration until the next timer
-    fn process_timers(&self) -> (Option<Duration>, usize) {
+    fn process_timers(&self) -> (Option<Instant>, usize) {
         let mut timers = self.timers.borrow_mut();
         timers.process_timers()
     }
@@ -871,7 +869,7 @@ impl Reactor {
         Ok(woke > 0)
     }
 
-    fn process_external_events(&self) -> (Option<Duration>, usize) {
+    fn process_external_events(&self) -> (Option<Instant>, usize) {
         let (next_timer, mut woke) = self.process_timers();
         woke += self.process_shared_channels();
         (next_timer, woke)

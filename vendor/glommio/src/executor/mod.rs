@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // percore: preempted (a completion on the latency ring) with
+                // queues still runnable: report work done, so that the caller
+                // polls I/O and comes back to them instead of parking the
+                // thread with runnable tasks and no event left to wake it.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;

@@ -53,6 +53,10 @@ use smallvec::SmallVec;
 
 const MSG_ZEROCOPY: i32 = 0x4000000;
 
+/// percore: how much later than asked a timer kept armed from an earlier
+/// sleep may fire (Linux's default timer slack for a thread).
+const TIMER_SLACK: Duration = Duration::from_micros(50);
+
 #[allow(dead_code)]
 #[derive(Debug)]
 enum UringOpDescriptor {
@@ -1268,6 +1272,9 @@ pub(crate) struct Reactor {
     /// preemption timer (not a sleep's user timer), the period it was armed
     /// with.
     latency_preemption_period: Cell<Option<Duration>>,
+    /// percore: no earlier than when the timer in
+    /// `latency_preemption_timeout_src` is due (read after it was submitted).
+    latency_timer_due: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1400,6 +1407,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_period: Cell::new(None),
+            latency_timer_due: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1872,7 +1880,7 @@ impl Reactor {
     pub(crate) fn wait<Preempt, F>(
         &self,
         preempt_timer: Preempt,
-        user_timer: Option<Duration>,
+        user_timer: Option<Instant>,
         mut woke: usize,
         process_remote_channels: F,
     ) -> io::Result<bool>
@@ -1889,21 +1897,23 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // percore: a preemption timer armed on an earlier pass and still
-        // pending stays armed, instead of being cancelled and armed anew on
-        // every pass (two cancellations and three SQEs per pass, which at
-        // one request per pass cost more than the request). It fires early,
-        // never late: it is kept only while it is due no later than a new
-        // one would be (armed with a period no longer than the current one),
-        // so a queue gets at most one shorter slice per period. If we sleep with it pending it may wake us once, as a
-        // spurious wake-up. A sleep's user timer in the same slot is replaced
-        // on every pass, as before.
+        // percore: the timer in the latency ring (a preemption timer, or a
+        // sleep's timer for the next user timer) stays armed while it is
+        // pending and due no later than the timer now needed, instead of
+        // being cancelled and armed anew on every pass: that was a cancel and
+        // a timeout SQE, each in its own io_uring_enter, and two completions
+        // on the latency ring (each a preemption), on every wake-up and again
+        // on every sleep, which at one request per pass cost more than the
+        // request. A kept timer fires early, never late (but for the slack
+        // below): a queue gets at most one shorter slice, a sleep at most one
+        // spurious wake-up, and then the timer is armed for what is due.
         let pending = |src: &Option<Source>| src.as_ref().is_some_and(|s| s.result().is_none());
         let latency = self.latency_preemption_timeout_src.take();
-        if self.latency_preemption_period.get().is_some() && pending(&latency) {
+        if pending(&latency) {
             self.latency_preemption_timeout_src.set(latency);
         } else {
             self.latency_preemption_period.set(None);
+            self.latency_timer_due.set(None);
             drop(latency);
         }
 
@@ -1941,11 +1951,24 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_period.set(None);
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+            if let Some(deadline) = user_timer {
+                // percore: a timer armed for this same deadline on an earlier
+                // sleep was armed relative to a clock read a few µs before its
+                // submission; TIMER_SLACK covers that (Linux lets a thread's
+                // timers slip by 50 µs by default too).
+                let keep = self.latency_timer_pending()
+                    && self
+                        .latency_timer_due
+                        .get()
+                        .is_some_and(|due| due <= deadline + TIMER_SLACK);
+                if !keep {
+                    let dur = deadline.saturating_duration_since(Instant::now());
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                    self.latency_preemption_period.set(None);
+                    self.latency_timer_due.set(Some(Instant::now() + dur));
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1972,21 +1995,29 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // A pending timer armed with a period no longer than `preempt`
-            // (and so, armed before now, due before a new one would be) is
-            // kept; no clock read is needed to tell.
+            // A pending preemption timer armed with a period no longer than
+            // `preempt` (and so, armed before now, due before a new one would
+            // be) is kept without a clock read; a sleep's timer is kept when
+            // it is due within `preempt`.
             let keep = self
                 .latency_preemption_period
                 .get()
-                .is_some_and(|period| period <= preempt);
+                .is_some_and(|period| period <= preempt)
+                || self
+                    .latency_timer_due
+                    .get()
+                    .is_some_and(|due| due <= Instant::now() + preempt);
             if !keep {
-                // Replaces (cancels) a user timer or a preemption timer armed
-                // with a longer period.
+                // Replaces (cancels) a sleep's timer or a preemption timer
+                // due later.
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_preemption_period.set(Some(preempt));
+                flush_rings!(lat_ring, main_ring)?;
+                self.latency_timer_due.set(Some(Instant::now() + preempt));
+            } else {
+                flush_rings!(lat_ring, main_ring)?;
             }
-            flush_rings!(lat_ring, main_ring)?;
         }
 
         // A Note about `need_preempt`:
@@ -1997,6 +2028,14 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// percore: whether the timer in the latency ring has yet to complete.
+    fn latency_timer_pending(&self) -> bool {
+        let src = self.latency_preemption_timeout_src.take();
+        let pending = src.as_ref().is_some_and(|s| s.result().is_none());
+        self.latency_preemption_timeout_src.set(src);
+        pending
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
