@@ -172,6 +172,9 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
+// percore: unused since the sleep handshake uses fences on both sides
+// (see `SleepNotifier::notify`); kept to keep the patch small.
+#[allow(dead_code)]
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
@@ -306,6 +309,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // percore: orders the event this notification is for (already
+        // published) before the read of `should_notify`; pairs with the
+        // fence the reactor makes after `prepare_to_sleep` (see `wait`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
